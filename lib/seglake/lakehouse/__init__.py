@@ -1,0 +1,136 @@
+"""Delta tables by name: ``bronze.web_events`` -> ``<root>/bronze/web_events``.
+
+One interface over two backends (see DESIGN.md): delta-spark when the Delta jars are on the JVM
+classpath, delta-rs otherwise. Every write is one Delta commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+
+from seglake.config import SeglakeConfig
+from seglake.lakehouse.backend import Backend, Commit, MergeSpec, Txn
+from seglake.lakehouse.errors import (
+    LakehouseError,
+    MergeKeyError,
+    SchemaMismatchError,
+    TableNotFoundError,
+)
+
+__all__ = [
+    "Commit",
+    "Lakehouse",
+    "LakehouseError",
+    "MergeKeyError",
+    "SchemaMismatchError",
+    "TableNotFoundError",
+    "Txn",
+    "make_backend",
+]
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+
+
+def make_backend(spark: SparkSession, choice: str = "auto") -> Backend:
+    """The backend for ``lakehouse.backend``: auto picks delta-spark when its jars are loaded."""
+    from seglake.lakehouse.delta_spark import DeltaSparkBackend, delta_spark_available
+
+    if choice not in ("auto", "delta-spark", "delta-rs"):
+        raise LakehouseError(f"unknown lakehouse backend {choice!r}")
+    if choice == "delta-spark" and not delta_spark_available(spark):
+        raise LakehouseError(
+            "lakehouse.backend is 'delta-spark' but the Delta classes are not on the JVM "
+            "classpath; start Spark with --packages io.delta:delta-spark_2.13:4.0.0 (or the "
+            "jars in spark.jars), or set lakehouse.backend to 'auto' or 'delta-rs'"
+        )
+    if choice == "delta-spark" or (choice == "auto" and delta_spark_available(spark)):
+        return DeltaSparkBackend(spark)
+    from seglake.lakehouse.delta_rs import DeltaRsBackend
+
+    return DeltaRsBackend(spark)
+
+
+class Lakehouse:
+    """Named Delta tables under one root, read and written through one backend."""
+
+    def __init__(
+        self, spark: SparkSession, root: str, backend: Backend, retention_hours: int = 168
+    ) -> None:
+        self.spark = spark
+        self.root = root if "://" in root else os.path.abspath(root)
+        self.backend = backend
+        self.retention_hours = retention_hours
+
+    @classmethod
+    def from_config(cls, spark: SparkSession, config: SeglakeConfig) -> Lakehouse:
+        backend = make_backend(spark, config.lakehouse.backend)
+        log.info("lakehouse at %s (%s backend)", config.lakehouse.root, backend.name)
+        return cls(spark, config.lakehouse.root, backend, config.lakehouse.vacuum_retention_hours)
+
+    def path(self, name: str) -> str:
+        """Where table ``layer.table`` lives."""
+        if not _NAME.match(name):
+            raise LakehouseError(
+                f"table name {name!r} must be '<layer>.<table>' in lower case, e.g. bronze.orders")
+        layer, table = name.split(".")
+        return f"{self.root.rstrip('/')}/{layer}/{table}"
+
+    def exists(self, name: str) -> bool:
+        return self.backend.exists(self.path(name))
+
+    def version(self, name: str) -> int:
+        return self.backend.version(self.path(name))
+
+    def read(self, name: str, version: int | None = None) -> DataFrame:
+        """The table at its latest version, or at ``version`` (time travel)."""
+        return self.backend.read(self.path(name), version)
+
+    def append(
+        self, name: str, df: DataFrame, partition_by: list[str] | None = None,
+        txn: Txn | None = None,
+    ) -> Commit:
+        """Add rows; new nullable columns extend the schema, incompatible changes fail."""
+        return self.backend.write(self.path(name), df, mode="append", partition_by=partition_by,
+                                  txn=txn)
+
+    def overwrite(
+        self, name: str, df: DataFrame, partition_by: list[str] | None = None,
+        replace_where: str | None = None, overwrite_schema: bool = False,
+        txn: Txn | None = None,
+    ) -> Commit:
+        """Replace the table, or only the rows matching ``replace_where`` (all rows of ``df``
+        must match it)."""
+        return self.backend.write(self.path(name), df, mode="overwrite",
+                                  partition_by=partition_by, replace_where=replace_where,
+                                  overwrite_schema=overwrite_schema, txn=txn)
+
+    def merge(
+        self, name: str, source: DataFrame, on: list[str] | str, *,
+        when_matched_update: bool | str = True, when_matched_delete: str | None = None,
+        when_not_matched_insert: bool | str = True, txn: Txn | None = None,
+    ) -> Commit:
+        """Upsert ``source`` on key columns. Conditions are SQL over aliases ``s`` and ``t``;
+        delete wins over update when both hold. Only files holding matched keys are rewritten."""
+        keys = (on,) if isinstance(on, str) else tuple(on)
+        spec = MergeSpec(keys, when_matched_update, when_matched_delete, when_not_matched_insert)
+        return self.backend.merge(self.path(name), source, spec, txn)
+
+    def delete(self, name: str, condition: str, txn: Txn | None = None) -> Commit:
+        """Delete the rows where ``condition`` is true (files without such rows are untouched)."""
+        return self.backend.delete(self.path(name), condition, txn)
+
+    def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Commits, newest first: version, timestamp, operation, parameters."""
+        return self.backend.history(self.path(name), limit)
+
+    def vacuum(self, name: str, retention_hours: int | None = None) -> list[str]:
+        """Delete files no version younger than the retention needs (erasure needs this)."""
+        hours = self.retention_hours if retention_hours is None else retention_hours
+        return self.backend.vacuum(self.path(name), hours)

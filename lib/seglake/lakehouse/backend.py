@@ -1,0 +1,83 @@
+"""The interface every Delta backend implements, on table paths; names live in ``Lakehouse``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pyspark.sql import DataFrame
+
+
+@dataclass(frozen=True)
+class Txn:
+    """Idempotence token: a write carrying (app_id, version) is skipped once the table holds it."""
+
+    app_id: str
+    version: int
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What one write did to a table (``skipped`` when a ``Txn`` had already been applied)."""
+
+    table: str
+    operation: str
+    version: int | None
+    files_added: int = 0
+    files_removed: int = 0
+    rows_added: int | None = None
+    rows_removed: int | None = None
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class MergeSpec:
+    """Clauses of a merge. Conditions are SQL over aliases ``s`` (source) and ``t`` (target)."""
+
+    on: tuple[str, ...]
+    matched_update: bool | str = True
+    matched_delete: str | None = None
+    not_matched_insert: bool | str = True
+
+
+class Backend(ABC):
+    """Delta reads and single-commit writes on one table path."""
+
+    name: str
+
+    @abstractmethod
+    def exists(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def version(self, path: str) -> int: ...
+
+    @abstractmethod
+    def read(self, path: str, version: int | None = None) -> DataFrame: ...
+
+    @abstractmethod
+    def write(
+        self,
+        path: str,
+        df: DataFrame,
+        *,
+        mode: Literal["append", "overwrite"],
+        partition_by: list[str] | None = None,
+        replace_where: str | None = None,
+        overwrite_schema: bool = False,
+        txn: Txn | None = None,
+    ) -> Commit: ...
+
+    @abstractmethod
+    def merge(
+        self, path: str, source: DataFrame, spec: MergeSpec, txn: Txn | None = None
+    ) -> Commit: ...
+
+    @abstractmethod
+    def delete(self, path: str, condition: str, txn: Txn | None = None) -> Commit: ...
+
+    @abstractmethod
+    def history(self, path: str, limit: int | None = None) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def vacuum(self, path: str, retention_hours: int) -> list[str]: ...

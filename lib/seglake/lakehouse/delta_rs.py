@@ -1,0 +1,509 @@
+"""Delta without the Delta jars: Spark writes Parquet, the driver commits it with ``deltalake``.
+
+A write goes in three steps. Spark executors write the data files into a hidden staging folder of
+the table (``_staging/<id>``); the driver moves them into the table's folder, reads their Parquet
+footers (metadata only) for the per-file statistics, and commits add/remove actions in one Delta
+transaction. Until that commit no reader sees the files; if Spark fails, nothing is committed and
+the staging folder is deleted. MERGE and DELETE find the files that hold affected rows, rewrite
+only those with Spark, and commit "remove old files + add rewritten ones" as one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import unquote, urlparse
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
+from deltalake import Schema as DeltaSchema
+from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
+from deltalake.transaction import (
+    AddAction,
+    CommitProperties,
+    RemoveAction,
+    Transaction,
+    create_table_with_add_actions,
+)
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from seglake.lakehouse.backend import Backend, Commit, MergeSpec, Txn
+from seglake.lakehouse.errors import (
+    LakehouseError,
+    MergeKeyError,
+    SchemaMismatchError,
+    TableNotFoundError,
+)
+from seglake.lakehouse.schema import check_partition_columns, conform, evolved_schema
+from seglake.lakehouse.stats import stats_json
+
+log = logging.getLogger(__name__)
+
+STAGING_DIR = "_staging"
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+FILE_COL = "__seglake_file"
+_KEY_RANGE_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.StringType, T.DateType)
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One live file of a snapshot: its log path, local path and size."""
+
+    rel: str
+    local: str
+    size: int
+    rows: int | None
+
+
+def _local(path: str) -> str:
+    """A filesystem path for a table path or URI Spark and pyarrow both understand."""
+    parsed = urlparse(path)
+    if parsed.scheme in ("", "file"):
+        return os.path.abspath(unquote(parsed.path) if parsed.scheme else path)
+    raise LakehouseError(
+        f"{path}: the delta-rs backend works on filesystem paths; for object stores run with "
+        "the Delta jars (lakehouse.backend: delta-spark)"
+    )
+
+
+def _spark_file_to_local(uri: str) -> str:
+    parsed = urlparse(uri)
+    return unquote(parsed.path) if parsed.scheme in ("", "file") else uri
+
+
+def _partition_values(rel: str) -> dict[str, str | None]:
+    values: dict[str, str | None] = {}
+    for segment in rel.split("/")[:-1]:
+        name, _, raw = segment.partition("=")
+        values[unquote(name)] = None if raw == NULL_PARTITION else unquote(raw)
+    return values
+
+
+def spark_schema(table: DeltaTable) -> T.StructType:
+    return T.StructType.fromJson(json.loads(table.schema().to_json()))
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return f"'{value.isoformat()}'" if hasattr(value, "isoformat") else str(value)
+
+
+class DeltaRsBackend(Backend):
+    name = "delta-rs"
+
+    def __init__(self, spark: SparkSession) -> None:
+        self.spark = spark
+        self.spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def _open(self, path: str, version: int | None = None) -> DeltaTable | None:
+        try:
+            return DeltaTable(_local(path), version=version)
+        except DeltaTableNotFound:
+            return None
+
+    def _require(self, path: str, version: int | None = None) -> DeltaTable:
+        table = self._open(path, version)
+        if table is None:
+            raise TableNotFoundError(f"no Delta table at {path}")
+        return table
+
+    def _files(self, table: DeltaTable) -> list[DataFile]:
+        root = _local(table.table_uri)
+        try:
+            actions = pa.table(table.get_add_actions(flatten=True))
+        except Exception:  # a table without files has no add actions to list
+            return []
+        paths = actions.column("path").to_pylist()
+        sizes = actions.column("size_bytes").to_pylist()
+        rows = actions.column("num_records").to_pylist()
+        return [
+            DataFile(unquote(p), os.path.join(root, unquote(p)), s, r)
+            for p, s, r in zip(paths, sizes, rows)
+        ]
+
+    def _prune(self, table: DeltaTable, files: list[DataFile], predicate: str) -> list[DataFile]:
+        """Files whose statistics or partition values may satisfy ``predicate`` (all if unsure)."""
+        try:
+            keep = {_local(u) for u in table.file_uris(file_pruning_predicate=predicate)}
+        except Exception as exc:  # delta-rs cannot parse it: scan every file
+            log.debug("no file pruning for %r: %s", predicate, exc)
+            return files
+        return [f for f in files if f.local in keep]
+
+    def exists(self, path: str) -> bool:
+        return self._open(path) is not None
+
+    def version(self, path: str) -> int:
+        return self._require(path).version()
+
+    # -- reads -------------------------------------------------------------------------------
+    def _scan(
+        self, table: DeltaTable, files: list[DataFile], with_file: bool = False
+    ) -> DataFrame:
+        schema = spark_schema(table)
+        names = [F.col(f"`{n}`") for n in schema.names]
+        if not files:
+            empty = self.spark.createDataFrame([], schema)
+            return empty.withColumn(FILE_COL, F.lit(None).cast("string")) if with_file else empty
+        reader = self.spark.read.schema(schema)
+        if table.metadata().partition_columns:
+            reader = reader.option("basePath", _local(table.table_uri))
+        df = reader.parquet(*[f.local for f in files])
+        if with_file:
+            names.append(F.col("_metadata.file_path").alias(FILE_COL))
+        return df.select(*names)
+
+    def read(self, path: str, version: int | None = None) -> DataFrame:
+        table = self._require(path, version)
+        return self._scan(table, self._files(table))
+
+    # -- writing files -----------------------------------------------------------------------
+    def _write_files(
+        self, path: str, df: DataFrame, partition_by: list[str], schema: T.StructType
+    ) -> list[AddAction]:
+        root = _local(path)
+        staging = os.path.join(root, STAGING_DIR, uuid.uuid4().hex)
+        fs = pafs.LocalFileSystem()
+        try:
+            writer = df.write.mode("errorifexists")
+            if partition_by:
+                writer = writer.partitionBy(*partition_by)
+            writer.parquet(staging)
+            written = [
+                info.path
+                for info in fs.get_file_info(pafs.FileSelector(staging, recursive=True))
+                if info.type == pafs.FileType.File
+                and info.path.endswith(".parquet")
+                and not os.path.basename(info.path).startswith((".", "_"))
+            ]
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                return [a for a in pool.map(lambda p: self._publish(root, staging, p, schema),
+                                            written) if a is not None]
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _publish(
+        self, root: str, staging: str, file: str, schema: T.StructType
+    ) -> AddAction | None:
+        """Move one staged file into the table folder; its add action, or None when empty."""
+        metadata = pq.read_metadata(file)
+        if metadata.num_rows == 0:
+            return None
+        rel = os.path.relpath(file, staging).replace(os.sep, "/")
+        target = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(file, target)
+        stat = os.stat(target)
+        return AddAction(
+            path=rel,
+            size=stat.st_size,
+            partition_values=_partition_values(rel),
+            modification_time=int(stat.st_mtime * 1000),
+            data_change=True,
+            stats=stats_json(metadata, schema),
+        )
+
+    def _commit(
+        self,
+        path: str,
+        table: DeltaTable | None,
+        operation: str,
+        adds: list[AddAction],
+        removes: list[DataFile],
+        schema: T.StructType,
+        partition_by: list[str],
+        txn: Txn | None,
+        mode: Literal["append", "overwrite"] = "append",
+    ) -> Commit:
+        properties = CommitProperties(
+            custom_metadata={"seglake.operation": operation},
+            app_transactions=[Transaction(txn.app_id, txn.version)] if txn else None,
+        )
+        delta_schema = DeltaSchema.from_json(schema.json())
+        now = int(time.time() * 1000)
+        if table is None:
+            create_table_with_add_actions(
+                _local(path),
+                delta_schema,
+                adds,
+                mode="error",
+                partition_by=partition_by or None,
+                commit_properties=properties,
+            )
+        else:
+            actions: list[AddAction | RemoveAction] = list(adds)
+            if mode == "append":
+                actions += [RemoveAction(f.rel, True, now, f.size) for f in removes]
+            table.create_write_transaction(
+                actions,
+                mode,
+                delta_schema,
+                partition_by=partition_by or None,
+                commit_properties=properties,
+            )
+        new_version = self._require(path).version()
+        return Commit(
+            table=path,
+            operation=operation,
+            version=new_version,
+            files_added=len(adds),
+            files_removed=len(removes),
+            rows_added=sum(json.loads(a.stats)["numRecords"] for a in adds),
+            rows_removed=sum(f.rows or 0 for f in removes),
+        )
+
+    @staticmethod
+    def _already_applied(table: DeltaTable | None, txn: Txn | None) -> bool:
+        if table is None or txn is None:
+            return False
+        applied = table.transaction_version(txn.app_id)
+        return applied is not None and applied >= txn.version
+
+    def _skipped(self, path: str, table: DeltaTable, operation: str, txn: Txn) -> Commit:
+        log.info("%s: %s skipped, txn %s/%s already applied", path, operation, txn.app_id,
+                 txn.version)
+        return Commit(path, operation, table.version(), skipped=True)
+
+    def _evolve(self, table: DeltaTable, current: T.StructType, final: T.StructType) -> None:
+        """Commit new nullable columns (metadata only) ahead of the data commit that uses them."""
+        added = [f for f in final.fields if f.name not in current.names]
+        if not added:
+            return
+        fields = DeltaSchema.from_json(T.StructType(added).json()).fields
+        table.alter.add_columns(fields)
+        log.info("added columns %s to %s", [f.name for f in added], table.table_uri)
+
+    # -- operations --------------------------------------------------------------------------
+    def write(
+        self,
+        path: str,
+        df: DataFrame,
+        *,
+        mode: Literal["append", "overwrite"],
+        partition_by: list[str] | None = None,
+        replace_where: str | None = None,
+        overwrite_schema: bool = False,
+        txn: Txn | None = None,
+    ) -> Commit:
+        table = self._open(path)
+        operation = "APPEND" if mode == "append" else (
+            "REPLACE WHERE" if replace_where else "OVERWRITE")
+        if self._already_applied(table, txn):
+            return self._skipped(path, table, operation, txn)
+        if replace_where and mode != "overwrite":
+            raise LakehouseError(f"{path}: replace_where needs mode='overwrite'")
+        if table is None:
+            parts = list(partition_by or [])
+            check_partition_columns(df.schema, parts, path)
+            current, final = None, df.schema
+        else:
+            parts = list(table.metadata().partition_columns)
+            if partition_by is not None and list(partition_by) != parts:
+                raise SchemaMismatchError(
+                    f"{path}: table is partitioned by {parts}, the write asks for "
+                    f"{list(partition_by)}; partitioning cannot change"
+                )
+            current = spark_schema(table)
+            if overwrite_schema and mode == "overwrite" and not replace_where:
+                check_partition_columns(df.schema, parts, path)
+                final = df.schema
+            else:
+                final = evolved_schema(current, df.schema, path)
+        data = conform(df, final, path)
+        removes: list[DataFile] = []
+        if table is not None and mode == "overwrite":
+            if replace_where:
+                data = data.where(
+                    F.when(F.expr(replace_where), F.lit(True)).otherwise(
+                        F.raise_error(F.lit(f"{path}: a written row does not match "
+                                            f"replace_where '{replace_where}'"))))
+                removes = self._files_with_rows(table, replace_where)
+                if removes:
+                    kept = self._scan(table, removes).where(
+                        ~F.coalesce(F.expr(replace_where), F.lit(False)))
+                    data = data.unionByName(conform(kept, final, path))
+            else:
+                removes = self._files(table)
+        adds = self._write_files(path, data, parts, final)
+        full_overwrite = table is not None and mode == "overwrite" and not replace_where
+        if table is not None and current is not None and not full_overwrite:
+            self._evolve(table, current, final)
+            table = self._require(path)
+        commit = self._commit(path, table, operation, adds, removes, final, parts, txn,
+                              mode="overwrite" if full_overwrite else "append")
+        log.info("%s: %s committed version %s (+%s rows in %s files, -%s files)", path,
+                 operation, commit.version, commit.rows_added, commit.files_added,
+                 commit.files_removed)
+        return commit
+
+    def _files_with_rows(self, table: DeltaTable, condition: str) -> list[DataFile]:
+        """Live files holding at least one row where ``condition`` is true."""
+        candidates = self._prune(table, self._files(table), condition)
+        if not candidates:
+            return []
+        hits = (
+            self._scan(table, candidates, with_file=True)
+            .where(F.coalesce(F.expr(condition), F.lit(False)))
+            .select(FILE_COL)
+            .distinct()
+            .collect()
+        )
+        wanted = {_spark_file_to_local(r[0]) for r in hits}
+        return [f for f in candidates if f.local in wanted]
+
+    def delete(self, path: str, condition: str, txn: Txn | None = None) -> Commit:
+        table = self._require(path)
+        if self._already_applied(table, txn):
+            return self._skipped(path, table, "DELETE", txn)
+        schema = spark_schema(table)
+        parts = list(table.metadata().partition_columns)
+        removes = self._files_with_rows(table, condition)
+        adds: list[AddAction] = []
+        if removes:
+            kept = self._scan(table, removes).where(~F.coalesce(F.expr(condition), F.lit(False)))
+            adds = self._write_files(path, kept, parts, schema)
+        commit = self._commit(path, table, "DELETE", adds, removes, schema, parts, txn)
+        log.info("%s: DELETE committed version %s (%s rows removed)", path, commit.version,
+                 (commit.rows_removed or 0) - (commit.rows_added or 0))
+        return commit
+
+    def merge(
+        self, path: str, source: DataFrame, spec: MergeSpec, txn: Txn | None = None
+    ) -> Commit:
+        table = self._open(path)
+        if self._already_applied(table, txn):
+            return self._skipped(path, table, "MERGE", txn)
+        keys = list(spec.on)
+        missing = [k for k in keys if k not in source.columns]
+        if missing:
+            raise SchemaMismatchError(f"{path}: merge keys {missing} are not in the source")
+        self._check_unique_keys(path, source, keys)
+        if table is None:
+            inserts = source
+            if isinstance(spec.not_matched_insert, str):
+                inserts = source.alias("s").where(F.expr(spec.not_matched_insert))
+            elif not spec.not_matched_insert:
+                inserts = source.limit(0)
+            return self.write(path, inserts, mode="append", txn=txn)
+        schema = spark_schema(table)
+        extra = [c for c in source.columns if c not in schema.names]
+        if extra:
+            raise SchemaMismatchError(
+                f"{path}: merge source has columns {extra} that the table lacks; "
+                "append them first or add them to the table"
+            )
+        evolved_schema(T.StructType([f for f in schema.fields if f.name in source.columns]),
+                       source.schema, path)
+        parts = list(table.metadata().partition_columns)
+        touched = self._files_with_keys(table, source, keys)
+        target = self._scan(table, touched).withColumn("__t", F.lit(True))
+        src = source.withColumn("__s", F.lit(True))
+        on = None
+        for k in keys:
+            clause = F.col(f"t.`{k}`") == F.col(f"s.`{k}`")
+            on = clause if on is None else on & clause
+        joined = target.alias("t").join(src.alias("s"), on, "full_outer")
+        in_t, in_s = F.col("t.__t").isNotNull(), F.col("s.__s").isNotNull()
+        matched = in_t & in_s
+
+        def cond(value: bool | str | None) -> Any:
+            if isinstance(value, str):
+                return F.coalesce(F.expr(value), F.lit(False))
+            return F.lit(bool(value))
+
+        action = (
+            F.when(matched & cond(spec.matched_delete), "delete")
+            .when(matched & cond(spec.matched_update), "update")
+            .when(in_t, "keep")
+            .when(cond(spec.not_matched_insert), "insert")
+            .otherwise("drop")
+        )
+        rows = joined.withColumn("__action", action).where(
+            F.col("__action").isin("keep", "update", "insert"))
+        columns = []
+        for field in schema.fields:
+            t_col = F.col(f"t.`{field.name}`")
+            if field.name in source.columns:
+                value = F.when(F.col("__action") == "keep", t_col).otherwise(
+                    F.col(f"s.`{field.name}`"))
+            else:
+                value = F.when(F.col("__action") == "keep", t_col).otherwise(
+                    F.when(F.col("__action") == "update", t_col))
+            columns.append(value.cast(field.dataType).alias(field.name))
+        result = conform(rows.select(*columns), schema, path)
+        adds = self._write_files(path, result, parts, schema)
+        commit = self._commit(path, table, "MERGE", adds, touched, schema, parts, txn)
+        log.info("%s: MERGE committed version %s (rewrote %s of %s files)", path,
+                 commit.version, len(touched), len(self._files(table)))
+        return commit
+
+    @staticmethod
+    def _check_unique_keys(path: str, source: DataFrame, keys: list[str]) -> None:
+        dupes = (source.where(" AND ".join(f"`{k}` IS NOT NULL" for k in keys))
+                 .groupBy(*keys).count().where("count > 1").limit(3).collect())
+        if dupes:
+            shown = ", ".join(str(tuple(r[k] for k in keys)) for r in dupes)
+            raise MergeKeyError(
+                f"{path}: the merge source has several rows for the same key {keys} "
+                f"(e.g. {shown}); de-duplicate the source first"
+            )
+
+    def _files_with_keys(
+        self, table: DeltaTable, source: DataFrame, keys: list[str]
+    ) -> list[DataFile]:
+        """Live files holding a row whose key appears in ``source``."""
+        files = self._files(table)
+        schema = spark_schema(table)
+        first = keys[0]
+        if isinstance(schema[first].dataType, _KEY_RANGE_TYPES):
+            low, high = source.agg(F.min(first), F.max(first)).first()
+            if low is None:
+                return []
+            files = self._prune(
+                table, files, f'"{first}" >= {_literal(low)} AND "{first}" <= {_literal(high)}')
+        if not files:
+            return []
+        hits = (
+            self._scan(table, files, with_file=True)
+            .select(FILE_COL, *[F.col(f"`{k}`") for k in keys])
+            .join(source.select(*keys).distinct(), keys, "left_semi")
+            .select(FILE_COL)
+            .distinct()
+            .collect()
+        )
+        wanted = {_spark_file_to_local(r[0]) for r in hits}
+        return [f for f in files if f.local in wanted]
+
+    # -- maintenance -------------------------------------------------------------------------
+    def history(self, path: str, limit: int | None = None) -> list[dict[str, Any]]:
+        entries = self._require(path).history(limit)
+        for entry in entries:
+            entry["operation"] = entry.pop("seglake.operation", None) or entry.get("operation")
+        return entries
+
+    def vacuum(self, path: str, retention_hours: int) -> list[str]:
+        table = self._require(path)
+        deleted = table.vacuum(
+            retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False)
+        staging = os.path.join(_local(path), STAGING_DIR)
+        cutoff = time.time() - retention_hours * 3600
+        if os.path.isdir(staging):
+            for entry in os.scandir(staging):
+                if entry.stat().st_mtime <= cutoff:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                    deleted.append(os.path.join(STAGING_DIR, entry.name))
+        log.info("%s: vacuum removed %s files", path, len(deleted))
+        return deleted
