@@ -401,12 +401,11 @@ class DeltaRsBackend(Backend):
         schema = spark_schema(table)
         extra = [c for c in source.columns if c not in schema.names]
         if extra:
-            raise SchemaMismatchError(
-                f"{path}: merge source has columns {extra} that the table lacks; "
-                "append them first or add them to the table"
-            )
-        evolved_schema(T.StructType([f for f in schema.fields if f.name in source.columns]),
-                       source.schema, path)
+            log.info("%s: merge source columns %s are used in conditions, not written", path,
+                     extra)
+        shared = [c for c in source.columns if c in schema.names]
+        evolved_schema(T.StructType([f for f in schema.fields if f.name in shared]),
+                       source.select(*shared).schema, path)
         parts = list(table.metadata().partition_columns)
         touched = self._files_with_keys(table, source, keys)
         target = self._scan(table, touched).withColumn("__t", F.lit(True))

@@ -126,6 +126,7 @@ class DeltaSparkBackend(Backend):
         if not self.exists(path):
             return self.write(path, source, mode="append", txn=txn)
         before = self.version(path)
+        columns = [c for c in source.columns if c in self.read(path).columns]
         on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.on)
         builder = self._table(path).alias("t").merge(source.alias("s"), on)
         if spec.matched_delete:
@@ -133,11 +134,11 @@ class DeltaSparkBackend(Backend):
         if spec.matched_update:
             cond = spec.matched_update if isinstance(spec.matched_update, str) else None
             builder = builder.whenMatchedUpdate(
-                condition=cond, set={f"`{c}`": f"s.`{c}`" for c in source.columns})
+                condition=cond, set={f"`{c}`": f"s.`{c}`" for c in columns})
         if spec.not_matched_insert:
             cond = spec.not_matched_insert if isinstance(spec.not_matched_insert, str) else None
             builder = builder.whenNotMatchedInsert(
-                condition=cond, values={f"`{c}`": f"s.`{c}`" for c in source.columns})
+                condition=cond, values={f"`{c}`": f"s.`{c}`" for c in columns})
         self._with_txn(txn, builder.execute)
         after = self.version(path)
         return self._last_commit(path, "MERGE", skipped=after == before)
