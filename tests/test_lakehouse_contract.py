@@ -110,7 +110,8 @@ def rows_of(records, schema: T.StructType) -> list[tuple]:
             values = [record[f.name] for f in schema.fields]
         else:
             values = list(record)
-        out.append(tuple(normalise(v, f.dataType) for v, f in zip(values, schema.fields)))
+        pairs = zip(values, schema.fields, strict=True)
+        out.append(tuple(normalise(v, f.dataType) for v, f in pairs))
     return sorted(out, key=repr)
 
 

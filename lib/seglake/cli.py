@@ -11,7 +11,7 @@ from importlib import metadata
 import yaml
 
 from seglake import __version__
-from seglake.config import ConfigError, SeglakeConfig, load_config
+from seglake.config import ConfigError, SeglakeConfig, config_reference, load_config
 
 log = logging.getLogger("seglake")
 
@@ -28,7 +28,10 @@ def _version(_: SeglakeConfig | None, __: argparse.Namespace) -> int:
     return 0
 
 
-def _show_config(config: SeglakeConfig, _: argparse.Namespace) -> int:
+def _show_config(config: SeglakeConfig, args: argparse.Namespace) -> int:
+    if getattr(args, "reference", False):
+        print(config_reference())
+        return 0
     print(yaml.safe_dump(config.model_dump(), sort_keys=False, allow_unicode=True), end="")
     return 0
 
@@ -74,9 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="seglake", parents=[_common(None)],
         description="Behavioral customer segmentation on a Spark + Delta Lake lakehouse.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (help_text, _) in COMMANDS.items():
-        sub.add_parser(name, parents=[_common(argparse.SUPPRESS)], help=help_text,
-                       description=help_text)
+    commands = {
+        name: sub.add_parser(name, parents=[_common(argparse.SUPPRESS)], help=help_text,
+                             description=help_text)
+        for name, (help_text, _) in COMMANDS.items()
+    }
+    commands["config"].add_argument(
+        "--reference", action="store_true",
+        help="print the reference of every key (Markdown, as in the README)")
     return parser
 
 

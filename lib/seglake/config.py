@@ -26,7 +26,11 @@ class _Section(BaseModel):
 
 
 class LakehouseConfig(_Section):
-    root: str = Field("./lakehouse", description="Directory or URI under which tables live.")
+    root: str = Field(
+        "./lakehouse",
+        description="Where tables live: `<root>/<layer>/<table>`. A directory (or mounted "
+        "path); object-store URIs need the delta-spark backend.",
+    )
     backend: Literal["auto", "delta-spark", "delta-rs"] = Field(
         "auto",
         description="Delta implementation: delta-spark when its jars are on the JVM classpath "
@@ -37,8 +41,19 @@ class LakehouseConfig(_Section):
     )
 
 
-class RootConfig(_Section):
-    root: str = Field(..., description="Directory.")
+class LandingConfig(_Section):
+    root: str = Field("./demo/landing", description="Where the sources deliver their files.")
+
+
+class TruthConfig(_Section):
+    root: str = Field(
+        "./demo/truth",
+        description="Ground truth written by the demo generator (no stage reads it).",
+    )
+
+
+class ReportsConfig(_Section):
+    root: str = Field("./reports", description="One folder per run: HTML report, diagnostics.")
 
 
 class SparkConfig(_Section):
@@ -59,9 +74,9 @@ class SeglakeConfig(_Section):
     """The one configuration object handed to every stage."""
 
     lakehouse: LakehouseConfig = Field(default_factory=LakehouseConfig)
-    landing: RootConfig = Field(default_factory=lambda: RootConfig(root="./demo/landing"))
-    truth: RootConfig = Field(default_factory=lambda: RootConfig(root="./demo/truth"))
-    reports: RootConfig = Field(default_factory=lambda: RootConfig(root="./reports"))
+    landing: LandingConfig = Field(default_factory=LandingConfig)
+    truth: TruthConfig = Field(default_factory=TruthConfig)
+    reports: ReportsConfig = Field(default_factory=ReportsConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
 
 
@@ -166,3 +181,13 @@ def _flat_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
         if isinstance(value, Mapping):
             keys.extend(_flat_keys(value, dotted + "."))
     return keys
+
+
+def config_reference() -> str:
+    """Markdown table of every key with its default and meaning, generated from the model."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    defaults = SeglakeConfig().model_dump()
+    for section, field in SeglakeConfig.model_fields.items():
+        for key, sub in field.annotation.model_fields.items():
+            rows.append(f"| `{section}.{key}` | `{defaults[section][key]}` | {sub.description} |")
+    return "\n".join(rows)

@@ -34,6 +34,7 @@ from deltalake.transaction import (
     Transaction,
     create_table_with_add_actions,
 )
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -131,7 +132,7 @@ class DeltaRsBackend(Backend):
         rows = actions.column("num_records").to_pylist()
         return [
             DataFile(unquote(p), os.path.join(root, unquote(p)), s, r)
-            for p, s, r in zip(paths, sizes, rows)
+            for p, s, r in zip(paths, sizes, rows, strict=True)
         ]
 
     def _prune(self, table: DeltaTable, files: list[DataFile], predicate: str) -> list[DataFile]:
@@ -390,6 +391,16 @@ class DeltaRsBackend(Backend):
         missing = [k for k in keys if k not in source.columns]
         if missing:
             raise SchemaMismatchError(f"{path}: merge keys {missing} are not in the source")
+        source = source.persist(StorageLevel.MEMORY_AND_DISK)  # read by four jobs below
+        try:
+            return self._merge(path, table, source, spec, keys, txn)
+        finally:
+            source.unpersist()
+
+    def _merge(
+        self, path: str, table: DeltaTable | None, source: DataFrame, spec: MergeSpec,
+        keys: list[str], txn: Txn | None,
+    ) -> Commit:
         self._check_unique_keys(path, source, keys)
         if table is None:
             inserts = source

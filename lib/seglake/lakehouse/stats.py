@@ -22,7 +22,7 @@ _NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 
 
 def leaf_columns(schema: T.StructType, prefix: tuple[str, ...] = ()) -> dict[str, tuple]:
-    """Parquet leaf path -> (nested key path, Spark type) for primitive columns and struct leaves."""
+    """Parquet leaf path -> (key path, Spark type) of primitive columns and struct leaves."""
     leaves: dict[str, tuple] = {}
     for field in schema.fields:
         path = (*prefix, field.name)

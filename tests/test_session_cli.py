@@ -1,0 +1,70 @@
+"""The Spark session seglake builds, and the command line."""
+
+from __future__ import annotations
+
+import os
+
+from seglake import __version__, cli
+from seglake.config import SeglakeConfig
+from seglake.session import get_spark, packaged_jars
+
+
+def test_active_session_is_reused(spark, config):
+    assert get_spark(config) is spark
+
+
+def test_local_session_settings(spark):
+    conf = spark.conf
+    assert conf.get("spark.sql.session.timeZone") == "UTC"
+    assert conf.get("spark.sql.parquet.outputTimestampType") == "TIMESTAMP_MICROS"
+    assert conf.get("spark.sql.adaptive.enabled") == "true"
+    assert conf.get("spark.sql.shuffle.partitions") == "2"
+    assert spark.sparkContext.master == "local[2]"
+
+
+def test_packaged_splink_jar_is_on_the_session(spark):
+    jars = packaged_jars()
+    assert any(os.path.basename(j).startswith("scala-udf-similarity") for j in jars)
+    assert all(os.path.isfile(j) for j in jars)
+    assert set(jars) <= set(spark.conf.get("spark.jars").split(","))
+    # the JVM really loaded it: splink's Jaro-Winkler UDF class resolves
+    spark._jvm.java.lang.Class.forName(
+        "uk.gov.moj.dash.linkage.JaroWinklerSimilarity", True,
+        spark._jvm.Thread.currentThread().getContextClassLoader())
+
+
+def test_active_session_gets_the_runtime_settings(spark, config):
+    spark.conf.set("spark.sql.session.timeZone", "Europe/Paris")
+    try:
+        assert get_spark(config).conf.get("spark.sql.session.timeZone") == "UTC"
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+
+
+def test_version_command(capsys):
+    assert cli.main(["version"]) == 0
+    out = capsys.readouterr().out
+    assert f"seglake {__version__}" in out and "pyspark 4.2.0" in out
+
+
+def test_config_command_prints_the_overridden_config(monkeypatch, capsys):
+    monkeypatch.setenv("SEGLAKE__LAKEHOUSE__ROOT", "/tmp/elsewhere")
+    assert cli.main(["config"]) == 0
+    assert "root: /tmp/elsewhere" in capsys.readouterr().out
+
+
+def test_check_round_trips_through_the_lakehouse(spark, config: SeglakeConfig, capsys,
+                                                 monkeypatch, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"lakehouse:\n  root: {tmp_path / 'lh'}\n", encoding="utf-8")
+    assert cli.main(["check", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Delta backend: delta-" in out and "read back 1000 rows" in out
+    assert (tmp_path / "lh" / "ops" / "healthcheck" / "_delta_log").is_dir()
+
+
+def test_help_lists_the_commands(capsys):
+    assert cli.main([]) == 0
+    out = capsys.readouterr().out
+    for command in ("version", "config", "check"):
+        assert command in out
