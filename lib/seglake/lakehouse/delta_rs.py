@@ -401,7 +401,7 @@ class DeltaRsBackend(Backend):
         self, path: str, table: DeltaTable | None, source: DataFrame, spec: MergeSpec,
         keys: list[str], txn: Txn | None,
     ) -> Commit:
-        self._check_unique_keys(path, source, keys)
+        key_range = self._key_range(path, source, keys)
         if table is None:
             inserts = source
             if isinstance(spec.not_matched_insert, str):
@@ -418,7 +418,7 @@ class DeltaRsBackend(Backend):
         evolved_schema(T.StructType([f for f in schema.fields if f.name in shared]),
                        source.select(*shared).schema, path)
         parts = list(table.metadata().partition_columns)
-        touched = self._files_with_keys(table, source, keys)
+        touched = self._files_with_keys(table, source, keys, key_range)
         target = self._scan(table, touched).withColumn("__t", F.lit(True))
         src = source.withColumn("__s", F.lit(True))
         on = None
@@ -461,27 +461,30 @@ class DeltaRsBackend(Backend):
         return commit
 
     @staticmethod
-    def _check_unique_keys(path: str, source: DataFrame, keys: list[str]) -> None:
-        dupes = (source.where(" AND ".join(f"`{k}` IS NOT NULL" for k in keys))
-                 .groupBy(*keys).count().where("count > 1").limit(3).collect())
-        if dupes:
+    def _key_range(path: str, source: DataFrame, keys: list[str]) -> tuple[Any, Any]:
+        """Min and max of the first key over the source, failing on duplicate keys (one job)."""
+        per_key = source.where(" AND ".join(f"`{k}` IS NOT NULL" for k in keys)).groupBy(
+            *keys).count()
+        profile = per_key.agg(F.max("count"), F.min(keys[0]), F.max(keys[0])).first()
+        if (profile[0] or 0) > 1:
+            dupes = per_key.where("count > 1").limit(3).collect()
             shown = ", ".join(str(tuple(r[k] for k in keys)) for r in dupes)
             raise MergeKeyError(
                 f"{path}: the merge source has several rows for the same key {keys} "
                 f"(e.g. {shown}); de-duplicate the source first"
             )
+        return profile[1], profile[2]
 
     def _files_with_keys(
-        self, table: DeltaTable, source: DataFrame, keys: list[str]
+        self, table: DeltaTable, source: DataFrame, keys: list[str], key_range: tuple[Any, Any]
     ) -> list[DataFile]:
         """Live files holding a row whose key appears in ``source``."""
+        low, high = key_range
+        if low is None:  # no non-null key: nothing can match
+            return []
         files = self._files(table)
-        schema = spark_schema(table)
         first = keys[0]
-        if isinstance(schema[first].dataType, _KEY_RANGE_TYPES):
-            low, high = source.agg(F.min(first), F.max(first)).first()
-            if low is None:
-                return []
+        if isinstance(spark_schema(table)[first].dataType, _KEY_RANGE_TYPES):
             files = self._prune(
                 table, files, f'"{first}" >= {_literal(low)} AND "{first}" <= {_literal(high)}')
         if not files:
