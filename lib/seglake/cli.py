@@ -13,8 +13,6 @@ import yaml
 from seglake import __version__
 from seglake.config import ConfigError, SeglakeConfig, config_reference, load_config
 
-log = logging.getLogger("seglake")
-
 Command = Callable[[SeglakeConfig, argparse.Namespace], int]
 
 

@@ -91,6 +91,13 @@ def _partition_values(rel: str) -> dict[str, str | None]:
     return values
 
 
+def _files_holding(rows: DataFrame, candidates: list[DataFile]) -> list[DataFile]:
+    """The candidates that hold at least one of ``rows`` (which carry ``FILE_COL``)."""
+    hits = rows.select(FILE_COL).distinct().collect()
+    wanted = {_spark_file_to_local(r[0]) for r in hits}
+    return [f for f in candidates if f.local in wanted]
+
+
 def spark_schema(table: DeltaTable) -> T.StructType:
     return T.StructType.fromJson(json.loads(table.schema().to_json()))
 
@@ -355,15 +362,9 @@ class DeltaRsBackend(Backend):
         candidates = self._prune(table, self._files(table), condition)
         if not candidates:
             return []
-        hits = (
-            self._scan(table, candidates, with_file=True)
-            .where(F.coalesce(F.expr(condition), F.lit(False)))
-            .select(FILE_COL)
-            .distinct()
-            .collect()
-        )
-        wanted = {_spark_file_to_local(r[0]) for r in hits}
-        return [f for f in candidates if f.local in wanted]
+        rows = self._scan(table, candidates, with_file=True).where(
+            F.coalesce(F.expr(condition), F.lit(False)))
+        return _files_holding(rows, candidates)
 
     def delete(self, path: str, condition: str, txn: Txn | None = None) -> Commit:
         table = self._require(path)
@@ -489,16 +490,12 @@ class DeltaRsBackend(Backend):
                 table, files, f'"{first}" >= {_literal(low)} AND "{first}" <= {_literal(high)}')
         if not files:
             return []
-        hits = (
+        rows = (
             self._scan(table, files, with_file=True)
             .select(FILE_COL, *[F.col(f"`{k}`") for k in keys])
             .join(source.select(*keys).distinct(), keys, "left_semi")
-            .select(FILE_COL)
-            .distinct()
-            .collect()
         )
-        wanted = {_spark_file_to_local(r[0]) for r in hits}
-        return [f for f in files if f.local in wanted]
+        return _files_holding(rows, files)
 
     # -- maintenance -------------------------------------------------------------------------
     def history(self, path: str, limit: int | None = None) -> list[dict[str, Any]]:
