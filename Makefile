@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/seglake demo generate --scale $(SCALE)
 	$(BIN)/seglake check
 
 test: $(STAMP)
@@ -23,6 +24,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/lakehouse_bench.py
+	$(BIN)/python bench/demo_bench.py --scale medium
 
 lint: $(STAMP)
 	$(BIN)/ruff check lib tests jobs bench
@@ -31,4 +33,4 @@ dist: $(STAMP)
 	$(BIN)/python -m pip wheel --no-deps -w dist .
 
 clean:
-	rm -rf $(VENV) build dist lakehouse reports bench/out
+	rm -rf $(VENV) build dist lakehouse reports demo bench/out

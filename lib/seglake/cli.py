@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -53,10 +54,44 @@ def _check(config: SeglakeConfig, _: argparse.Namespace) -> int:
     return 0 if rows == 1000 else 1
 
 
+def _demo(config: SeglakeConfig, args: argparse.Namespace) -> int:
+    """Generate the demo world's landing files and ground truth."""
+    from seglake.demo import DemoError, generate, resolve_scale
+    from seglake.session import get_spark
+
+    demo = config.demo
+    try:
+        spec = resolve_scale(
+            args.scale, days=args.days, seed=demo.seed if args.seed is None else args.seed,
+            start=args.start or demo.start, future_days=demo.future_days,
+            bad_row_rate=demo.bad_row_rate, cross_system_rate=demo.cross_system_rate,
+            duplicate_rate=demo.duplicate_rate)
+    except DemoError as exc:
+        print(f"seglake demo: {exc}", file=sys.stderr)
+        return 2
+    spark = get_spark(config)
+    try:
+        result = generate(spark, spec, config.landing.root, config.truth.root, clean=args.clean)
+    except DemoError as exc:
+        print(f"seglake demo: {exc}", file=sys.stderr)
+        return 2
+    print(f"demo world: {spec.persons:,} customers, seed {spec.seed}, {spec.days} days from "
+          f"{spec.start} (+{spec.future_days} held back)")
+    print(f"landing {config.landing.root}: {result.landing_files} files, "
+          f"{result.total_rows:,} rows in {result.seconds:.0f} s "
+          f"({result.total_rows / max(result.seconds, 1e-9):,.0f} rows/s)")
+    for source, rows in sorted(result.rows.items()):
+        print(f"  {source:<13} {rows:>12,} rows  {result.bad_rows.get(source, 0):>8,} bad")
+    print(f"truth {config.truth.root}: persons, crm_records, landing_rows, future_orders, "
+          "manifest.json")
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Command]] = {
     "version": ("print the versions of seglake and its engines", _version),
     "config": ("print the configuration after file and environment overrides", _show_config),
     "check": ("start Spark and round-trip a table through the lakehouse", _check),
+    "demo": ("generate demo landing files with ground truth (demo generate ...)", _demo),
 }
 
 
@@ -83,7 +118,30 @@ def build_parser() -> argparse.ArgumentParser:
     commands["config"].add_argument(
         "--reference", action="store_true",
         help="print the reference of every key (Markdown, as in the README)")
+    demo = commands["demo"].add_subparsers(dest="demo_command", metavar="ACTION", required=True)
+    generate = demo.add_parser(
+        "generate", parents=[_common(argparse.SUPPRESS)],
+        help="write daily landing files and ground truth for a synthetic French retailer",
+        description="Write daily landing files (landing.root) and ground truth (truth.root). "
+        "Same seed, scale and start give byte-identical files; more --days extend the "
+        "same world.")
+    generate.add_argument("--scale", default="small",
+                          help="small (~2,000 customers, 90 days), medium (~100,000, 365 days), "
+                          "large (~1,000,000, 365 days) or a number of customers")
+    generate.add_argument("--seed", type=int, help="world seed (default: demo.seed)")
+    generate.add_argument("--days", type=int, help="observed days (default: by scale)")
+    generate.add_argument("--start", type=_date, help="first observed day, YYYY-MM-DD "
+                          "(default: demo.start)")
+    generate.add_argument("--clean", action="store_true",
+                          help="empty the landing and truth roots first (another world there)")
     return parser
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,6 +5,7 @@ Everything is validated before Spark starts, so a typo costs a second, not a JVM
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,6 +57,83 @@ class ReportsConfig(_Section):
     root: str = Field("./reports", description="One folder per run: HTML report, diagnostics.")
 
 
+class DemoConfig(_Section):
+    seed: int = Field(42, description="Seed of the demo world; same seed, same bytes.")
+    start: dt.date = Field(dt.date(2025, 9, 1), description="First observed day.")
+    future_days: int = Field(
+        60, ge=0, le=730,
+        description="Held-back days after the observed ones: their purchases go to the truth "
+        "root only (labels for propensity and churn).",
+    )
+    bad_row_rate: float = Field(
+        0.005, ge=0, le=0.5, description="Share of landing rows per source made bad on purpose."
+    )
+    cross_system_rate: float = Field(
+        0.30, ge=0, le=0.5,
+        description="Share of account holders who also have a record in the other CRM system.",
+    )
+    duplicate_rate: float = Field(
+        0.06, ge=0, le=0.5,
+        description="Share of account holders with a second account in their home CRM system.",
+    )
+
+
+class SourceConfig(_Section):
+    path: str = Field(description="Folder of the source's files, relative to `landing.root`.")
+    format: str = Field(description="Spark data source format (json, csv, parquet, ...).")
+    options: dict[str, str] = Field(default_factory=dict, description="Spark reader options.")
+    columns: str = Field(description="Declared columns as a Spark DDL string.")
+
+
+_CSV = {"header": "true", "encoding": "UTF-8"}
+_EVENT = ("event_id STRING, event_type STRING, event_ts STRING, {client} STRING, "
+          "session_id STRING, user_id STRING, {page} STRING, product_id STRING, category STRING, "
+          "search_query STRING, order_id STRING, utm_source STRING, utm_medium STRING, "
+          "utm_campaign STRING, {device}duration_s INT")
+
+
+def _strings(*names: str) -> str:
+    return ", ".join(f"{n} STRING" for n in names)
+
+
+def default_sources() -> dict[str, SourceConfig]:
+    """The sources the demo generator delivers; a team declares its own in the config file."""
+    return {
+        "web_events": SourceConfig(path="web_events", format="json", columns=_EVENT.format(
+            client="cookie_id", page="page", device="device STRING, ")),
+        "app_events": SourceConfig(path="app_events", format="json", columns=_EVENT.format(
+            client="device_id", page="screen", device="os STRING, app_version STRING, ")),
+        "orders": SourceConfig(
+            path="orders", format="json",
+            columns="order_id STRING, customer_ref STRING, ordered_at STRING, channel STRING, "
+            "store_id STRING, status STRING, currency STRING, lines ARRAY<STRUCT<product_id: "
+            "STRING, quantity: INT, unit_price: DOUBLE>>, discount DOUBLE, coupon_code STRING, "
+            "shipping_fee DOUBLE"),
+        "email_events": SourceConfig(
+            path="email_events", format="csv", options={**_CSV, "sep": ","},
+            columns=_strings("event_id", "campaign_id", "campaign_name", "email", "event",
+                             "event_time", "url", "bounce_type")),
+        "crm_eshop": SourceConfig(
+            path="crm_eshop", format="csv", options={**_CSV, "sep": ";"},
+            columns=_strings("id_client", "civilite", "prenom", "nom", "email", "telephone",
+                             "date_naissance", "adresse", "code_postal", "ville",
+                             "date_creation", "optin_email")),
+        "crm_loyalty": SourceConfig(
+            path="crm_loyalty", format="csv", options={**_CSV, "sep": ";"},
+            columns=_strings("num_carte", "nom", "prenom", "email", "tel_mobile", "date_naiss",
+                             "adresse_1", "cp", "ville", "date_adhesion", "points", "ca_cumule",
+                             "magasin")),
+        "consents": SourceConfig(
+            path="consents", format="csv", options={**_CSV, "sep": ","},
+            columns=_strings("consent_id", "email", "purpose", "status", "source",
+                             "updated_at")),
+        "products": SourceConfig(
+            path="products", format="csv", options={**_CSV, "sep": ";"},
+            columns=_strings("id_produit", "sku", "libelle", "categorie", "libelle_categorie",
+                             "marque", "prix_ttc", "date_creation")),
+    }
+
+
 class SparkConfig(_Section):
     master: str = Field("local[*]", description="Master URL for a session seglake builds itself.")
     app_name: str = Field("seglake", description="Spark application name.")
@@ -78,6 +156,11 @@ class SeglakeConfig(_Section):
     truth: TruthConfig = Field(default_factory=TruthConfig)
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
+    demo: DemoConfig = Field(default_factory=DemoConfig)
+    sources: dict[str, SourceConfig] = Field(
+        default_factory=default_sources,
+        description="Landing sources by name (what ingest reads); defaults: the demo sources.",
+    )
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -188,6 +271,12 @@ def config_reference() -> str:
     rows = ["| key | default | meaning |", "|---|---|---|"]
     defaults = SeglakeConfig().model_dump()
     for section, field in SeglakeConfig.model_fields.items():
+        if section == "sources":
+            names = ", ".join(f"`{n}`" for n in defaults[section])
+            rows.append(f"| `sources` | {names} | {field.description} |")
+            for key, sub in SourceConfig.model_fields.items():
+                rows.append(f"| `sources.<name>.{key}` | | {sub.description} |")
+            continue
         for key, sub in field.annotation.model_fields.items():
             rows.append(f"| `{section}.{key}` | `{defaults[section][key]}` | {sub.description} |")
     return "\n".join(rows)

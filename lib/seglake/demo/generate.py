@@ -87,7 +87,8 @@ def resolve_scale(scale: str | int, days: int | None = None, **options: Any) -> 
         raise DemoError(f"unknown scale {scale!r}: use small, medium, large or a number of "
                         "customers")
     options = {k: v for k, v in options.items() if v is not None}
-    return DemoSpec(persons=persons, days=days or default_days, **options).validate()
+    return DemoSpec(persons=persons, days=default_days if days is None else days,
+                    **options).validate()
 
 
 # ------------------------------------------------------------------------------- records
@@ -258,8 +259,7 @@ def generate(spark: SparkSession, spec: DemoSpec, landing_root: str, truth_root:
         return df
 
     persons = step("persons", population.persons(
-        spark, world.draws, spec.persons, world.horizon, spec.cross_system_rate,
-        spec.duplicate_rate))
+        spark, world.draws, spec.persons, spec.cross_system_rate, spec.duplicate_rate))
     crm = step("CRM records", population.crm_records(persons, world.draws))
     emails = step("email events", behaviour.email_events(world, persons))
     sessions = step("visits", behaviour.sessions(world, persons, behaviour.email_clicks(emails)))
@@ -324,7 +324,8 @@ def _write_truth(world: World, spec: DemoSpec, persons: DataFrame, crm: DataFram
     arch = F.array(*[F.lit(n) for n in names])
     persons.select(
         "person_id", F.element_at(arch, F.col("archetype") + 1).alias("archetype"),
-        F.element_at(arch, F.col("archetype2") + 1).alias("archetype2"), "mix_weight",
+        F.when(F.col("archetype2").isNotNull(), F.element_at(arch, F.col("archetype2") + 1))
+        .alias("archetype2"), "mix_weight",
         "has_account", "home_system", world.date(F.col("signup_day")).alias("signup_date"),
         world.date(F.col("churn_day")).alias("churn_date"), "email_optin", "gender",
         "first_name", "last_name", "birth_date", "email", "phone", "street",

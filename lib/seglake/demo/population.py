@@ -23,6 +23,7 @@ from seglake.demo.vocabulary import (
 ACCENTED = "àâäáãçéèêëíìîïñóòôöõúùûüÿœæÀÂÄÁÃÇÉÈÊËÍÌÎÏÑÓÒÔÖÕÚÙÛÜŸ"
 PLAIN = "aaaaaceeeeiiiinooooouuuuyoaAAAAACEEEEIIIINOOOOOUUUUY"
 SYSTEMS = ("eshop", "loyalty")
+NEW_CUSTOMER_SPAN = 365  # days after the start over which new customers sign up
 
 
 def fold_accents(col: Column) -> Column:
@@ -30,8 +31,8 @@ def fold_accents(col: Column) -> Column:
     return F.translate(col, ACCENTED, PLAIN)
 
 
-def persons(spark: SparkSession, draws: Draws, n: int, horizon_days: int,
-            cross_system_rate: float, duplicate_rate: float) -> DataFrame:
+def persons(spark: SparkSession, draws: Draws, n: int, cross_system_rate: float,
+            duplicate_rate: float) -> DataFrame:
     """One row per person: archetype (maybe a mixture), blended behaviour parameters, identity,
     sign-up and churn days (relative to the first observed day), and their CRM accounts."""
     pid = F.col("person_id")
@@ -57,7 +58,9 @@ def persons(spark: SparkSession, draws: Draws, n: int, horizon_days: int,
             [1.0] * len(ARCHETYPES[0].category_weights), "fav", pid)) \
         .withColumn("email_optin", draws.uniform("optin", pid) < F.col("p_email_optin"))
     is_new = F.col("archetype") == [a.name for a in ARCHETYPES].index("new_customer")
-    signup = F.when(is_new, F.floor(-30 + draws.uniform("signup", pid) * (horizon_days + 30))) \
+    # new customers keep arriving over a fixed year (not over the window, so a longer run
+    # continues the same world)
+    signup = F.when(is_new, F.floor(-30 + draws.uniform("signup", pid) * (NEW_CUSTOMER_SPAN + 30))) \
         .otherwise(-F.floor(30 + draws.uniform("signup", pid) * 5 * 365))
     df = df.withColumn("signup_day", F.when(F.col("has_account"), signup.cast("int")))
     churn_after = -F.log(1.0 - draws.uniform("churn", pid)) / F.col("p_churn_per_year") * 365
@@ -66,7 +69,7 @@ def persons(spark: SparkSession, draws: Draws, n: int, horizon_days: int,
     return _accounts(_identity(df, draws), draws, cross_system_rate, duplicate_rate)
 
 
-def crm_id(system: Column, person_id: Column, slot: int | Column) -> Column:
+def crm_id(system: Column | str, person_id: Column, slot: int | Column) -> Column:
     """Source-system id of a person's record in a slot: a bijection of (person, slot), so ids
     never collide, and unrelated to the person's identity data."""
     key = person_id * 4 + slot
@@ -74,6 +77,8 @@ def crm_id(system: Column, person_id: Column, slot: int | Column) -> Column:
                                          .cast("string"), 8, "0"))
     loyalty = F.concat(F.lit("29"), F.lpad(((key * 3_141_593 + 2_718_281) % 10_000_000_000)
                                             .cast("string"), 10, "0"))
+    if isinstance(system, str):
+        return eshop if system == "eshop" else loyalty
     return F.when(system == "eshop", eshop).otherwise(loyalty)
 
 
@@ -86,7 +91,7 @@ def _accounts(df: DataFrame, draws: Draws, cross_rate: float, duplicate_rate: fl
     dup = F.col("has_account") & draws.bernoulli(duplicate_rate, "dup", pid)
     day1 = signup + F.floor(draws.uniform("lag1", pid) * 400).cast("int")
     day2 = signup + (30 + F.floor(draws.uniform("lag2", pid) * 700)).cast("int")
-    eshop, loyalty = F.lit("eshop"), F.lit("loyalty")
+    eshop, loyalty = "eshop", "loyalty"
     return df.withColumn("cross_record", cross).withColumn("duplicate_record", dup) \
         .withColumn("eshop_id", F.when(F.col("has_account") & home_eshop, crm_id(eshop, pid, 0))
                     .when(cross, crm_id(eshop, pid, 1))) \
