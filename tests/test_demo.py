@@ -128,7 +128,7 @@ def test_truth_labels_every_landing_line_once(spark, config, world):
 
 def test_every_landing_file_parses_with_the_declared_sources(spark, config, world):
     labels = truth(spark, config, "landing_rows")
-    for name, source in config.sources.items():
+    for name in config.sources:
         df = landing(spark, config, name, corrupt=True).persist()
         declared = [f.name for f in df.schema.fields][:-1]
         assert declared == list(SOURCES[name].fields), name

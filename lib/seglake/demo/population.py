@@ -60,7 +60,8 @@ def persons(spark: SparkSession, draws: Draws, n: int, cross_system_rate: float,
     is_new = F.col("archetype") == [a.name for a in ARCHETYPES].index("new_customer")
     # new customers keep arriving over a fixed year (not over the window, so a longer run
     # continues the same world)
-    signup = F.when(is_new, F.floor(-30 + draws.uniform("signup", pid) * (NEW_CUSTOMER_SPAN + 30))) \
+    new_signup = F.floor(-30 + draws.uniform("signup", pid) * (NEW_CUSTOMER_SPAN + 30))
+    signup = F.when(is_new, new_signup) \
         .otherwise(-F.floor(30 + draws.uniform("signup", pid) * 5 * 365))
     df = df.withColumn("signup_day", F.when(F.col("has_account"), signup.cast("int")))
     churn_after = -F.log(1.0 - draws.uniform("churn", pid)) / F.col("p_churn_per_year") * 365
