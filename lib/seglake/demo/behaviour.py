@@ -16,8 +16,8 @@ from pyspark.sql import functions as F
 from seglake.demo.archetypes import ARCHETYPES
 from seglake.demo.calendar import HOUR_WEIGHTS, STORE_HOUR_WEIGHTS, gift_intensity, sale_intensity
 from seglake.demo.catalogue import PRODUCTS_PER_CATEGORY
-from seglake.demo.draws import index_below, pick
-from seglake.demo.population import pick_columns
+from seglake.demo.draws import hex16, index_below, pick
+from seglake.demo.population import pick_columns, signup_seconds
 from seglake.demo.vocabulary import CATEGORIES, UTM_ORGANIC
 from seglake.demo.world import World
 
@@ -104,7 +104,7 @@ def sessions(world: World, persons: DataFrame, email_clicks: DataFrame) -> DataF
     # a Sunday store visit moves to Saturday (most French shops close on Sunday)
     sunday = F.dayofweek(world.date(_col("day"))) == 1
     store = store.withColumn("day", F.when(sunday, _col("day") - 1).otherwise(_col("day")))
-    clicks = email_clicks.join(persons, "person_id").select(
+    clicks = email_clicks.select(
         "*",
         draws.hash("email_visit", pid, _col("campaign_id")).alias("session_key"),
         F.when(draws.uniform("e_app", pid, _col("campaign_id")) < 0.3, "app").otherwise("web")
@@ -267,7 +267,7 @@ def events(world: World, sessions_df: DataFrame) -> DataFrame:
 
 
 def order_id(key: Column) -> Column:
-    return F.concat(F.lit("CMD-"), F.lpad(F.hex(F.xxhash64(F.lit("order"), key)), 16, "0"))
+    return F.concat(F.lit("CMD-"), hex16(F.xxhash64(F.lit("order"), key)))
 
 
 def _device(world: World) -> Column:
@@ -289,11 +289,10 @@ def _client_id(world: World) -> Column:
     life = F.when(device == "desktop", 90).when(device == "tablet", 60).otherwise(30)
     phase = F.floor(draws.uniform("cookie_phase", pid, device) * life)
     epoch = F.floor((_col("day") + phase) / life)
-    cookie = F.concat(F.lit("ck."), F.lower(F.lpad(F.hex(draws.hash("cookie", pid, device, epoch)),
-                                                   16, "0")))
+    cookie = F.concat(F.lit("ck."), F.lower(hex16(draws.hash("cookie", pid, device, epoch))))
     install = F.floor((_col("day") + F.floor(draws.uniform("install", pid) * 365)) / 365)
-    raw = F.lpad(F.hex(draws.hash("device", pid, install)), 16, "0")
-    raw2 = F.lpad(F.hex(draws.hash("device2", pid, install)), 16, "0")
+    raw = hex16(draws.hash("device", pid, install))
+    raw2 = hex16(draws.hash("device2", pid, install))
     idfv = F.concat_ws("-", F.substring(raw, 1, 8), F.substring(raw, 9, 4),
                        F.substring(raw, 13, 4), F.substring(raw2, 1, 4), F.substring(raw2, 5, 12))
     android = F.lower(raw)
@@ -450,7 +449,7 @@ def email_events(world: World, persons: DataFrame) -> DataFrame:
             F.lit("?utm_source=newsletter&utm_medium=email&utm_campaign="),
             F.lower(_col("campaign_id")))).alias("url"),
         F.when(_col("e.event") == "bounce", "soft").alias("bounce_type"),
-        F.lower(F.lpad(F.hex(draws.hash("email_event", sk, _col("e.event"))), 16, "0"))
+        F.lower(hex16(draws.hash("email_event", sk, _col("e.event"))))
         .alias("event_id"))
 
 
@@ -465,8 +464,6 @@ def email_clicks(emails: DataFrame) -> DataFrame:
 def consents(world: World, persons: DataFrame, emails: DataFrame) -> DataFrame:
     """Marketing-email consent: granted at sign-up by those who opted in, withdrawn when they
     unsubscribe from a newsletter."""
-    from seglake.demo.population import signup_seconds
-
     granted = persons.where("has_account AND email_optin").select(
         "person_id", "email", F.lit("granted").alias("status"),
         F.when(_col("home_system") == "eshop", "eshop_signup").otherwise("loyalty_signup")
@@ -478,6 +475,6 @@ def consents(world: World, persons: DataFrame, emails: DataFrame) -> DataFrame:
         F.lit("email_unsubscribe").alias("source"), "day", (_col("seconds") + 1).alias("seconds"))
     df = granted.unionByName(withdrawn)
     return df.withColumn("purpose", F.lit("marketing_email")).withColumn(
-        "consent_id", F.concat(F.lit("CNS-"), F.lpad(F.hex(world.draws.hash(
-            "consent", _col("person_id"), _col("status"), _col("day"))), 16, "0")))
+        "consent_id", F.concat(F.lit("CNS-"), hex16(world.draws.hash(
+            "consent", _col("person_id"), _col("status"), _col("day")))))
 

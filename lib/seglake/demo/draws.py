@@ -72,6 +72,11 @@ def index_below(u: Column, weights: Sequence[float]) -> Column:
     return F.size(F.filter(array, lambda b: b <= u))
 
 
+def hex16(hash_value: Column) -> Column:
+    """A 64-bit hash as 16 upper-case hex digits (negative hashes in two's complement)."""
+    return F.lpad(F.hex(hash_value), 16, "0")
+
+
 def pick(values: Sequence[Any], index: Column) -> Column:
     """``values[index]`` for a literal list (0-based)."""
     return F.element_at(F.array(*[F.lit(v) for v in values]), index.cast("int") + 1)

@@ -21,8 +21,9 @@ from pyspark.sql import functions as F
 from seglake import __version__
 from seglake.demo import behaviour, population
 from seglake.demo.archetypes import archetype_names
+from seglake.demo.draws import hex16
 from seglake.demo.files import Storage
-from seglake.demo.landing import SOURCES, Source, french_decimal, render
+from seglake.demo.landing import SOURCES, french_decimal, render
 from seglake.demo.world import World
 
 log = logging.getLogger(__name__)
@@ -94,12 +95,12 @@ def resolve_scale(scale: str | int, days: int | None = None, **options: Any) -> 
 # ------------------------------------------------------------------------------- records
 
 def _hex_id(prefix: str, *parts: Column) -> Column:
-    return F.concat(F.lit(prefix), F.lower(F.lpad(F.hex(F.xxhash64(*parts)), 16, "0")))
+    return F.concat(F.lit(prefix), F.lower(hex16(F.xxhash64(*parts))))
 
 
 def _uuid(key: Column, salt: str) -> Column:
-    a = F.lower(F.lpad(F.hex(F.xxhash64(F.lit(salt + ":a"), key)), 16, "0"))
-    b = F.lower(F.lpad(F.hex(F.xxhash64(F.lit(salt + ":b"), key)), 16, "0"))
+    a = F.lower(hex16(F.xxhash64(F.lit(salt + ":a"), key)))
+    b = F.lower(hex16(F.xxhash64(F.lit(salt + ":b"), key)))
     return F.concat_ws("-", F.substring(a, 1, 8), F.substring(a, 9, 4),
                        F.concat(F.lit("4"), F.substring(a, 14, 3)),
                        F.concat(F.lit("a"), F.substring(b, 2, 3)), F.substring(b, 5, 12))
@@ -298,7 +299,7 @@ def generate(spark: SparkSession, spec: DemoSpec, landing_root: str, truth_root:
                 F.lit(source.header).alias("text"))
             lines = days.unionByName(lines)
         files += storage.write_daily_files(lines, f"{work}/{name}", landing_root, name,
-                                           lambda d, s=source: _file_name(world, s, d))
+                                           lambda d, s=source: s.file_name(world.day(d)))
         log.info("wrote %s", name)
 
     _write_truth(world, spec, persons, crm, orders, rendered, truth_root)
@@ -311,11 +312,6 @@ def generate(spark: SparkSession, spec: DemoSpec, landing_root: str, truth_root:
     for df in (persons, crm, emails, sessions, orders):
         df.unpersist()
     return result
-
-
-def _file_name(world: World, source: Source, batch_day: int) -> str:
-    date = world.start + dt.timedelta(days=batch_day)
-    return f"{source.name}_{date:%Y-%m-%d}.{source.extension}"
 
 
 def _write_truth(world: World, spec: DemoSpec, persons: DataFrame, crm: DataFrame,
@@ -337,11 +333,10 @@ def _write_truth(world: World, spec: DemoSpec, persons: DataFrame, crm: DataFram
         "crm_id", "system", "person_id", "slot", "variants", "first_name", "last_name", "email",
         "phone", "birth_date", "address", "postcode", "city",
     ).write.mode("overwrite").parquet(f"{truth_root}/crm_records")
-    csv_sources = [n for n, s in SOURCES.items() if s.kind == "csv"]
-    is_csv = F.col("source").isin(*csv_sources)
-    file_name = F.concat(F.col("source"), F.lit("/"), F.col("source"), F.lit("_"),
-                         F.date_format(world.date(F.col("batch_day")), "yyyy-MM-dd"),
-                         F.when(is_csv, ".csv").otherwise(".jsonl"))
+    date = world.date(F.col("batch_day"))
+    file_name = F.coalesce(*[F.when(F.col("source") == name, F.concat(
+        F.lit(f"{name}/"), source.file_column(date))) for name, source in SOURCES.items()])
+    is_csv = F.col("source").isin(*[n for n, s in SOURCES.items() if s.kind == "csv"])
     header = F.when(is_csv, 1).otherwise(0)
     rendered.select("source", file_name.alias("file"), (F.col("line") + header).alias("line"),
                     "record_id", "person_id", "defect", "detail") \

@@ -7,6 +7,7 @@ records into the exact text lines of the daily files and labels every line for t
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -55,8 +56,13 @@ class Source:
     def extension(self) -> str:
         return "jsonl" if self.kind == "json" else "csv"
 
-    def file_name(self, date: Column) -> Column:
-        return F.concat(F.lit(f"{self.name}/{self.name}_"), F.date_format(date, "yyyy-MM-dd"),
+    def file_name(self, date: dt.date) -> str:
+        """The day's file, inside the source's folder: ``<source>_<YYYY-MM-DD>.<ext>``."""
+        return f"{self.name}_{date:%Y-%m-%d}.{self.extension}"
+
+    def file_column(self, date: Column) -> Column:
+        """``file_name`` as a column, for per-row labels."""
+        return F.concat(F.lit(f"{self.name}_"), F.date_format(date, "yyyy-MM-dd"),
                         F.lit(f".{self.extension}"))
 
     @property

@@ -53,5 +53,8 @@ class World:
     def utc_timestamp(self, day: Column, seconds: Column) -> Column:
         return F.to_utc_timestamp(self.local_timestamp(day, seconds), TIMEZONE)
 
+    def day(self, index: int) -> dt.date:
+        return self.start + dt.timedelta(days=index)
+
     def date(self, day: Column) -> Column:
         return F.date_add(F.lit(self.start.isoformat()).cast("date"), day.cast("int"))
