@@ -83,6 +83,10 @@ class SourceConfig(_Section):
     format: str = Field(description="Spark data source format (json, csv, parquet, ...).")
     options: dict[str, str] = Field(default_factory=dict, description="Spark reader options.")
     columns: str = Field(description="Declared columns as a Spark DDL string.")
+    subject: dict[str, Literal["email", "customer_id", "client_id"]] = Field(
+        default_factory=dict,
+        description="Columns that identify a data subject, by kind (what `seglake erase` "
+        "deletes on): email, customer_id (CRM or account id) or client_id (cookie, device).")
 
 
 _CSV = {"header": "true", "encoding": "UTF-8"}
@@ -100,38 +104,98 @@ def default_sources() -> dict[str, SourceConfig]:
     """The sources the demo generator delivers; a team declares its own in the config file."""
     return {
         "web_events": SourceConfig(path="web_events", format="json", columns=_EVENT.format(
-            client="cookie_id", page="page", device="device STRING, ")),
+            client="cookie_id", page="page", device="device STRING, "),
+            subject={"user_id": "customer_id", "cookie_id": "client_id"}),
         "app_events": SourceConfig(path="app_events", format="json", columns=_EVENT.format(
-            client="device_id", page="screen", device="os STRING, app_version STRING, ")),
+            client="device_id", page="screen", device="os STRING, app_version STRING, "),
+            subject={"user_id": "customer_id", "device_id": "client_id"}),
         "orders": SourceConfig(
             path="orders", format="json",
             columns="order_id STRING, customer_ref STRING, ordered_at STRING, channel STRING, "
             "store_id STRING, status STRING, currency STRING, lines ARRAY<STRUCT<product_id: "
             "STRING, quantity: INT, unit_price: DOUBLE>>, discount DOUBLE, coupon_code STRING, "
-            "shipping_fee DOUBLE"),
+            "shipping_fee DOUBLE", subject={"customer_ref": "customer_id"}),
         "email_events": SourceConfig(
             path="email_events", format="csv", options={**_CSV, "sep": ","},
             columns=_strings("event_id", "campaign_id", "campaign_name", "email", "event",
-                             "event_time", "url", "bounce_type")),
+                             "event_time", "url", "bounce_type"),
+            subject={"email": "email"}),
         "crm_eshop": SourceConfig(
             path="crm_eshop", format="csv", options={**_CSV, "sep": ";"},
             columns=_strings("id_client", "civilite", "prenom", "nom", "email", "telephone",
                              "date_naissance", "adresse", "code_postal", "ville",
-                             "date_creation", "optin_email")),
+                             "date_creation", "optin_email"),
+            subject={"id_client": "customer_id", "email": "email"}),
         "crm_loyalty": SourceConfig(
             path="crm_loyalty", format="csv", options={**_CSV, "sep": ";"},
             columns=_strings("num_carte", "nom", "prenom", "email", "tel_mobile", "date_naiss",
                              "adresse_1", "cp", "ville", "date_adhesion", "points", "ca_cumule",
-                             "magasin")),
+                             "magasin"),
+            subject={"num_carte": "customer_id", "email": "email"}),
         "consents": SourceConfig(
             path="consents", format="csv", options={**_CSV, "sep": ","},
             columns=_strings("consent_id", "email", "purpose", "status", "source",
-                             "updated_at")),
+                             "updated_at"),
+            subject={"email": "email"}),
         "products": SourceConfig(
             path="products", format="csv", options={**_CSV, "sep": ";"},
             columns=_strings("id_produit", "sku", "libelle", "categorie", "libelle_categorie",
                              "marque", "prix_ttc", "date_creation")),
     }
+
+
+class IngestConfig(_Section):
+    checkpoint_root: str = Field(
+        "", description="Streaming checkpoints of ingest, one folder per source; empty: "
+        "`<lakehouse.root>/_checkpoints/ingest`.")
+    max_corrupt_share: float = Field(
+        0.5, ge=0, le=1,
+        description="A file with a larger share of unparseable records is rejected whole "
+        "(binary junk, wrong format) and recorded in the run log; the other files go in.")
+    max_files_per_batch: int = Field(
+        0, ge=0, description="Files per ingest batch (0: all new files in one batch).")
+
+
+class RefineConfig(_Section):
+    future_tolerance_hours: int = Field(
+        24, ge=0, description="Timestamps later than now plus this are quarantined.")
+    max_unit_price: float = Field(
+        10_000.0, gt=0, description="Order line unit prices above this are quarantined.")
+    max_quantity: int = Field(
+        100, gt=0, description="Order line quantities above this are quarantined.")
+    max_turnover: float = Field(
+        1_000_000.0, gt=0, description="Loyalty cumulative turnover above this is quarantined.")
+    event_types: list[str] = Field(
+        default_factory=lambda: ["page_view", "product_view", "search", "add_to_cart",
+                                 "remove_from_cart", "checkout_start", "purchase", "login"],
+        description="Known web/app event types; other values are quarantined.")
+    email_events: list[str] = Field(
+        default_factory=lambda: ["sent", "delivered", "bounce", "open", "click",
+                                 "unsubscribe", "complaint"],
+        description="Known email platform event names.")
+    order_statuses: list[str] = Field(
+        default_factory=lambda: ["completed", "returned", "cancelled"],
+        description="Known order statuses.")
+    consent_statuses: list[str] = Field(
+        default_factory=lambda: ["granted", "withdrawn"], description="Known consent states.")
+    timezone: str = Field(
+        "Europe/Paris", description="Time zone of local times without an offset (CRM dates).")
+
+
+class PrivacyConfig(_Section):
+    demo_mode: bool = Field(
+        False, description="Use a fixed, public demo key when SEGLAKE_PSEUDONYMIZATION_KEY is "
+        "unset (demo data only; said loudly in the log).")
+    phone_region: str = Field("FR", description="Region of phone numbers without a +prefix.")
+
+
+class QualityConfig(_Section):
+    blocking: list[str] = Field(
+        default_factory=lambda: ["silver.events", "silver.orders", "silver.order_lines",
+                                 "silver.customers_raw", "silver.consents"],
+        description="Silver tables whose quality suite blocks the commit when it fails; the "
+        "others only record their results.")
+    data_docs: bool = Field(True, description="Write GX Data Docs HTML into the run's report.")
 
 
 class SparkConfig(_Section):
@@ -157,6 +221,10 @@ class SeglakeConfig(_Section):
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    refine: RefineConfig = Field(default_factory=RefineConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
     sources: dict[str, SourceConfig] = Field(
         default_factory=default_sources,
         description="Landing sources by name (what ingest reads); defaults: the demo sources.",

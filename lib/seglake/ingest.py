@@ -1,0 +1,212 @@
+"""Landing -> bronze: every landing record exactly once, nothing dropped.
+
+Each source is a Structured Streaming read (any Spark format from config) run with
+``trigger(availableNow=True)`` and a checkpoint per source: new files since the last run form
+the next micro-batch. Its ``foreachBatch`` writes bronze through the lakehouse with the batch id
+as an idempotent transaction, so a run killed half-way replays the batch without duplicating it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from pyspark.errors import AnalysisException
+from pyspark.errors.exceptions.captured import StreamingQueryException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from seglake.config import SeglakeConfig, SourceConfig
+from seglake.lakehouse import Lakehouse, Txn
+from seglake.runlog import RunLog
+
+log = logging.getLogger(__name__)
+
+CORRUPT = "_corrupt_record"
+# readers that keep the text of a record they cannot parse in a column of that name
+KEEPS_CORRUPT = {"json", "csv"}
+INGEST_FILES = "ops.ingest_files"
+FILES_SCHEMA = T.StructType([
+    T.StructField("source", T.StringType()),
+    T.StructField("file", T.StringType()),
+    T.StructField("batch_id", T.LongType()),
+    T.StructField("records", T.LongType()),
+    T.StructField("corrupt_records", T.LongType()),
+    T.StructField("status", T.StringType()),
+    T.StructField("reason", T.StringType()),
+    T.StructField("run_id", T.StringType()),
+])
+UNDECODABLE = ("\ufffd", "\u0000")  # what a wrong encoding or binary junk decodes to
+
+
+class IngestError(RuntimeError):
+    """A source could not be ingested (bad declaration, unreachable storage, ...)."""
+
+
+@dataclass
+class SourceResult:
+    source: str
+    batches: int = 0
+    rows: int = 0
+    rows_loaded: int = 0
+    files_loaded: int = 0
+    files_rejected: list[tuple[str, str]] = field(default_factory=list)
+
+
+def bronze_table(source: str) -> str:
+    return f"bronze.{source}"
+
+
+def declared_schema(source: SourceConfig) -> T.StructType:
+    """The declared columns, plus the corrupt-record column for readers that fill one."""
+    schema = T.StructType.fromDDL(source.columns) if source.columns.strip() else T.StructType()
+    if source.format in KEEPS_CORRUPT and CORRUPT not in schema.names:
+        schema = schema.add(CORRUPT, T.StringType())
+    return schema
+
+
+def source_stream(spark: SparkSession, config: SeglakeConfig, name: str) -> DataFrame:
+    """The source as a stream with ``_source_file`` (file formats; else the format's name)."""
+    source = config.sources[name]
+    options = dict(source.options)
+    if source.format in KEEPS_CORRUPT:
+        options.setdefault("mode", "PERMISSIVE")
+        options.setdefault("columnNameOfCorruptRecord", CORRUPT)
+    if config.ingest.max_files_per_batch:
+        options.setdefault("maxFilesPerTrigger", str(config.ingest.max_files_per_batch))
+    reader = spark.readStream.format(source.format).options(**options)
+    schema = declared_schema(source)
+    if schema.fields:
+        reader = reader.schema(schema)
+    if source.path:
+        stream = reader.load(f"{config.landing.root.rstrip('/')}/{source.path}")
+    else:
+        stream = reader.load()
+    try:
+        return stream.withColumn("_source_file", F.col("_metadata.file_path"))
+    except AnalysisException:  # not a file source (kafka, ...): no per-file metadata
+        return stream.withColumn("_source_file", F.lit(source.format))
+
+
+def file_verdicts(batch: DataFrame, max_corrupt_share: float) -> list[tuple[str, int, int, str]]:
+    """(file, records, corrupt records, rejection reason or '') for each file of a batch.
+
+    A file is rejected whole when it holds undecodable bytes (wrong encoding, binary junk) or
+    when more than ``max_corrupt_share`` of its records do not parse (not this format at all).
+    """
+    strings = [F.coalesce(F.col(f.name), F.lit("")) for f in batch.schema.fields
+               if isinstance(f.dataType, T.StringType) and f.name != "_source_file"]
+    text = F.concat(*strings) if strings else F.lit("")
+    undecodable = F.lit(False)
+    for marker in UNDECODABLE:
+        undecodable = undecodable | text.contains(marker)
+    corrupt = F.col(CORRUPT).isNotNull() if CORRUPT in batch.columns else F.lit(False)
+    stats = batch.groupBy("_source_file").agg(
+        F.count(F.lit(1)).alias("records"),
+        F.sum(corrupt.cast("long")).alias("corrupt"),
+        F.sum(undecodable.cast("long")).alias("undecodable"),
+    ).collect()
+    verdicts = []
+    for row in sorted(stats, key=lambda r: r["_source_file"] or ""):
+        reason = ""
+        if row["undecodable"]:
+            reason = (f"{row['undecodable']} of {row['records']} records hold bytes that do not "
+                      "decode (wrong encoding or binary content)")
+        elif row["corrupt"] > max_corrupt_share * row["records"]:
+            reason = (f"{row['corrupt']} of {row['records']} records do not parse "
+                      "(not this source's format)")
+        verdicts.append((row["_source_file"], row["records"], row["corrupt"], reason))
+    return verdicts
+
+
+def ingest_source(
+    spark: SparkSession, config: SeglakeConfig, lakehouse: Lakehouse, name: str, runlog: RunLog
+) -> SourceResult:
+    """Run the source's stream until the files present now are all in bronze."""
+    if name not in config.sources:
+        raise IngestError(f"unknown source {name!r}; declared: {', '.join(config.sources)}")
+    table = bronze_table(name)
+    result = SourceResult(name)
+    app_id = f"seglake-ingest:{name}"
+
+    def write_batch(batch: DataFrame, batch_id: int) -> None:
+        batch = batch.withColumn("_ingested_at", F.current_timestamp()) \
+            .withColumn("_batch_id", F.lit(batch_id).cast("long")).persist()
+        try:
+            verdicts = file_verdicts(batch, config.ingest.max_corrupt_share)
+            rejected = [file for file, _, _, reason in verdicts if reason]
+            loaded = batch.where(~F.col("_source_file").isin(rejected)) if rejected else batch
+            commit = lakehouse.append(table, loaded, txn=Txn(app_id, batch_id))
+            files = spark.createDataFrame(
+                [(name, file, batch_id, records, corrupt, "rejected" if reason else "loaded",
+                  reason or None, runlog.run_id)
+                 for file, records, corrupt, reason in verdicts], FILES_SCHEMA)
+            lakehouse.append(INGEST_FILES, files, txn=Txn(app_id, batch_id))
+        finally:
+            batch.unpersist()
+        rows = sum(v[1] for v in verdicts)
+        rows_loaded = sum(v[1] for v in verdicts if not v[3])
+        for file, _, _, reason in verdicts:
+            if reason:
+                log.error("%s: rejected %s: %s", name, file, reason)
+        result.batches += 1
+        result.rows += rows
+        result.rows_loaded += rows_loaded
+        result.files_loaded += len(verdicts) - len(rejected)
+        result.files_rejected += [(f, r) for f, _, _, r in verdicts if r]
+        runlog.record(
+            source=name, table=table, batch_id=batch_id, rows_in=rows, rows_out=rows_loaded,
+            rejected_files=len(rejected),
+            status="rejected_files" if rejected else "ok",
+            message="; ".join(f"{f}: {r}" for f, _, _, r in verdicts if r)
+            + (" (batch already in bronze: replayed)" if commit.skipped else ""))
+
+    checkpoint = f"{_checkpoint_root(config, lakehouse)}/{name}"
+    try:
+        query = (source_stream(spark, config, name).writeStream
+                 .foreachBatch(write_batch)
+                 .option("checkpointLocation", checkpoint)
+                 .trigger(availableNow=True)
+                 .queryName(f"seglake_ingest_{name}")
+                 .start())
+        query.awaitTermination()
+    except (StreamingQueryException, AnalysisException) as exc:
+        raise IngestError(f"ingest of source {name!r} failed: {_first_line(exc)}") from exc
+    return result
+
+
+def _checkpoint_root(config: SeglakeConfig, lakehouse: Lakehouse) -> str:
+    return (config.ingest.checkpoint_root or f"{lakehouse.root}/_checkpoints/ingest").rstrip("/")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def run_ingest(
+    spark: SparkSession, config: SeglakeConfig, sources: list[str] | None = None,
+    runlog: RunLog | None = None,
+) -> list[SourceResult]:
+    """Ingest the named sources (default: all declared); the run log is written even when one
+    fails, and the failure is raised after the others ran."""
+    lakehouse = Lakehouse.from_config(spark, config)
+    runlog = runlog or RunLog(lakehouse, "ingest")
+    names = sources or list(config.sources)
+    unknown = [n for n in names if n not in config.sources]
+    if unknown:
+        raise IngestError(f"unknown source(s) {unknown}; declared: {', '.join(config.sources)}")
+    results, failures = [], []
+    for name in names:
+        try:
+            results.append(ingest_source(spark, config, lakehouse, name, runlog))
+        except IngestError as exc:
+            log.error("%s", exc)
+            runlog.record(source=name, table=bronze_table(name), status="failed",
+                          message=str(exc))
+            failures.append(str(exc))
+        runlog.flush()
+    if failures:
+        raise IngestError("; ".join(failures))
+    return results

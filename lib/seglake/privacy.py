@@ -1,0 +1,93 @@
+"""Pseudonymisation: keyed hashes (HMAC-SHA256) of canonical identifiers.
+
+The key comes only from ``SEGLAKE_PSEUDONYMIZATION_KEY``; it is never logged, never written and
+never put in a query plan (the hashing runs in a pandas UDF that holds it in its closure).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+from collections.abc import Mapping
+
+import pandas as pd
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+from pyspark.sql.functions import pandas_udf
+
+from seglake.config import PrivacyConfig
+
+log = logging.getLogger(__name__)
+
+KEY_VARIABLE = "SEGLAKE_PSEUDONYMIZATION_KEY"
+# Public on purpose: demo data only. Hashes made with it protect nothing.
+DEMO_KEY = "seglake-demo-key-not-secret"
+MIN_KEY_LENGTH = 16
+
+
+class PrivacyError(RuntimeError):
+    """The pseudonymisation key is missing or unusable."""
+
+
+def pseudonymization_key(config: PrivacyConfig, environ: Mapping[str, str] | None = None) -> bytes:
+    """The HMAC key from the environment; the demo key only when ``privacy.demo_mode`` is on."""
+    environ = os.environ if environ is None else environ
+    key = environ.get(KEY_VARIABLE, "")
+    if key:
+        if len(key) < MIN_KEY_LENGTH:
+            raise PrivacyError(f"{KEY_VARIABLE} is shorter than {MIN_KEY_LENGTH} characters; "
+                               "use a long random secret (e.g. `openssl rand -hex 32`)")
+        return key.encode("utf-8")
+    if config.demo_mode:
+        log.warning("*** DEMO MODE: %s is not set, pseudonymising with the PUBLIC demo key. "
+                    "Hashes made with it protect nothing; never use demo mode on real "
+                    "customer data. ***", KEY_VARIABLE)
+        return DEMO_KEY.encode("utf-8")
+    raise PrivacyError(
+        f"{KEY_VARIABLE} is not set: this stage writes pseudonymised identifiers and refuses to "
+        "run without the key. Set it from your secret store (e.g. `export "
+        f"{KEY_VARIABLE}=$(openssl rand -hex 32)`, kept stable across runs), or set "
+        "privacy.demo_mode: true for demo data only.")
+
+
+def canonical_email(email: Column) -> Column:
+    """Trimmed, lower case, inner whitespace removed; null when it cannot be an address."""
+    text = F.lower(F.regexp_replace(F.trim(email), r"\s+", ""))
+    return F.when(text.rlike(r"^[^@]+@[^@]+\.[^@]+$"), text)
+
+
+def e164_phone(phone: Column, region: str) -> Column:
+    """Phone number in E.164 (+33612345678) with ``phonenumbers``; null when not a number."""
+
+    @pandas_udf("string")
+    def to_e164(values: pd.Series) -> pd.Series:
+        import phonenumbers
+
+        def one(value: str | None) -> str | None:
+            if value is None or not value.strip():
+                return None
+            try:
+                number = phonenumbers.parse(value, region)
+            except phonenumbers.NumberParseException:
+                return None
+            if not phonenumbers.is_possible_number(number):
+                return None
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+        return values.map(one, na_action="ignore")
+
+    return to_e164(phone)
+
+
+def keyed_hash(value: Column, key: bytes) -> Column:
+    """HMAC-SHA256 of the UTF-8 text, hex; null stays null. Canonicalise the value first."""
+
+    @pandas_udf("string")
+    def hmac_sha256(values: pd.Series) -> pd.Series:
+        return values.map(
+            lambda v: hmac.new(key, v.encode("utf-8"), hashlib.sha256).hexdigest(),
+            na_action="ignore")
+
+    return hmac_sha256(value)

@@ -1,0 +1,84 @@
+"""``ops.run_log``: what each stage did, per source and batch — the counts that prove nothing
+was lost (bronze rows = silver rows + quarantined + duplicates removed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark.sql import types as T
+
+from seglake.lakehouse import Lakehouse
+
+log = logging.getLogger(__name__)
+
+RUN_LOG = "ops.run_log"
+SCHEMA = T.StructType([
+    T.StructField("run_id", T.StringType()),
+    T.StructField("stage", T.StringType()),
+    T.StructField("source", T.StringType()),
+    T.StructField("table", T.StringType()),
+    T.StructField("batch_id", T.LongType()),
+    T.StructField("rows_in", T.LongType()),
+    T.StructField("rows_out", T.LongType()),
+    T.StructField("quarantined", T.LongType()),
+    T.StructField("duplicates", T.LongType()),
+    T.StructField("rejected_files", T.LongType()),
+    T.StructField("status", T.StringType()),
+    T.StructField("message", T.StringType()),
+    T.StructField("started_at", T.TimestampType()),
+    T.StructField("finished_at", T.TimestampType()),
+])
+
+
+def new_run_id(stage: str) -> str:
+    """Sortable and unique: ``<stage>-<UTC time>-<random>``; also the run's report folder."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return f"{stage}-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+@dataclass
+class RunLog:
+    """Collects a stage's entries and appends them to ``ops.run_log`` in one commit per flush."""
+
+    lakehouse: Lakehouse
+    stage: str
+    run_id: str = ""
+    started_at: dt.datetime = field(default_factory=utc_now)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.run_id = self.run_id or new_run_id(self.stage)
+
+    def record(self, *, status: str = "ok", message: str = "", **counts: Any) -> dict[str, Any]:
+        """One entry (source, table, batch_id, rows_in, rows_out, quarantined, duplicates,
+        rejected_files); unknown keys are a bug, so they raise."""
+        unknown = set(counts) - set(SCHEMA.fieldNames())
+        if unknown:
+            raise TypeError(f"not run-log columns: {sorted(unknown)}")
+        entry = {name: None for name in SCHEMA.fieldNames()}
+        entry.update(counts, run_id=self.run_id, stage=self.stage, status=status,
+                     message=message, started_at=self.started_at, finished_at=utc_now())
+        self.entries.append(entry)
+        log.info("%s %s%s%s: in %s, out %s%s", self.stage, entry["source"] or "",
+                 f" -> {entry['table']}" if entry["table"] else "",
+                 f" batch {entry['batch_id']}" if entry["batch_id"] is not None else "",
+                 entry["rows_in"], entry["rows_out"],
+                 f" ({status}: {message})" if status != "ok" or message else "")
+        return entry
+
+    def flush(self) -> None:
+        """Append the entries not yet written."""
+        if not self.entries:
+            return
+        rows = [tuple(e[name] for name in SCHEMA.fieldNames()) for e in self.entries]
+        df = self.lakehouse.spark.createDataFrame(rows, SCHEMA)
+        self.lakehouse.append(RUN_LOG, df)
+        self.entries = []
