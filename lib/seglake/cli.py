@@ -87,11 +87,88 @@ def _demo(config: SeglakeConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _ingest(config: SeglakeConfig, args: argparse.Namespace) -> int:
+    """Landing -> bronze, each new landing file exactly once."""
+    from seglake.ingest import IngestError, run_ingest
+    from seglake.session import get_spark
+
+    spark = get_spark(config)
+    try:
+        results = run_ingest(spark, config, args.source or None)
+    except IngestError as exc:
+        print(f"seglake ingest: {exc}", file=sys.stderr)
+        return 1
+    for r in results:
+        print(f"  {r.source:<13} {r.batches} batch(es), {r.files_loaded:>4} files, "
+              f"{r.rows_loaded:>10,} rows into bronze.{r.source}")
+        for file, reason in r.files_rejected:
+            print(f"    REJECTED {file}: {reason}")
+    return 0
+
+
+def _refine(config: SeglakeConfig, args: argparse.Namespace) -> int:
+    """Bronze -> silver with rules, quarantine, quality gates and pseudonymisation."""
+    from seglake.lakehouse import Lakehouse
+    from seglake.privacy import PrivacyError
+    from seglake.refine import RefineError, run_refine
+    from seglake.runlog import RunLog
+    from seglake.session import get_spark
+
+    spark = get_spark(config)
+    runlog = RunLog(Lakehouse.from_config(spark, config), "refine")
+    try:
+        results = run_refine(spark, config, args.source or None, runlog=runlog)
+    except PrivacyError as exc:
+        print(f"seglake refine: {exc}", file=sys.stderr)
+        return 2
+    except RefineError as exc:
+        print(f"seglake refine: {exc}", file=sys.stderr)
+        return 1
+    print(f"  {'source':<13} {'bronze':>10} {'silver':>10} {'quarantined':>12} "
+          f"{'duplicates':>11}")
+    for r in results:
+        print(f"  {r.source:<13} {r.bronze_rows:>10,} {r.silver_rows:>10,} "
+              f"{r.quarantined:>12,} {r.duplicates:>11,}")
+    print(f"run {runlog.run_id}: counts in ops.run_log, checks in ops.quality_results, "
+          f"Data Docs in {config.reports.root}/{runlog.run_id}/quality/")
+    return 0
+
+
+def _erase(config: SeglakeConfig, args: argparse.Namespace) -> int:
+    """Delete one data subject from every table (and, with --vacuum, from old versions)."""
+    from seglake.erasure import ErasureError, erase
+    from seglake.privacy import PrivacyError
+    from seglake.session import get_spark
+
+    spark = get_spark(config)
+    try:
+        result = erase(spark, config, email=args.email, customer_key=args.customer_key,
+                       vacuum=args.vacuum)
+    except (ErasureError, PrivacyError) as exc:
+        print(f"seglake erase: {exc}", file=sys.stderr)
+        return 2
+    print(f"erasure {result.request_id} (subject {result.subject_hash[:12]}...): "
+          f"{sum(result.rows_deleted.values()):,} rows deleted")
+    for table, rows in sorted(result.rows_deleted.items()):
+        print(f"  {table:<24} {rows:>8,}")
+    print("old versions vacuumed: " + (", ".join(result.vacuumed) if result.vacuumed
+                                        else "no (run with --vacuum to make it final)"))
+    if result.landing_files:
+        print("landing files that still hold the subject (remove it there):")
+        for file in result.landing_files:
+            print(f"  {file}")
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Command]] = {
     "version": ("print the versions of seglake and its engines", _version),
     "config": ("print the configuration after file and environment overrides", _show_config),
     "check": ("start Spark and round-trip a table through the lakehouse", _check),
     "demo": ("generate demo landing files with ground truth (demo generate ...)", _demo),
+    "ingest": ("landing -> bronze: every new landing file exactly once", _ingest),
+    "refine": ("bronze -> silver: types, rules, quarantine, quality gates, pseudonyms",
+               _refine),
+    "erase": ("delete a data subject from every table (right to erasure)", _erase),
 }
 
 
@@ -118,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands["config"].add_argument(
         "--reference", action="store_true",
         help="print the reference of every key (Markdown, as in the README)")
+    for name in ("ingest", "refine"):
+        commands[name].add_argument("--source", action="append", metavar="NAME",
+                                    help="only this declared source (repeatable)")
+    who = commands["erase"].add_mutually_exclusive_group(required=True)
+    who.add_argument("--email", help="the subject's email address (any spelling or case)")
+    who.add_argument("--customer-key", help="the subject's customer_key (after resolve)")
+    commands["erase"].add_argument(
+        "--vacuum", action="store_true",
+        help="also delete old table files at once, so time travel cannot bring the subject back")
     demo = commands["demo"].add_subparsers(dest="demo_command", metavar="ACTION", required=True)
     generate = demo.add_parser(
         "generate", parents=[_common(argparse.SUPPRESS)],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable
 from importlib import resources
 
@@ -95,6 +96,8 @@ def get_spark(config: SeglakeConfig) -> SparkSession:
                 active.conf.set(key, value)
         return active
     log.info("starting a local Spark session (%s)", config.spark.master)
+    # Python workers (pandas UDFs) must run this interpreter, which has seglake's packages
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = local_builder(config).getOrCreate()
     spark.sparkContext.setLogLevel(config.spark.log_level)
     return spark

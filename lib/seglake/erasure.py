@@ -1,0 +1,227 @@
+"""Right to erasure: delete one data subject from every table of every layer.
+
+The subject is found by email (or, once identity resolution has run, by ``customer_key``); its
+identifiers are gathered (email, its keyed hash, CRM/account ids, the cookies and devices those
+accounts logged in with, its order ids), then every table that holds any of them is rewritten
+without those rows. With vacuum, the files of older versions go too, so time travel cannot bring
+the subject back. Landing files that held the subject are listed for the operator: they are the
+sources' deliveries, not seglake's to rewrite.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from seglake.config import SeglakeConfig
+from seglake.ingest import CORRUPT, bronze_table
+from seglake.lakehouse import Lakehouse
+from seglake.privacy import canonical_email, keyed_hash, pseudonymization_key
+from seglake.runlog import RunLog, utc_now
+
+log = logging.getLogger(__name__)
+
+ERASURE_LOG = "ops.erasure_log"
+IDENTITY_MAP = "silver.identity_map"
+# silver tables seglake writes: column -> the kind of identifier it holds
+SILVER_SUBJECT: dict[str, dict[str, str]] = {
+    "silver.events": {"user_id": "customer_id", "cookie_id": "client_id",
+                      "device_id": "client_id"},
+    "silver.orders": {"customer_email_hash": "email_hash", "customer_id": "customer_id",
+                      "order_id": "order_id"},
+    "silver.order_lines": {"order_id": "order_id"},
+    "silver.email_events": {"email_hash": "email_hash"},
+    "silver.customers_raw": {"email_hash": "email_hash", "source_id": "customer_id"},
+    "silver.customers_pii": {"email": "email", "source_id": "customer_id"},
+    "silver.consents": {"subject_hash": "email_hash"},
+    "silver.quarantine": {"subject_hash": "email_hash", "raw_record": "text"},
+    IDENTITY_MAP: {"customer_key": "customer_key"},
+}
+LOG_SCHEMA = T.StructType([
+    T.StructField("request_id", T.StringType()),
+    T.StructField("requested_at", T.TimestampType()),
+    T.StructField("subject_hash", T.StringType()),
+    T.StructField("requested_by", T.StringType()),
+    T.StructField("tables", T.ArrayType(T.StringType())),
+    T.StructField("rows_deleted", T.LongType()),
+    T.StructField("landing_files", T.ArrayType(T.StringType())),
+    T.StructField("vacuumed", T.BooleanType()),
+])
+
+
+class ErasureError(RuntimeError):
+    """The request cannot be carried out as asked."""
+
+
+@dataclass
+class Subject:
+    """Every identifier of one data subject, by kind."""
+
+    email_hash: str
+    ids: dict[str, set[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.add("email_hash", [self.email_hash])
+
+    def of(self, kind: str) -> set[str]:
+        return self.ids.get(kind, set())
+
+    def add(self, kind: str, values: list[str | None]) -> None:
+        self.ids.setdefault(kind, set()).update(v for v in values if v)
+
+
+@dataclass
+class ErasureResult:
+    request_id: str
+    subject_hash: str
+    rows_deleted: dict[str, int]
+    landing_files: list[str]
+    vacuumed: list[str]
+
+
+def _quoted(values: set[str]) -> str:
+    return ", ".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+                     for v in sorted(values))
+
+
+def _like_any(column: str, values: set[str]) -> str:
+    return " OR ".join(f"lower(`{column}`) LIKE '%{v.lower().replace(chr(39), '')}%'"
+                       for v in sorted(values))
+
+
+def condition(columns: dict[str, str], subject: Subject) -> str | None:
+    """SQL predicate for the subject's rows in a table whose ``columns`` hold identifiers."""
+    terms = []
+    for column, kind in columns.items():
+        if kind == "text":  # a raw record: any email or account id inside it
+            needles = subject.of("email") | subject.of("customer_id")
+            if needles:
+                terms.append(f"({_like_any(column, needles)})")
+            continue
+        if kind == "email":
+            values = subject.of("email")
+            if values:
+                terms.append(f"lower(trim(`{column}`)) IN ({_quoted(values)})")
+            continue
+        values = subject.of(kind)
+        if values:
+            terms.append(f"`{column}` IN ({_quoted(values)})")
+    return " OR ".join(terms) if terms else None
+
+
+def _distinct(lakehouse: Lakehouse, table: str, where: str | None, column: str) -> list[str]:
+    if where is None or not lakehouse.exists(table):
+        return []
+    return [r[0] for r in lakehouse.read(table).where(where).select(column).distinct().collect()]
+
+
+def find_subject(lakehouse: Lakehouse, config: SeglakeConfig, key: bytes, *,
+                 email: str | None = None, customer_key: str | None = None) -> Subject:
+    """Gather the subject's identifiers from silver (and the identity map when there is one)."""
+    spark = lakehouse.spark
+    if customer_key:
+        if not lakehouse.exists(IDENTITY_MAP):
+            raise ErasureError("--customer-key needs silver.identity_map, which identity "
+                               "resolution (seglake resolve) writes; erase by --email instead")
+        rows = lakehouse.read(IDENTITY_MAP).where(F.col("customer_key") == customer_key) \
+            .select("id_kind", "id_value").collect()
+        if not rows:
+            raise ErasureError(f"no customer with key {customer_key!r} in {IDENTITY_MAP}")
+        hashes = sorted(r["id_value"] for r in rows if r["id_kind"] == "email_hash")
+        subject = Subject(hashes[0] if hashes else "")
+        subject.add("customer_key", [customer_key])
+        for r in rows:  # id kinds of the map: email_hash, customer_id, client_id
+            subject.add(r["id_kind"], [r["id_value"]])
+    else:
+        canonical = spark.range(1).select(canonical_email(F.lit(email)).alias("e"),
+                                          ).first()["e"]
+        if not canonical:
+            raise ErasureError(f"not an email address: {email!r}")
+        hashed = spark.range(1).select(keyed_hash(F.lit(canonical), key).alias("h")).first()["h"]
+        subject = Subject(hashed)
+        subject.add("email", [canonical])
+    subject.add("customer_id", _distinct(lakehouse, "silver.customers_raw", condition(
+        {"email_hash": "email_hash"}, subject), "source_id"))
+    for name, source in config.sources.items():  # bronze CRM rows carry the raw email
+        emails = [c for c, kind in source.subject.items() if kind == "email"]
+        ids = [c for c, kind in source.subject.items() if kind == "customer_id"]
+        if emails and ids and subject.of("email"):
+            where = " OR ".join(f"lower(trim(`{c}`)) IN ({_quoted(subject.of('email'))})"
+                                for c in emails)
+            for c in ids:
+                subject.add("customer_id", _distinct(lakehouse, bronze_table(name), where, c))
+    accounts = subject.of("customer_id")
+    if accounts:
+        for column in ("cookie_id", "device_id"):
+            subject.add("client_id", _distinct(
+                lakehouse, "silver.events", f"user_id IN ({_quoted(accounts)})", column))
+    order_where = condition({"customer_email_hash": "email_hash",
+                             "customer_id": "customer_id"}, subject)
+    subject.add("order_id", _distinct(lakehouse, "silver.orders", order_where, "order_id"))
+    return subject
+
+
+def subject_tables(lakehouse: Lakehouse, config: SeglakeConfig,
+                   subject: Subject) -> dict[str, str]:
+    """Every existing table that can hold the subject, with the predicate of its rows."""
+    tables: dict[str, str] = {}
+    for name, source in config.sources.items():
+        table = bronze_table(name)
+        if not source.subject or not lakehouse.exists(table):
+            continue
+        columns = dict(source.subject)
+        if CORRUPT in lakehouse.read(table).columns:
+            columns[CORRUPT] = "text"
+        where = condition(columns, subject)
+        if where:
+            tables[table] = where
+    for table, columns in SILVER_SUBJECT.items():
+        where = condition(columns, subject)
+        if where and lakehouse.exists(table):
+            tables[table] = where
+    return tables
+
+
+def erase(spark: SparkSession, config: SeglakeConfig, *, email: str | None = None,
+          customer_key: str | None = None, vacuum: bool = False,
+          requested_by: str = "cli") -> ErasureResult:
+    """Delete the subject everywhere; record the request (keyed hash only) in ops.erasure_log."""
+    if bool(email) == bool(customer_key):
+        raise ErasureError("give exactly one of --email or --customer-key")
+    key = pseudonymization_key(config.privacy)
+    lakehouse = Lakehouse.from_config(spark, config)
+    runlog = RunLog(lakehouse, "erase")
+    subject = find_subject(lakehouse, config, key, email=email, customer_key=customer_key)
+    tables = subject_tables(lakehouse, config, subject)
+    landing: set[str] = set()
+    for name in config.sources:
+        where = tables.get(bronze_table(name))
+        if where:
+            landing.update(_distinct(lakehouse, bronze_table(name), where, "_source_file"))
+    deleted: dict[str, int] = {}
+    for table, where in tables.items():
+        before = lakehouse.read(table).count()
+        commit = lakehouse.delete(table, where)
+        removed = (commit.rows_removed or 0) - (commit.rows_added or 0)
+        deleted[table] = removed
+        runlog.record(table=table, rows_in=before, rows_out=before - removed,
+                      message=f"erasure {runlog.run_id}: {removed} rows of one subject")
+    vacuumed = []
+    if vacuum:
+        for table in tables:
+            lakehouse.vacuum(table, retention_hours=0)
+            vacuumed.append(table)
+    request_id = uuid.uuid4().hex
+    entry = (request_id, utc_now(), subject.email_hash, requested_by, sorted(tables),
+             sum(deleted.values()), sorted(landing), vacuum)
+    lakehouse.append(ERASURE_LOG, spark.createDataFrame([entry], LOG_SCHEMA))
+    runlog.flush()
+    if landing:
+        log.warning("the subject is still in %s landing file(s), which seglake does not "
+                    "rewrite: remove it there (listed in ops.erasure_log)", len(landing))
+    return ErasureResult(request_id, subject.email_hash, deleted, sorted(landing), vacuumed)

@@ -1,0 +1,64 @@
+"""Named row rules. A row breaking any rule goes to ``silver.quarantine`` with the rule names.
+
+Names are ``<kind>:<field>`` (``required:event_id``, ``timestamp:event_ts``,
+``not_future:event_ts``, ``known_value:event_type``, ``amount_in_range:lines``) plus
+``parseable`` for records the reader could not parse, which are judged by that rule alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+PARSEABLE = "parseable"
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    broken: Column  # true when the row breaks the rule (null counts as not broken)
+    description: str
+
+
+def raw(field: str) -> Column:
+    return F.col(f"_raw.{field}")
+
+
+def required(field: str) -> Rule:
+    value = F.trim(raw(field).cast("string"))
+    return Rule(f"required:{field}", value.isNull() | (value == ""),
+                f"{field} is present and not empty")
+
+
+def timestamp(field: str, parsed: str) -> Rule:
+    return Rule(f"timestamp:{field}", raw(field).isNotNull() & F.col(parsed).isNull(),
+                f"{field} parses as a date/time in the source's format")
+
+
+def not_future(field: str, parsed: str, tolerance_hours: int) -> Rule:
+    limit = F.current_timestamp() + F.make_interval(hours=F.lit(tolerance_hours))
+    return Rule(f"not_future:{field}", F.col(parsed) > limit,
+                f"{field} is at most {tolerance_hours} h in the future")
+
+
+def known_value(field: str, cleaned: str, allowed: Iterable[str]) -> Rule:
+    values = sorted(set(allowed))
+    return Rule(f"known_value:{field}",
+                raw(field).isNotNull() & ~F.coalesce(F.col(cleaned).isin(values), F.lit(False)),
+                f"{field} is one of {', '.join(values)}")
+
+
+def in_range(field: str, broken: Column, description: str) -> Rule:
+    return Rule(f"amount_in_range:{field}", broken, description)
+
+
+def broken_rules(rules: list[Rule], corrupt: Column | None) -> Column:
+    """Array of the names of the rules a row breaks (empty when it is good)."""
+    names = F.filter(F.array(*[F.when(r.broken, F.lit(r.name)) for r in rules]),
+                     lambda name: name.isNotNull())
+    if corrupt is None:
+        return names
+    return F.when(corrupt.isNotNull(), F.array(F.lit(PARSEABLE))).otherwise(names)

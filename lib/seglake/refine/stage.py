@@ -1,0 +1,203 @@
+"""Bronze -> silver: type, check rules, quarantine, remove exact duplicates, gate, write.
+
+Each source refines the bronze batches no earlier refine logged as done. Writes replace the
+rows of exactly those batches (``replace_where`` on ``_source`` and ``_batch_id``), so a run
+killed between two commits is repaired, never duplicated, by the next one. The run log holds,
+per source and batch: bronze rows = silver rows + quarantined + duplicates removed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+from seglake.config import SeglakeConfig
+from seglake.ingest import CORRUPT, bronze_table
+from seglake.lakehouse import Lakehouse
+from seglake.privacy import keyed_hash, pseudonymization_key
+from seglake.refine.quality import QualityGate
+from seglake.refine.rules import broken_rules
+from seglake.refine.tables import LINEAGE, Context, Refinement, refinements
+from seglake.runlog import RUN_LOG, RunLog
+
+log = logging.getLogger(__name__)
+
+QUARANTINE = "silver.quarantine"
+BRONZE_LINEAGE = ("_source_file", "_ingested_at", "_batch_id")
+
+
+class RefineError(RuntimeError):
+    """A source could not be refined; its silver tables are unchanged for the failing batch."""
+
+
+@dataclass
+class SourceResult:
+    source: str
+    batches: list[int] = field(default_factory=list)
+    bronze_rows: int = 0
+    silver_rows: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+
+
+def prepared(bronze: DataFrame, refinement: Refinement, ctx: Context) -> DataFrame:
+    """Bronze rows with the raw record as ``_raw``, typed silver columns and ``_rules``."""
+    declared = [c for c in bronze.columns if c not in BRONZE_LINEAGE]
+    df = bronze.select(F.struct(*declared).alias("_raw"),
+                       F.lit(refinement.source).alias("_source"), "_source_file", "_batch_id")
+    df = refinement.typed(df, ctx)
+    corrupt = F.col(f"_raw.{CORRUPT}") if CORRUPT in declared else None
+    return df.withColumn("_rules", broken_rules(refinement.rules(ctx), corrupt))
+
+
+def quarantined(df: DataFrame, refinement: Refinement, ctx: Context) -> DataFrame:
+    """Rows that broke a rule, as delivered (JSON of the declared fields, or the unparsed text)."""
+    fields = [f.name for f in df.schema["_raw"].dataType.fields if f.name != CORRUPT]
+    record = F.to_json(F.struct(*[F.col(f"_raw.{f}").alias(f) for f in fields]))
+    if CORRUPT in df.schema["_raw"].dataType.fieldNames():
+        record = F.coalesce(F.col(f"_raw.{CORRUPT}"), record)
+    subject = keyed_hash(F.col("_email"), ctx.key) if "_email" in df.columns \
+        else F.lit(None).cast("string")
+    return df.where(F.size("_rules") > 0).select(
+        "_source", F.lit(refinement.table).alias("target_table"), F.col("_rules").alias("rules"),
+        record.alias("raw_record"), subject.alias("subject_hash"), "_source_file", "_batch_id",
+        F.current_timestamp().alias("quarantined_at"))
+
+
+def first_of_each_id(good: DataFrame, id_column: str, earlier_ids: DataFrame | None) -> DataFrame:
+    """One row per id (earliest batch and file), without ids already in silver."""
+    order = Window.partitionBy(id_column).orderBy("_batch_id", "_source_file")
+    first = good.withColumn("_n", F.row_number().over(order)).where("_n = 1").drop("_n")
+    if earlier_ids is None:
+        return first
+    return first.join(earlier_ids, id_column, "left_anti")
+
+
+def latest_of_each_key(df: DataFrame, keys: tuple[str, ...], latest_by: str) -> DataFrame:
+    order = Window.partitionBy(*keys).orderBy(F.col(latest_by).desc_nulls_last(),
+                                              F.col("_batch_id").desc())
+    return df.withColumn("_n", F.row_number().over(order)).where("_n = 1").drop("_n")
+
+
+def _batches_predicate(source: str, batches: list[int]) -> str:
+    return f"_source = '{source}' AND _batch_id IN ({', '.join(str(b) for b in batches)})"
+
+
+def refined_batches(lakehouse: Lakehouse, source: str) -> set[int]:
+    if not lakehouse.exists(RUN_LOG):
+        return set()
+    rows = lakehouse.read(RUN_LOG).where(
+        (F.col("stage") == "refine") & (F.col("source") == source) & (F.col("status") == "ok")
+        & F.col("batch_id").isNotNull()).select("batch_id").distinct().collect()
+    return {r["batch_id"] for r in rows}
+
+
+def pending_batches(lakehouse: Lakehouse, source: str) -> list[int]:
+    """Bronze batches of ``source`` no refine has completed."""
+    table = bronze_table(source)
+    if not lakehouse.exists(table):
+        return []
+    ingested = {r["_batch_id"] for r in
+                lakehouse.read(table).select("_batch_id").distinct().collect()}
+    return sorted(ingested - refined_batches(lakehouse, source))
+
+
+def refine_source(
+    lakehouse: Lakehouse, refinement: Refinement, ctx: Context, gate: QualityGate,
+    runlog: RunLog,
+) -> SourceResult:
+    source = refinement.source
+    result = SourceResult(source)
+    batches = pending_batches(lakehouse, source)
+    if not batches:
+        log.info("refine %s: nothing new in %s", source, bronze_table(source))
+        return result
+    result.batches = batches
+    bronze = lakehouse.read(bronze_table(source)).where(F.col("_batch_id").isin(batches))
+    rows = prepared(bronze, refinement, ctx).persist()
+    kept = None
+    try:
+        good = rows.where(F.size("_rules") == 0)
+        earlier = None
+        if not refinement.merge_on and lakehouse.exists(refinement.table):
+            earlier = lakehouse.read(refinement.table).where(
+                ~F.expr(_batches_predicate(source, batches))
+                & (F.col("_source") == source)).select(refinement.id_column)
+        kept = first_of_each_id(good, refinement.id_column, earlier).persist()
+        counts = {r["_batch_id"]: (r["rows"], r["bad"]) for r in rows.groupBy("_batch_id").agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.sum((F.size("_rules") > 0).cast("long")).alias("bad")).collect()}
+        kept_counts = {r["_batch_id"]: r["count"] for r in kept.groupBy("_batch_id").count()
+                       .collect()}
+        silver = kept.select(*refinement.columns, *LINEAGE)
+        if refinement.merge_on:  # the latest state per key is what gets merged
+            silver = latest_of_each_key(silver, refinement.merge_on, refinement.latest_by)
+        outputs = {refinement.table: silver,
+                   **{name: make(kept) for name, make in refinement.derived.items()}}
+        for name, df in outputs.items():
+            gate.check(name, df, source)
+        replace = _batches_predicate(source, batches)
+        if refinement.merge_on:
+            lakehouse.merge(refinement.table, silver, list(refinement.merge_on),
+                            when_matched_update=f"s.{refinement.latest_by} >= "
+                                                f"t.{refinement.latest_by}")
+        else:
+            lakehouse.overwrite(refinement.table, silver, replace_where=replace)
+        for name, make in refinement.derived.items():
+            lakehouse.overwrite(name, make(kept), replace_where=replace)
+        lakehouse.overwrite(QUARANTINE, quarantined(rows, refinement, ctx),
+                            replace_where=replace)
+    finally:
+        rows.unpersist()
+        if kept is not None:
+            kept.unpersist()
+    for batch in batches:
+        total, bad = counts.get(batch, (0, 0))
+        out = kept_counts.get(batch, 0)
+        duplicates = total - bad - out
+        runlog.record(source=source, table=refinement.table, batch_id=batch, rows_in=total,
+                      rows_out=out, quarantined=bad, duplicates=duplicates)
+        result.bronze_rows += total
+        result.silver_rows += out
+        result.quarantined += bad
+        result.duplicates += duplicates
+    return result
+
+
+def run_refine(
+    spark: SparkSession, config: SeglakeConfig, sources: list[str] | None = None,
+    runlog: RunLog | None = None,
+) -> list[SourceResult]:
+    """Refine every declared source seglake has a refinement for; failures are logged and
+    raised after the other sources ran."""
+    key = pseudonymization_key(config.privacy)
+    ctx = Context(config.refine, key, config.privacy.phone_region)
+    lakehouse = Lakehouse.from_config(spark, config)
+    runlog = runlog or RunLog(lakehouse, "refine")
+    known = refinements()
+    names = sources or [n for n in config.sources if n in known]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise RefineError(f"no refinement for source(s) {unknown}; seglake refines "
+                          f"{', '.join(known)}")
+    report = Path(config.reports.root) / runlog.run_id
+    gate = QualityGate(lakehouse, config.quality, runlog.run_id, report)
+    results, failures = [], []
+    for name in names:
+        try:
+            results.append(refine_source(lakehouse, known[name], ctx, gate, runlog))
+        except Exception as exc:  # noqa: BLE001 - logged with the source, raised below
+            log.error("refine %s failed: %s", name, exc)
+            runlog.record(source=name, table=known[name].table, status="failed",
+                          message=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            failures.append(f"{name}: {exc}")
+        runlog.flush()
+    gate.finish()
+    if failures:
+        raise RefineError("refine failed for " + "; ".join(failures))
+    return results
