@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from seglake.config import SeglakeConfig
 from seglake.lakehouse import Lakehouse, make_backend
 from seglake.session import get_spark
 
+TEST_KEY = "seglake-test-key-0123456789abcdef"
+
 
 @pytest.fixture(scope="session")
 def config(tmp_path_factory: pytest.TempPathFactory) -> SeglakeConfig:
+    os.environ["SEGLAKE_PSEUDONYMIZATION_KEY"] = TEST_KEY
     root = tmp_path_factory.mktemp("seglake")
     return SeglakeConfig.model_validate(
         {
@@ -28,6 +33,16 @@ def spark(config: SeglakeConfig):
     session = get_spark(config)
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def world(spark, config):
+    """The small demo world (≈2,000 customers, 90 days) in the config's roots, made once."""
+    from seglake.demo import generate, resolve_scale
+
+    spec = resolve_scale("small", seed=config.demo.seed)
+    result = generate(spark, spec, config.landing.root, config.truth.root, clean=True)
+    return spec, result
 
 
 @pytest.fixture

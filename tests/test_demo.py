@@ -24,14 +24,6 @@ def digests(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def world(spark, config):
-    """The small world (≈2,000 customers, 90 days), generated once for this module."""
-    spec = resolve_scale("small", seed=config.demo.seed)
-    result = generate(spark, spec, config.landing.root, config.truth.root, clean=True)
-    return spec, result
-
-
 def truth(spark, config, name: str):
     return spark.read.parquet(f"{config.truth.root}/{name}")
 

@@ -98,8 +98,8 @@ def condition(columns: dict[str, str], subject: Subject) -> str | None:
     """SQL predicate for the subject's rows in a table whose ``columns`` hold identifiers."""
     terms = []
     for column, kind in columns.items():
-        if kind == "text":  # a raw record: any email or account id inside it
-            needles = subject.of("email") | subject.of("customer_id")
+        if kind == "text":  # a raw record: any email, account, cookie or device id inside it
+            needles = subject.of("email") | subject.of("customer_id") | subject.of("client_id")
             if needles:
                 terms.append(f"({_like_any(column, needles)})")
             continue

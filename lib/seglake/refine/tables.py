@@ -18,7 +18,6 @@ from seglake.privacy import canonical_email, e164_phone, keyed_hash
 from seglake.refine import rules as R
 from seglake.refine.rules import Rule, raw
 
-
 LINEAGE = ("_source", "_source_file", "_batch_id")  # on every silver row
 
 
