@@ -17,7 +17,8 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/seglake demo generate --scale $(SCALE)
-	$(BIN)/seglake check
+	$(BIN)/seglake ingest
+	SEGLAKE__PRIVACY__DEMO_MODE=true $(BIN)/seglake refine
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -25,6 +26,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/lakehouse_bench.py
 	$(BIN)/python bench/demo_bench.py --scale medium
+	$(BIN)/python bench/ingest_refine_bench.py --scale medium
 
 lint: $(STAMP)
 	$(BIN)/ruff check lib tests jobs bench

@@ -86,7 +86,8 @@ class SourceConfig(_Section):
     subject: dict[str, Literal["email", "customer_id", "client_id"]] = Field(
         default_factory=dict,
         description="Columns that identify a data subject, by kind (what `seglake erase` "
-        "deletes on): email, customer_id (CRM or account id) or client_id (cookie, device).")
+        "deletes on): email, customer_id (CRM or account id, or an email used as one) or "
+        "client_id (cookie, device).")
 
 
 _CSV = {"header": "true", "encoding": "UTF-8"}

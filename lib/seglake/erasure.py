@@ -103,11 +103,12 @@ def condition(columns: dict[str, str], subject: Subject) -> str | None:
             if needles:
                 terms.append(f"({_like_any(column, needles)})")
             continue
-        if kind == "email":
+        if kind in ("email", "customer_id"):  # customer references are ids or emails
             values = subject.of("email")
             if values:
                 terms.append(f"lower(trim(`{column}`)) IN ({_quoted(values)})")
-            continue
+            if kind == "email":
+                continue
         values = subject.of(kind)
         if values:
             terms.append(f"`{column}` IN ({_quoted(values)})")
