@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from seglake.config import SeglakeConfig
@@ -48,7 +49,7 @@ def main() -> None:
     spec = resolve_scale(args.scale)
     manifest = out / "truth" / "manifest.json"
     if not manifest.exists() or json.loads(manifest.read_text())["spec"] != json.loads(
-            json.dumps(spec.__dict__, default=str)):
+            json.dumps(asdict(spec), default=str)):
         generate(spark, spec, config.landing.root, config.truth.root, clean=True)
     shutil.rmtree(out / "lakehouse", ignore_errors=True)
 

@@ -356,7 +356,10 @@ def test_erasure_removes_the_subject_from_every_version_and_nothing_else(
     clients = {v for r in lake.read("silver.events").where(F.col("user_id").isin(crm_ids))
                .select("cookie_id", "device_id").collect() for v in r if v}
     assert clients
-    needles = [email.lower(), hmac_hex(email.lower()), *crm_ids, *clients]
+    orders = [r[0] for r in lake.read("silver.orders").where(
+        F.col("customer_id").isin(crm_ids)
+        | (F.col("customer_email_hash") == hmac_hex(email.lower()))).select("order_id").collect()]
+    needles = [email.lower(), hmac_hex(email.lower()), *crm_ids, *clients, *orders]
 
     def subject_rows(df):
         text = F.lower(F.to_json(F.struct(*df.columns)))

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from seglake.config import SeglakeConfig
 from seglake.ingest import CORRUPT, bronze_table
@@ -42,16 +41,9 @@ SILVER_SUBJECT: dict[str, dict[str, str]] = {
     "silver.quarantine": {"subject_hash": "email_hash", "raw_record": "text"},
     IDENTITY_MAP: {"customer_key": "customer_key"},
 }
-LOG_SCHEMA = T.StructType([
-    T.StructField("request_id", T.StringType()),
-    T.StructField("requested_at", T.TimestampType()),
-    T.StructField("subject_hash", T.StringType()),
-    T.StructField("requested_by", T.StringType()),
-    T.StructField("tables", T.ArrayType(T.StringType())),
-    T.StructField("rows_deleted", T.LongType()),
-    T.StructField("landing_files", T.ArrayType(T.StringType())),
-    T.StructField("vacuumed", T.BooleanType()),
-])
+LOG_SCHEMA = (  # DDL: createDataFrame takes it as the schema
+    "request_id STRING, requested_at TIMESTAMP, subject_hash STRING, requested_by STRING, "
+    "tables ARRAY<STRING>, rows_deleted BIGINT, landing_files ARRAY<STRING>, vacuumed BOOLEAN")
 
 
 class ErasureError(RuntimeError):

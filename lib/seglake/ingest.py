@@ -27,16 +27,9 @@ CORRUPT = "_corrupt_record"
 # readers that keep the text of a record they cannot parse in a column of that name
 KEEPS_CORRUPT = {"json", "csv"}
 INGEST_FILES = "ops.ingest_files"
-FILES_SCHEMA = T.StructType([
-    T.StructField("source", T.StringType()),
-    T.StructField("file", T.StringType()),
-    T.StructField("batch_id", T.LongType()),
-    T.StructField("records", T.LongType()),
-    T.StructField("corrupt_records", T.LongType()),
-    T.StructField("status", T.StringType()),
-    T.StructField("reason", T.StringType()),
-    T.StructField("run_id", T.StringType()),
-])
+FILES_SCHEMA = (  # DDL: createDataFrame takes it as the schema
+    "source STRING, file STRING, batch_id BIGINT, records BIGINT, corrupt_records BIGINT, "
+    "status STRING, reason STRING, run_id STRING")
 UNDECODABLE = ("\ufffd", "\u0000")  # what a wrong encoding or binary junk decodes to
 
 

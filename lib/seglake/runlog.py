@@ -9,29 +9,17 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyspark.sql import types as T
-
 from seglake.lakehouse import Lakehouse
 
 log = logging.getLogger(__name__)
 
 RUN_LOG = "ops.run_log"
-SCHEMA = T.StructType([
-    T.StructField("run_id", T.StringType()),
-    T.StructField("stage", T.StringType()),
-    T.StructField("source", T.StringType()),
-    T.StructField("table", T.StringType()),
-    T.StructField("batch_id", T.LongType()),
-    T.StructField("rows_in", T.LongType()),
-    T.StructField("rows_out", T.LongType()),
-    T.StructField("quarantined", T.LongType()),
-    T.StructField("duplicates", T.LongType()),
-    T.StructField("rejected_files", T.LongType()),
-    T.StructField("status", T.StringType()),
-    T.StructField("message", T.StringType()),
-    T.StructField("started_at", T.TimestampType()),
-    T.StructField("finished_at", T.TimestampType()),
-])
+SCHEMA = (  # DDL: createDataFrame takes it as the schema
+    "run_id STRING, stage STRING, source STRING, `table` STRING, batch_id BIGINT, "
+    "rows_in BIGINT, rows_out BIGINT, quarantined BIGINT, duplicates BIGINT, "
+    "rejected_files BIGINT, status STRING, message STRING, started_at TIMESTAMP, "
+    "finished_at TIMESTAMP")
+COLUMNS = [part.split()[0].strip("`") for part in SCHEMA.split(", ")]
 
 
 def new_run_id(stage: str) -> str:
@@ -60,10 +48,10 @@ class RunLog:
     def record(self, *, status: str = "ok", message: str = "", **counts: Any) -> dict[str, Any]:
         """One entry (source, table, batch_id, rows_in, rows_out, quarantined, duplicates,
         rejected_files); unknown keys are a bug, so they raise."""
-        unknown = set(counts) - set(SCHEMA.fieldNames())
+        unknown = set(counts) - set(COLUMNS)
         if unknown:
             raise TypeError(f"not run-log columns: {sorted(unknown)}")
-        entry = {name: None for name in SCHEMA.fieldNames()}
+        entry = {name: None for name in COLUMNS}
         entry.update(counts, run_id=self.run_id, stage=self.stage, status=status,
                      message=message, started_at=self.started_at, finished_at=utc_now())
         self.entries.append(entry)
@@ -78,7 +66,7 @@ class RunLog:
         """Append the entries not yet written."""
         if not self.entries:
             return
-        rows = [tuple(e[name] for name in SCHEMA.fieldNames()) for e in self.entries]
+        rows = [tuple(e[name] for name in COLUMNS) for e in self.entries]
         df = self.lakehouse.spark.createDataFrame(rows, SCHEMA)
         self.lakehouse.append(RUN_LOG, df)
         self.entries = []

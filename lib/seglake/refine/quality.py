@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame
-from pyspark.sql import types as T
 
 from seglake.config import QualityConfig
 from seglake.lakehouse import Lakehouse
@@ -22,19 +21,10 @@ log = logging.getLogger(__name__)
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 QUALITY_RESULTS = "ops.quality_results"
-RESULTS_SCHEMA = T.StructType([
-    T.StructField("run_id", T.StringType()),
-    T.StructField("table", T.StringType()),
-    T.StructField("source", T.StringType()),
-    T.StructField("expectation", T.StringType()),
-    T.StructField("column", T.StringType()),
-    T.StructField("success", T.BooleanType()),
-    T.StructField("blocking", T.BooleanType()),
-    T.StructField("element_count", T.LongType()),
-    T.StructField("unexpected_count", T.LongType()),
-    T.StructField("details", T.StringType()),
-    T.StructField("checked_at", T.TimestampType()),
-])
+RESULTS_SCHEMA = (  # DDL: createDataFrame takes it as the schema
+    "run_id STRING, `table` STRING, source STRING, expectation STRING, `column` STRING, "
+    "success BOOLEAN, blocking BOOLEAN, element_count BIGINT, unexpected_count BIGINT, "
+    "details STRING, checked_at TIMESTAMP")
 _HASH = r"^[0-9a-f]{64}$"
 
 
