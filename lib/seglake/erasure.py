@@ -3,7 +3,8 @@
 The subject is found by email (or, once identity resolution has run, by ``customer_key``); its
 identifiers are gathered (email, its keyed hash, CRM/account ids, the cookies and devices those
 accounts logged in with, its order ids), then every table that holds any of them is rewritten
-without those rows. With vacuum, the files of older versions go too, so time travel cannot bring
+without those rows. With vacuum, the files of older versions go too, and the log of older
+versions (whose per-file min/max statistics can name the subject), so time travel cannot bring
 the subject back. Landing files that held the subject are listed for the operator: they are the
 sources' deliveries, not seglake's to rewrite.
 """
@@ -208,6 +209,7 @@ def erase(spark: SparkSession, config: SeglakeConfig, *, email: str | None = Non
     if vacuum:
         for table in tables:
             lakehouse.vacuum(table, retention_hours=0)
+            lakehouse.expire_history(table)  # old commits' file statistics name the subject
             vacuumed.append(table)
     request_id = uuid.uuid4().hex
     entry = (request_id, utc_now(), subject.email_hash, requested_by, sorted(tables),

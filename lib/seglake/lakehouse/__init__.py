@@ -130,6 +130,10 @@ class Lakehouse:
         """Commits, newest first: version, timestamp, operation, parameters."""
         return self.backend.history(self.path(name), limit)
 
+    def expire_history(self, name: str) -> None:
+        """Drop the log of versions before the latest (their statistics name old rows)."""
+        return self.backend.expire_history(self.path(name))
+
     def vacuum(self, name: str, retention_hours: int | None = None) -> list[str]:
         """Delete files no version younger than the retention needs (erasure needs this)."""
         hours = self.retention_hours if retention_hours is None else retention_hours

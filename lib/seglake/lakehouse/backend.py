@@ -81,3 +81,21 @@ class Backend(ABC):
 
     @abstractmethod
     def vacuum(self, path: str, retention_hours: int) -> list[str]: ...
+
+    def expire_history(self, path: str) -> None:
+        """Checkpoint the latest version and delete the log entries of the older ones.
+
+        Old commits keep per-file statistics (min/max of every column), so after an erasure
+        they would still name the subject; vacuum removes the data files, this the log. Works
+        on the Delta log itself (deltalake), whichever engine wrote it; local paths only."""
+        from deltalake import DeltaTable
+
+        uri = path.removeprefix("file:")
+        table = DeltaTable(uri)
+        previous = table.metadata().configuration.get("delta.logRetentionDuration")
+        table.alter.set_table_properties({"delta.logRetentionDuration": "interval 0 seconds"})
+        table = DeltaTable(uri)
+        table.create_checkpoint()
+        table.cleanup_metadata()
+        DeltaTable(uri).alter.set_table_properties(
+            {"delta.logRetentionDuration": previous or "interval 30 days"})
