@@ -67,9 +67,10 @@ def suites() -> dict[str, list[Any]]:
             gxe.ExpectColumnValuesToMatchRegex(column="email_hash", regex=_HASH),
             gxe.ExpectColumnValuesToNotBeNull(column="email_hash", mostly=0.9),
         ],
+        # no value checks on PII: failing values would be copied into results and Data Docs
         "silver.customers_pii": [
             *not_null("record_key", "last_name"),
-            gxe.ExpectColumnValuesToMatchRegex(column="phone", regex=r"^\+[1-9][0-9]{6,14}$"),
+            gxe.ExpectColumnValuesToBeUnique(column="record_key"),
         ],
         "silver.consents": [
             *not_null("subject_hash", "purpose", "status", "updated_at"),
