@@ -128,7 +128,8 @@ def ingest_source(
             .withColumn("_batch_id", F.lit(batch_id).cast("long")).persist()
         try:
             verdicts = file_verdicts(batch, config.ingest.max_corrupt_share)
-            rejected = [file for file, _, _, reason in verdicts if reason]
+            rejections = [(file, reason) for file, _, _, reason in verdicts if reason]
+            rejected = [file for file, _ in rejections]
             loaded = batch.where(~F.col("_source_file").isin(rejected)) if rejected else batch
             commit = lakehouse.append(table, loaded, txn=Txn(app_id, batch_id))
             files = spark.createDataFrame(
@@ -140,19 +141,18 @@ def ingest_source(
             batch.unpersist()
         rows = sum(v[1] for v in verdicts)
         rows_loaded = sum(v[1] for v in verdicts if not v[3])
-        for file, _, _, reason in verdicts:
-            if reason:
-                log.error("%s: rejected %s: %s", name, file, reason)
+        for file, reason in rejections:
+            log.error("%s: rejected %s: %s", name, file, reason)
         result.batches += 1
         result.rows += rows
         result.rows_loaded += rows_loaded
-        result.files_loaded += len(verdicts) - len(rejected)
-        result.files_rejected += [(f, r) for f, _, _, r in verdicts if r]
+        result.files_loaded += len(verdicts) - len(rejections)
+        result.files_rejected += rejections
         runlog.record(
             source=name, table=table, batch_id=batch_id, rows_in=rows, rows_out=rows_loaded,
-            rejected_files=len(rejected),
-            status="rejected_files" if rejected else "ok",
-            message="; ".join(f"{f}: {r}" for f, _, _, r in verdicts if r)
+            rejected_files=len(rejections),
+            status="rejected_files" if rejections else "ok",
+            message="; ".join(f"{f}: {r}" for f, r in rejections)
             + (" (batch already in bronze: replayed)" if commit.skipped else ""))
 
     checkpoint = f"{_checkpoint_root(config, lakehouse)}/{name}"

@@ -44,10 +44,11 @@ def not_future(field: str, parsed: str, tolerance_hours: int) -> Rule:
                 f"{field} is at most {tolerance_hours} h in the future")
 
 
-def known_value(field: str, cleaned: str, allowed: Iterable[str]) -> Rule:
+def known_value(field: str, value: Column, allowed: Iterable[str]) -> Rule:
+    """``value``: the field as compared (e.g. trimmed); a present field must be in ``allowed``."""
     values = sorted(set(allowed))
     return Rule(f"known_value:{field}",
-                raw(field).isNotNull() & ~F.coalesce(F.col(cleaned).isin(values), F.lit(False)),
+                raw(field).isNotNull() & ~F.coalesce(value.isin(values), F.lit(False)),
                 f"{field} is one of {', '.join(values)}")
 
 

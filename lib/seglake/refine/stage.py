@@ -148,8 +148,8 @@ def refine_source(
                                                 f"t.{refinement.latest_by}")
         else:
             lakehouse.overwrite(refinement.table, silver, replace_where=replace)
-        for name, make in refinement.derived.items():
-            lakehouse.overwrite(name, make(kept), replace_where=replace)
+        for name in refinement.derived:
+            lakehouse.overwrite(name, outputs[name], replace_where=replace)
         lakehouse.overwrite(QUARANTINE, quarantined(rows, refinement, ctx),
                             replace_where=replace)
     finally:

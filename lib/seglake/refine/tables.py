@@ -115,7 +115,7 @@ def _events(channel: str) -> Callable[[DataFrame, Context], DataFrame]:
     def rules(ctx: Context) -> list[Rule]:
         return [*(R.required(f) for f in ("event_id", "event_type", "event_ts", client)),
                 *_timestamp_rules("event_ts", ctx),
-                R.known_value("event_type", "event_type", ctx.refine.event_types)]
+                R.known_value("event_type", F.col("event_type"), ctx.refine.event_types)]
 
     return typed, rules
 
@@ -158,7 +158,7 @@ def _orders_rules(ctx: Context) -> list[Rule]:
         | x["quantity"].isNull() | (x["quantity"] <= 0) | (x["quantity"] > c.max_quantity)))
     return [*(R.required(f) for f in ("order_id", "customer_ref", "ordered_at")),
             *_timestamp_rules("ordered_at", ctx),
-            R.known_value("status", "status", c.order_statuses),
+            R.known_value("status", F.col("status"), c.order_statuses),
             R.in_range("lines", bad_line | (F.size(raw("lines")) < 1),
                        f"at least one line; unit price 0..{c.max_unit_price}, "
                        f"quantity 1..{c.max_quantity}"),
@@ -196,9 +196,7 @@ def _email_typed(df: DataFrame, ctx: Context) -> DataFrame:
 def _email_rules(ctx: Context) -> list[Rule]:
     return [*(R.required(f) for f in ("event_id", "email", "event", "event_time")),
             *_timestamp_rules("event_time", ctx),
-            Rule("known_value:event", raw("event").isNotNull() & ~F.coalesce(
-                text(raw("event")).isin(ctx.refine.email_events), F.lit(False)),
-                "event is a known email platform event (exact spelling)")]
+            R.known_value("event", text(raw("event")), ctx.refine.email_events)]  # exact case
 
 
 # ------------------------------------------------------------------------------- CRM
@@ -293,9 +291,7 @@ def _consents_typed(df: DataFrame, ctx: Context) -> DataFrame:
 def _consents_rules(ctx: Context) -> list[Rule]:
     return [*(R.required(f) for f in ("consent_id", "email", "status", "updated_at")),
             *_timestamp_rules("updated_at", ctx),
-            Rule("known_value:status", raw("status").isNotNull() & ~F.coalesce(
-                text(raw("status")).isin(ctx.refine.consent_statuses), F.lit(False)),
-                "status is a known consent state (exact spelling)")]
+            R.known_value("status", text(raw("status")), ctx.refine.consent_statuses)]  # exact
 
 
 # ------------------------------------------------------------------------------- products
