@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/seglake demo generate --scale $(SCALE)
 	$(BIN)/seglake ingest
 	SEGLAKE__PRIVACY__DEMO_MODE=true $(BIN)/seglake refine
+	SEGLAKE__PRIVACY__DEMO_MODE=true $(BIN)/seglake resolve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

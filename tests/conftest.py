@@ -45,6 +45,23 @@ def world(spark, config):
     return spec, result
 
 
+@pytest.fixture(scope="session")
+def refined(spark, config, world):
+    """The small world ingested and refined once into the session's lakehouse."""
+    from seglake.ingest import run_ingest
+    from seglake.refine import run_refine
+
+    return run_ingest(spark, config), run_refine(spark, config)
+
+
+@pytest.fixture(scope="session")
+def resolved(spark, config, refined):
+    """Identity resolution run once on the refined small world."""
+    from seglake.identity import run_resolve
+
+    return run_resolve(spark, config)
+
+
 @pytest.fixture
 def lakehouse_root(tmp_path) -> str:
     return str(tmp_path / "lakehouse")

@@ -28,6 +28,7 @@ from seglake.privacy import (
     PrivacyError,
     canonical_email,
     e164_phone,
+    email_key,
     keyed_hash,
     pseudonymization_key,
 )
@@ -62,14 +63,6 @@ def with_roots(config: SeglakeConfig, root: Path, **sections: dict) -> SeglakeCo
     for name, values in sections.items():
         data[name].update(values)
     return SeglakeConfig.model_validate(data)
-
-
-@pytest.fixture(scope="module")
-def refined(spark, config, world):
-    """The small world ingested and refined once into the session's lakehouse."""
-    ingest_results = run_ingest(spark, config)
-    refine_results = run_refine(spark, config)
-    return ingest_results, refine_results
 
 
 @pytest.fixture(scope="module")
@@ -252,7 +245,7 @@ def test_silver_is_typed_in_utc_and_carries_no_direct_identifiers(spark, config,
         df = lake.read(table)
         text = F.to_json(F.struct(*[c for c in df.columns if c != "_source_file"]))
         assert df.where(text.contains("@")).count() == 0, f"an email in {table}"
-    pii = lake.read("silver.customers_pii")
+    pii = lake.read("silver.customers_raw_pii")
     assert pii.where(F.col("email").contains("@")).count() > 0.9 * pii.count()
     assert pii.where(F.col("phone").isNotNull() & ~F.col("phone").rlike(r"^\+33\d{9}$")) \
         .count() == 0
@@ -262,10 +255,19 @@ def test_email_and_phone_variants_hash_alike(spark):
     df = spark.createDataFrame(
         [(" Jean.Dupont@Orange.FR ", "+33 6 12 34 56 78"), ("jean.dupont@orange.fr", "0612345678"),
          ("JEAN.DUPONT@ORANGE.FR", "06.12.34.56.78")], "email STRING, phone STRING")
-    out = df.select(keyed_hash(canonical_email("email"), TEST_KEY.encode()).alias("e"),
+    out = df.select(keyed_hash(email_key(F.col("email")), TEST_KEY.encode()).alias("e"),
                     keyed_hash(e164_phone(F.col("phone"), "FR"), TEST_KEY.encode())
                     .alias("p"), e164_phone(F.col("phone"), "FR").alias("e164")).collect()
     assert {r["e"] for r in out} == {hmac_hex("jean.dupont@orange.fr")}
+    # the mailbox, not the spelling: gmail ignores dots and +tags; orange.fr does neither
+    mailboxes = spark.createDataFrame(
+        [("Jean.Dupont+shop@gmail.com",), ("jeandupont@googlemail.com",),
+         ("j.ean.dupont@gmail.com",), ("jean.dupont+news@orange.fr",), ("not an address",)],
+        "email STRING")
+    keys = [r[0] for r in mailboxes.select(email_key(F.col("email"))).collect()]
+    assert keys == ["jeandupont@gmail.com"] * 3 + ["jean.dupont+news@orange.fr", None]
+    assert [r[0] for r in mailboxes.select(canonical_email(F.col("email"))).collect()][0] \
+        == "jean.dupont+shop@gmail.com"  # the address as written stays for display
     assert {r["e164"] for r in out} == {"+33612345678"}
     assert {r["p"] for r in out} == {hmac_hex("+33612345678")}
 
@@ -343,7 +345,7 @@ def test_a_blocking_suite_stops_the_commit_and_a_warning_suite_records(
 # ------------------------------------------------------------------------------ erasure
 
 def test_erasure_removes_the_subject_from_every_version_and_nothing_else(
-        spark, config, lake, tmp_path):
+        spark, config, lake, resolved, tmp_path):
     from seglake.erasure import erase
 
     shutil.copytree(config.lakehouse.root, tmp_path / "lakehouse")
@@ -356,7 +358,7 @@ def test_erasure_removes_the_subject_from_every_version_and_nothing_else(
     single = crm.groupBy("person_id").count().where("count = 1").drop("count")
     ordered = lake.read("silver.orders").where("customer_id IS NOT NULL") \
         .select(F.col("customer_id").alias("crm_id")).distinct()
-    known = lake.read("silver.customers_pii").select(F.col("source_id").alias("crm_id"),
+    known = lake.read("silver.customers_raw_pii").select(F.col("source_id").alias("crm_id"),
                                                      F.col("email").alias("pii_email"))
     persons = truth(spark, config, "persons").select("person_id", "email")
     person = crm.where("system = 'eshop'").join(single, "person_id").join(ordered, "crm_id") \
@@ -366,10 +368,15 @@ def test_erasure_removes_the_subject_from_every_version_and_nothing_else(
     clients = {v for r in lake.read("silver.events").where(F.col("user_id").isin(crm_ids))
                .select("cookie_id", "device_id").collect() for v in r if v}
     assert clients
+    mailbox = hmac_hex(spark.range(1).select(email_key(F.lit(email))).first()[0])
     orders = [r[0] for r in lake.read("silver.orders").where(
         F.col("customer_id").isin(crm_ids)
-        | (F.col("customer_email_hash") == hmac_hex(email.lower()))).select("order_id").collect()]
-    needles = [email.lower(), hmac_hex(email.lower()), *crm_ids, *clients, *orders]
+        | (F.col("customer_email_hash") == mailbox)).select("order_id").collect()]
+    # after identity resolution: the subject's customer key(s) mark its rows in the new tables
+    keys = [r[0] for r in lake.read("silver.identity_map").where(
+        F.col("id_value").isin(mailbox, *crm_ids)).select("customer_key").distinct().collect()]
+    assert len(keys) == 1
+    needles = [email.lower(), mailbox, *crm_ids, *clients, *orders, *keys]
 
     pattern = "|".join(re.escape(n.lower()) for n in needles)
 
@@ -415,7 +422,7 @@ def test_erasure_removes_the_subject_from_every_version_and_nothing_else(
         else:
             assert fingerprint(after) == fingerprint(kept), f"other rows changed in {table}"
     entry = copy.read("ops.erasure_log").first()
-    assert entry["subject_hash"] == hmac_hex(email.lower())
+    assert entry["subject_hash"] == mailbox
     assert email.lower() not in json.dumps(entry.asDict(), default=str).lower()
     grep = {str(p) for p in Path(config.landing.root).rglob("*.*")
             if email.lower() in p.read_text(encoding="utf-8-sig").lower()}

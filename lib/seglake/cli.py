@@ -134,6 +134,34 @@ def _refine(config: SeglakeConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _resolve(config: SeglakeConfig, args: argparse.Namespace) -> int:
+    """CRM records -> customers (Splink on Spark), stable keys, golden records, identity map."""
+    from seglake.identity import ResolveError, run_resolve
+    from seglake.privacy import PrivacyError
+    from seglake.session import get_spark
+
+    spark = get_spark(config)
+    try:
+        r = run_resolve(spark, config)
+    except PrivacyError as exc:
+        print(f"seglake resolve: {exc}", file=sys.stderr)
+        return 2
+    except ResolveError as exc:
+        print(f"seglake resolve: {exc}", file=sys.stderr)
+        return 1
+    print(f"  CRM records        {r.records:>10,}")
+    print(f"  candidate pairs    {r.candidate_pairs:>10,}")
+    print(f"  matched pairs      {r.matched_pairs:>10,}")
+    print(f"  CRM customers      {r.crm_customers:>10,}  ({r.records - r.crm_customers:,} "
+          "duplicate records merged)")
+    print(f"  all customers      {r.customers:>10,}  (with those known by email or account "
+          "only)")
+    print(f"  key merges         {r.merges:>10,}")
+    print(f"run {r.run_id}: model v{r.model_version} in ops.models, diagnostics in "
+          f"{config.reports.root}/{r.run_id}/identity/ ({r.seconds:.0f} s)")
+    return 0
+
+
 def _erase(config: SeglakeConfig, args: argparse.Namespace) -> int:
     """Delete one data subject from every table (and, with --vacuum, from old versions)."""
     from seglake.erasure import ErasureError, erase
@@ -168,6 +196,8 @@ COMMANDS: dict[str, tuple[str, Command]] = {
     "ingest": ("landing -> bronze: every new landing file exactly once", _ingest),
     "refine": ("bronze -> silver: types, rules, quarantine, quality gates, pseudonyms",
                _refine),
+    "resolve": ("resolve identities: de-duplicated customers, keys, golden records, map",
+                _resolve),
     "erase": ("delete a data subject from every table (right to erasure)", _erase),
 }
 

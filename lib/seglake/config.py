@@ -199,6 +199,68 @@ class QualityConfig(_Section):
     data_docs: bool = Field(True, description="Write GX Data Docs HTML into the run's report.")
 
 
+class ComparisonConfig(_Section):
+    column: str = Field(description="Column of silver.customers_raw_pii to compare.")
+    method: Literal["name", "date", "postcode", "email", "phone", "text", "exact"] = Field(
+        description="How it is normalised and compared (Splink comparison).")
+    term_frequency: bool = Field(
+        False, description="Weight agreement by how rare the value is (common names count less).")
+
+
+def _default_comparisons() -> list[ComparisonConfig]:
+    return [ComparisonConfig(column="first_name", method="name", term_frequency=True),
+            ComparisonConfig(column="last_name", method="name", term_frequency=True),
+            ComparisonConfig(column="email", method="email"),
+            ComparisonConfig(column="phone", method="phone"),
+            ComparisonConfig(column="birth_date", method="date"),
+            ComparisonConfig(column="postcode", method="postcode"),
+            ComparisonConfig(column="city", method="exact", term_frequency=True),
+            ComparisonConfig(column="address", method="text")]
+
+
+class IdentityConfig(_Section):
+    comparisons: list[ComparisonConfig] = Field(
+        default_factory=_default_comparisons,
+        description="Compared columns of the CRM records and how (name, date, postcode, email, "
+        "phone, text, exact); each becomes a Splink comparison.")
+    blocking: list[list[str] | str] = Field(
+        default_factory=lambda: [
+            ["email"], ["phone"], ["first_name", "last_name"], ["last_name", "postcode"],
+            ["first_name", "birth_date"], ["postcode", "birth_date"],
+            ["substr(email, 1, instr(email, '@'))"],
+            "l.first_name = r.last_name AND l.last_name = r.first_name"],
+        description="Which pairs are compared: lists of columns/expressions that must agree "
+        "(Splink block_on), or SQL over l./r.; far fewer pairs than all pairs.")
+    deterministic: list[list[str]] = Field(
+        default_factory=lambda: [["email"], ["phone"]],
+        description="Column sets whose exact agreement links two records before any "
+        "probabilistic scoring.")
+    training_blocks: list[list[str]] = Field(
+        default_factory=lambda: [["first_name", "last_name"], ["birth_date"]],
+        description="One EM training pass per entry, on the pairs agreeing on those columns.")
+    u_max_pairs: int = Field(1_000_000, ge=10_000,
+                             description="Random pairs sampled to estimate u probabilities.")
+    seed: int = Field(42, description="Seed of the u sampling (reproducible models).")
+    match_threshold: float = Field(
+        0.9, gt=0.0, lt=1.0, description="Match probability at or above which two records "
+        "are one customer.")
+    reuse_model: bool = Field(
+        False, description="Score with the latest model in ops.models instead of retraining.")
+    source_priority: list[str] = Field(
+        default_factory=lambda: ["eshop", "loyalty"],
+        description="CRM systems in order of trust, for the source_priority survivorship rule.")
+    survivorship: dict[str, Literal["source_priority", "most_recent", "most_frequent"]] = Field(
+        default_factory=lambda: {"title": "source_priority", "first_name": "source_priority",
+                                 "last_name": "most_recent", "birth_date": "most_frequent"},
+        description="Golden-record rule per attribute; attributes not listed take the most "
+        "recent non-null value.")
+    marketing_purpose: str = Field(
+        "marketing_email", description="Consent purpose that sets the golden record's "
+        "marketing_consent flag.")
+    largest_clusters: int = Field(
+        20, ge=0, description="How many of the largest clusters the diagnostics list.")
+
+
 class SparkConfig(_Section):
     master: str = Field("local[*]", description="Master URL for a session seglake builds itself.")
     app_name: str = Field("seglake", description="Spark application name.")
@@ -226,6 +288,7 @@ class SeglakeConfig(_Section):
     refine: RefineConfig = Field(default_factory=RefineConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
     sources: dict[str, SourceConfig] = Field(
         default_factory=default_sources,
         description="Landing sources by name (what ingest reads); defaults: the demo sources.",

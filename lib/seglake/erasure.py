@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from seglake.config import SeglakeConfig
 from seglake.ingest import CORRUPT, bronze_table
 from seglake.lakehouse import Lakehouse
-from seglake.privacy import canonical_email, keyed_hash, pseudonymization_key
+from seglake.privacy import canonical_email, email_key, keyed_hash, pseudonymization_key
 from seglake.runlog import RunLog, utc_now
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,13 @@ SILVER_SUBJECT: dict[str, dict[str, str]] = {
     "silver.order_lines": {"order_id": "order_id"},
     "silver.email_events": {"email_hash": "email_hash"},
     "silver.customers_raw": {"email_hash": "email_hash", "source_id": "customer_id"},
-    "silver.customers_pii": {"email": "email", "source_id": "customer_id"},
+    "silver.customers_raw_pii": {"email": "email", "source_id": "customer_id"},
     "silver.consents": {"subject_hash": "email_hash"},
     "silver.quarantine": {"subject_hash": "email_hash", "raw_record": "text"},
     IDENTITY_MAP: {"customer_key": "customer_key"},
+    "silver.customers": {"customer_key": "customer_key"},
+    "silver.customers_pii": {"customer_key": "customer_key"},
+    "silver.identity_merges": {"old_key": "customer_key", "new_key": "customer_key"},
 }
 LOG_SCHEMA = (  # DDL: createDataFrame takes it as the schema
     "request_id STRING, requested_at TIMESTAMP, subject_hash STRING, requested_by STRING, "
@@ -122,25 +125,29 @@ def find_subject(lakehouse: Lakehouse, config: SeglakeConfig, key: bytes, *,
         if not lakehouse.exists(IDENTITY_MAP):
             raise ErasureError("--customer-key needs silver.identity_map, which identity "
                                "resolution (seglake resolve) writes; erase by --email instead")
-        rows = lakehouse.read(IDENTITY_MAP).where(F.col("customer_key") == customer_key) \
-            .select("id_kind", "id_value").collect()
-        if not rows:
+        if not lakehouse.read(IDENTITY_MAP).where(F.col("customer_key") == customer_key) \
+                .limit(1).count():
             raise ErasureError(f"no customer with key {customer_key!r} in {IDENTITY_MAP}")
-        hashes = sorted(r["id_value"] for r in rows if r["id_kind"] == "email_hash")
-        subject = Subject(hashes[0] if hashes else "")
+        subject = Subject("")
         subject.add("customer_key", [customer_key])
-        for r in rows:  # id kinds of the map: email_hash, customer_id, client_id
-            subject.add(r["id_kind"], [r["id_value"]])
+        _with_identity(lakehouse, subject)
+        hashes = sorted(subject.of("email_hash"))
+        subject.email_hash = hashes[0] if hashes else ""
     else:
-        canonical = spark.range(1).select(canonical_email(F.lit(email)).alias("e"),
-                                          ).first()["e"]
+        row = spark.range(1).select(canonical_email(F.lit(email)).alias("e"),
+                                    keyed_hash(email_key(F.lit(email)), key).alias("h")).first()
+        canonical, hashed = row["e"], row["h"]
         if not canonical:
             raise ErasureError(f"not an email address: {email!r}")
-        hashed = spark.range(1).select(keyed_hash(F.lit(canonical), key).alias("h")).first()["h"]
         subject = Subject(hashed)
         subject.add("email", [canonical])
     subject.add("customer_id", _distinct(lakehouse, "silver.customers_raw", condition(
         {"email_hash": "email_hash"}, subject), "source_id"))
+    if email and lakehouse.exists(IDENTITY_MAP):  # every record resolved to the same customer
+        subject.add("customer_key", _distinct(lakehouse, IDENTITY_MAP, condition(
+            {"id_value": "email_hash"}, subject) + " AND id_kind = 'email_hash'",
+            "customer_key"))
+        _with_identity(lakehouse, subject)
     for name, source in config.sources.items():  # bronze CRM rows carry the raw email
         emails = [c for c, kind in source.subject.items() if kind == "email"]
         ids = [c for c, kind in source.subject.items() if kind == "customer_id"]
@@ -158,6 +165,22 @@ def find_subject(lakehouse: Lakehouse, config: SeglakeConfig, key: bytes, *,
                              "customer_id": "customer_id"}, subject)
     subject.add("order_id", _distinct(lakehouse, "silver.orders", order_where, "order_id"))
     return subject
+
+
+def _with_identity(lakehouse: Lakehouse, subject: Subject) -> None:
+    """Add every identifier the identity map ties to the subject's customer keys, and the
+    emails of their CRM records as written (bronze holds those spellings)."""
+    keys = subject.of("customer_key")
+    if not keys:
+        return
+    rows = lakehouse.read(IDENTITY_MAP).where(F.col("customer_key").isin(*sorted(keys))) \
+        .select("id_kind", "id_value").collect()
+    for r in rows:  # id kinds: record_key, email_hash, customer_id, phone_hash, client_id
+        subject.add(r["id_kind"], [r["id_value"]])
+    records = subject.of("record_key")
+    if records and lakehouse.exists("silver.customers_raw_pii"):
+        subject.add("email", _distinct(lakehouse, "silver.customers_raw_pii",
+                                       f"record_key IN ({_quoted(records)})", "email"))
 
 
 def subject_tables(lakehouse: Lakehouse, config: SeglakeConfig,

@@ -25,6 +25,11 @@ KEY_VARIABLE = "SEGLAKE_PSEUDONYMIZATION_KEY"
 # Public on purpose: demo data only. Hashes made with it protect nothing.
 DEMO_KEY = "seglake-demo-key-not-secret"
 MIN_KEY_LENGTH = 16
+# providers that ignore dots in the local part / that deliver local+tag to local
+DOTLESS_DOMAINS = ("gmail.com", "googlemail.com")
+TAGGED_DOMAINS = ("gmail.com", "googlemail.com", "outlook.com", "outlook.fr", "hotmail.com",
+                  "hotmail.fr", "live.com", "live.fr", "icloud.com", "me.com", "protonmail.com",
+                  "proton.me", "fastmail.com")
 
 
 class PrivacyError(RuntimeError):
@@ -56,6 +61,21 @@ def canonical_email(email: Column) -> Column:
     """Trimmed, lower case, inner whitespace removed; null when it cannot be an address."""
     text = F.lower(F.regexp_replace(F.trim(email), r"\s+", ""))
     return F.when(text.rlike(r"^[^@]+@[^@]+\.[^@]+$"), text)
+
+
+def email_key(col: Column) -> Column:
+    """The mailbox an address delivers to: canonical (lower case), ``+tag`` dropped and dots
+    removed where the provider ignores them, googlemail.com as gmail.com. Two spellings of one
+    mailbox get one key, so they hash alike."""
+    email = canonical_email(col)
+    local = F.substring_index(email, "@", 1)
+    domain = F.substring_index(email, "@", -1)
+    domain = F.when(domain == "googlemail.com", F.lit("gmail.com")).otherwise(domain)
+    local = F.when(domain.isin(*TAGGED_DOMAINS), F.substring_index(local, "+", 1)) \
+        .otherwise(local)
+    local = F.when(domain.isin(*DOTLESS_DOMAINS), F.regexp_replace(local, r"\.", "")) \
+        .otherwise(local)
+    return F.when(email.isNotNull() & (local != ""), F.concat(local, F.lit("@"), domain))
 
 
 def e164_phone(phone: Column, region: str) -> Column:

@@ -68,7 +68,7 @@ def suites() -> dict[str, list[Any]]:
             gxe.ExpectColumnValuesToNotBeNull(column="email_hash", mostly=0.9),
         ],
         # no value checks on PII: failing values would be copied into results and Data Docs
-        "silver.customers_pii": [
+        "silver.customers_raw_pii": [
             *not_null("record_key", "last_name"),
             gxe.ExpectColumnValuesToBeUnique(column="record_key"),
         ],

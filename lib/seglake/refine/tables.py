@@ -14,7 +14,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from seglake.config import RefineConfig
-from seglake.privacy import canonical_email, e164_phone, keyed_hash
+from seglake.privacy import canonical_email, e164_phone, email_key, keyed_hash
 from seglake.refine import rules as R
 from seglake.refine.rules import Rule, raw
 
@@ -65,10 +65,6 @@ def french_number(value: Column) -> Column:
     """"1 234,56" -> 1234.56; null when not a number."""
     return F.regexp_replace(F.regexp_replace(text(value), r"[\s\u00a0]", ""), ",", ".") \
         .try_cast("double")
-
-
-def email_hash(value: Column, ctx: Context) -> Column:
-    return keyed_hash(canonical_email(value), ctx.key)
 
 
 def _with(df: DataFrame, columns: dict[str, Column]) -> DataFrame:
@@ -132,7 +128,7 @@ def _orders_typed(df: DataFrame, ctx: Context) -> DataFrame:
     ref = text(raw("customer_ref"))
     is_email = ref.contains("@")
     df = _with(df, {"_ts": iso_timestamp(raw("ordered_at")),
-                    "_email": F.when(is_email, canonical_email(ref))})
+                    "_email": F.when(is_email, email_key(ref))})
     lines = raw("lines")
     gross = F.aggregate(lines, F.lit(0.0), lambda acc, x: acc + x["quantity"] * x["unit_price"])
     discount = F.coalesce(raw("discount"), F.lit(0.0))
@@ -183,7 +179,7 @@ EMAIL_COLUMNS = ("event_id", "campaign_id", "campaign_name", "email_hash", "even
 
 def _email_typed(df: DataFrame, ctx: Context) -> DataFrame:
     df = _with(df, {"_ts": iso_timestamp(raw("event_time")),
-                    "_email": canonical_email(raw("email"))})
+                    "_email": email_key(raw("email"))})
     return _with(df, {
         "event_id": text(raw("event_id")), "campaign_id": text(raw("campaign_id")),
         "campaign_name": text(raw("campaign_name")),
@@ -229,7 +225,7 @@ def _crm(system: str) -> tuple[Callable[[DataFrame, Context], DataFrame],
         tz = ctx.refine.timezone
         df = _with(df, {
             "_ts": local_timestamp(raw(fields["created"]), _CREATED_FORMAT[system], tz),
-            "_email": canonical_email(get("email")),
+            "_email": email_key(get("email")),
             "_phone": e164_phone(get("phone"), ctx.phone_region),
             "birth_date": F.try_to_date(get("birth_date"), "dd/MM/yyyy"),
         })
@@ -249,7 +245,8 @@ def _crm(system: str) -> tuple[Callable[[DataFrame, Context], DataFrame],
             else french_number(raw("ca_cumule")),
             "home_store": F.lit(None).cast("string") if eshop else text(raw("magasin")),
             "title": get("title"), "first_name": get("first_name"),
-            "last_name": get("last_name"), "email": F.col("_email"), "phone": F.col("_phone"),
+            "last_name": get("last_name"), "email": canonical_email(get("email")),
+            "phone": F.col("_phone"),
             "address": get("address"),
         })
 
@@ -267,7 +264,7 @@ def _crm(system: str) -> tuple[Callable[[DataFrame, Context], DataFrame],
     return typed, rules
 
 
-def customers_pii(customers: DataFrame) -> DataFrame:
+def customers_raw_pii(customers: DataFrame) -> DataFrame:
     """The restricted table: direct identifiers per CRM record (canonical email, E.164)."""
     return customers.select(*PII_COLUMNS, *LINEAGE)
 
@@ -279,7 +276,7 @@ CONSENT_COLUMNS = ("subject_hash", "purpose", "status", "consent_source", "updat
 
 def _consents_typed(df: DataFrame, ctx: Context) -> DataFrame:
     df = _with(df, {"_ts": iso_timestamp(raw("updated_at")),
-                    "_email": canonical_email(raw("email"))})
+                    "_email": email_key(raw("email"))})
     return _with(df, {
         "consent_id": text(raw("consent_id")),
         "subject_hash": keyed_hash(F.col("_email"), ctx.key),
@@ -323,7 +320,7 @@ def refinements() -> dict[str, Refinement]:
     app, app_rules = _events("app")
     eshop, eshop_rules = _crm("eshop")
     loyalty, loyalty_rules = _crm("loyalty")
-    crm = {"silver.customers_pii": customers_pii}
+    crm = {"silver.customers_raw_pii": customers_raw_pii}
     return {r.source: r for r in (
         Refinement("web_events", "silver.events", "event_id", web, web_rules, EVENT_COLUMNS),
         Refinement("app_events", "silver.events", "event_id", app, app_rules, EVENT_COLUMNS),

@@ -1,0 +1,76 @@
+"""Golden records: one row per customer from its CRM records, by survivorship rules in config.
+
+Attributes that belong together survive together (email with its hash, the address with its
+postcode and city), so a golden record never mixes two records' halves of one fact.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+from seglake.config import IdentityConfig
+
+# attribute (the name survivorship rules use) -> columns that survive with it
+ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "title": ("title",), "first_name": ("first_name",), "last_name": ("last_name",),
+    "email": ("email", "email_hash"), "phone": ("phone", "phone_hash"),
+    "birth_date": ("birth_date", "birth_year"), "address": ("address", "postcode", "city"),
+    "email_optin": ("email_optin",), "loyalty_points": ("loyalty_points",),
+    "loyalty_turnover": ("loyalty_turnover",), "home_store": ("home_store",),
+}
+PII = ("title", "first_name", "last_name", "email", "phone", "birth_date", "address")
+CUSTOMER_COLUMNS = ("customer_key", "profile", "record_count", "systems", "email_hash",
+                    "phone_hash", "birth_year", "postcode", "city", "email_optin",
+                    "loyalty_points", "loyalty_turnover", "home_store", "first_seen_at",
+                    "marketing_consent", "marketing_consent_at")
+PII_COLUMNS = ("customer_key", "title", "first_name", "last_name", "email", "phone",
+               "birth_date", "address", "postcode", "city")
+
+
+def _order(rule: str, lead: str, config: IdentityConfig) -> list[Column]:
+    # max_by takes the largest: later records, then the larger record key, win
+    recent = [F.coalesce("created_at", F.lit(0).cast("timestamp")), F.col("record_key")]
+    if rule == "source_priority":
+        rank = F.array_position(F.array(*[F.lit(s) for s in config.source_priority]),
+                                F.col("system"))
+        # unlisted systems (position 0) come last
+        return [F.when(rank == 0, -1_000_000).otherwise(-rank), *recent]
+    if rule == "most_frequent":
+        return [F.count(lead).over(Window.partitionBy("customer_key", lead)), *recent]
+    return recent
+
+
+def golden(records: DataFrame, config: IdentityConfig) -> DataFrame:
+    """One row per customer_key of ``records`` (CRM records with their customer_key, PII
+    included): each attribute from the best record that has it."""
+    rows = records
+    picks = []
+    for name, columns in ATTRIBUTES.items():
+        lead = columns[0]
+        rule = config.survivorship.get(name, "most_recent")
+        order = _order(rule, lead, config)
+        rows = rows.withColumn(f"_o_{name}", F.when(F.col(lead).isNotNull(), F.struct(*order)))
+        best = F.max_by(F.struct(*columns), F.col(f"_o_{name}"))
+        picks += [best[c].alias(c) for c in columns]
+    return rows.groupBy("customer_key").agg(
+        *picks, F.count("*").alias("record_count"),
+        F.array_sort(F.collect_set("system")).alias("systems"),
+        F.min("created_at").alias("first_seen_at"))
+
+
+def with_consent(customers: DataFrame, consents: DataFrame | None, emails: DataFrame,
+                 purpose: str) -> DataFrame:
+    """Latest state of the marketing consent over every email of the customer."""
+    if consents is None:
+        return customers.withColumn("marketing_consent", F.lit(None).cast("boolean")) \
+            .withColumn("marketing_consent_at", F.lit(None).cast("timestamp"))
+    latest = consents.where(F.col("purpose") == purpose) \
+        .join(emails.select(F.col("id_value").alias("subject_hash"), "customer_key"),
+              "subject_hash") \
+        .groupBy("customer_key").agg(F.max_by(F.struct("status", "updated_at"),
+                                              F.col("updated_at")).alias("_c"))
+    return customers.join(latest, "customer_key", "left") \
+        .withColumn("marketing_consent", F.col("_c.status") == "granted") \
+        .withColumn("marketing_consent_at", F.col("_c.updated_at")).drop("_c")

@@ -1,0 +1,158 @@
+"""Probabilistic record linkage of CRM records with Splink on Spark: the comparison frame,
+the model (settings as data, trained by EM without labels), scored pairs and clusters.
+
+Deterministic links (exact agreement on configured column sets) are edges of probability 1;
+Splink's scored pairs above the threshold are the others; connected components of both are the
+clusters. Star edges (every record to the smallest id sharing the value) keep deterministic
+links linear in the group size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+from seglake.config import ComparisonConfig, IdentityConfig
+from seglake.identity.normalise import address_key, folded, name_key, postcode_key
+from seglake.privacy import e164_phone, email_key
+
+log = logging.getLogger(__name__)
+
+ID = "unique_id"  # Splink's record id column
+
+
+def _normaliser(method: str, region: str) -> Callable[[Column], Column]:
+    return {
+        "name": name_key, "text": address_key, "postcode": postcode_key, "email": email_key,
+        "phone": lambda c: e164_phone(c, region), "date": lambda c: c.cast("date"),
+        "exact": folded,
+    }[method]
+
+
+def comparison_frame(records: DataFrame, config: IdentityConfig, region: str) -> DataFrame:
+    """One row per CRM record: its id and the comparison form of every compared column."""
+    missing = [c.column for c in config.comparisons if c.column not in records.columns]
+    if missing:
+        raise ValueError(f"identity.comparisons name columns the CRM records lack: {missing}; "
+                         f"available: {sorted(records.columns)}")
+    return records.select(F.col("record_key").alias(ID), *[
+        _normaliser(c.method, region)(F.col(c.column)).alias(c.column)
+        for c in config.comparisons])
+
+
+def _comparison(c: ComparisonConfig) -> Any:
+    import splink.comparison_library as cl
+
+    made = {
+        "name": lambda: cl.NameComparison(c.column),
+        "date": lambda: cl.DateOfBirthComparison(c.column, input_is_string=False),
+        "postcode": lambda: cl.PostcodeComparison(c.column),
+        "email": lambda: cl.EmailComparison(c.column),
+        "phone": lambda: cl.ExactMatch(c.column),
+        "text": lambda: cl.LevenshteinAtThresholds(c.column, [2, 5]),
+        "exact": lambda: cl.ExactMatch(c.column),
+    }[c.method]()
+    return made.configure(term_frequency_adjustments=True) if c.term_frequency else made
+
+
+def _rule(rule: list[str] | str) -> Any:
+    from splink import block_on
+    from splink.blocking_rule_library import CustomRule
+
+    return CustomRule(rule) if isinstance(rule, str) else block_on(*rule)
+
+
+def splink_settings(config: IdentityConfig) -> Any:
+    """The Splink model definition built from config (comparisons and blocking rules)."""
+    from splink import SettingsCreator
+
+    return SettingsCreator(
+        link_type="dedupe_only",
+        comparisons=[_comparison(c) for c in config.comparisons],
+        blocking_rules_to_generate_predictions=[_rule(r) for r in config.blocking],
+        retain_intermediate_calculation_columns=False,
+        retain_matching_columns=False,
+    )
+
+
+@dataclass
+class Linkage:
+    """What one linkage run produced: the model, its scored pairs and the record clusters."""
+
+    model_json: dict[str, Any]
+    pairs: DataFrame          # unique_id_l, unique_id_r, match_probability, match_weight, rule
+    clusters: DataFrame       # unique_id, cluster_id
+    candidate_pairs: int
+    charts: dict[str, Any]    # name -> Splink chart (altair), for the diagnostics
+
+
+def deterministic_edges(frame: DataFrame, rules: list[list[str]]) -> DataFrame:
+    """Edges of probability 1 between records agreeing exactly on every column of a rule:
+    each record to the smallest id of its group (a star, not all pairs)."""
+    edges = None
+    for columns in rules:
+        agree = F.lit(True)
+        for c in columns:
+            agree = agree & F.col(c).isNotNull()
+        group = Window.partitionBy(*columns)
+        star = frame.where(agree).select(
+            F.min(ID).over(group).alias(f"{ID}_l"), F.col(ID).alias(f"{ID}_r")) \
+            .where(F.col(f"{ID}_l") != F.col(f"{ID}_r")) \
+            .withColumn("rule", F.lit("exact: " + ", ".join(columns)))
+        edges = star if edges is None else edges.unionByName(star)
+    schema = f"{ID}_l STRING, {ID}_r STRING, rule STRING"
+    if edges is None:
+        return frame.sparkSession.createDataFrame([], schema)
+    return edges.select(F.least(f"{ID}_l", f"{ID}_r").alias(f"{ID}_l"),
+                        F.greatest(f"{ID}_l", f"{ID}_r").alias(f"{ID}_r"), "rule")
+
+
+def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
+         model_json: dict[str, Any] | None = None) -> Linkage:
+    """Train (or reuse) the model, score candidate pairs, cluster at the threshold."""
+    from splink import Linker
+    from splink.backends.spark import SparkAPI
+    from splink.clustering import cluster_pairwise_predictions_at_threshold
+
+    api = SparkAPI(spark_session=spark)
+    linker = Linker(api.register(frame), model_json or splink_settings(config))
+    if model_json is None:
+        log.info("training the linkage model (u by sampling %d pairs, EM on %d blocks)",
+                 config.u_max_pairs, len(config.training_blocks))
+        linker.training.estimate_probability_two_random_records_match(
+            [_rule(r) for r in config.deterministic], recall=0.7)
+        linker.training.estimate_u_using_random_sampling(
+            max_pairs=config.u_max_pairs, seed=config.seed, num_chunks=1)
+        for block in config.training_blocks:
+            linker.training.estimate_parameters_using_expectation_maximisation(_rule(block))
+    candidates = _candidate_pairs(linker)  # cached: predict scores these same pairs
+    floor = min(0.5, config.match_threshold)
+    scored = linker.inference.predict(threshold_match_probability=floor).as_spark_dataframe()
+    scored = scored.select(
+        F.least(f"{ID}_l", f"{ID}_r").alias(f"{ID}_l"),
+        F.greatest(f"{ID}_l", f"{ID}_r").alias(f"{ID}_r"),
+        "match_probability", "match_weight", F.lit("splink").alias("rule")).persist()
+    exact = deterministic_edges(frame, config.deterministic) \
+        .withColumn("match_probability", F.lit(1.0)) \
+        .withColumn("match_weight", F.lit(None).cast("double"))
+    pairs = exact.unionByName(scored).persist()
+    edges = pairs.where(F.col("match_probability") >= config.match_threshold) \
+        .groupBy(f"{ID}_l", f"{ID}_r").agg(F.max("match_probability").alias("match_probability"))
+    clusters = cluster_pairwise_predictions_at_threshold(
+        frame.select(ID), edges, api, ID, threshold_match_probability=config.match_threshold,
+    ).as_spark_dataframe().select(ID, F.col("cluster_id").cast("string")).persist()
+    charts = {"match_weights": linker.visualisations.match_weights_chart(),
+              "m_u_parameters": linker.visualisations.m_u_parameters_chart()}
+    return Linkage(linker.misc.save_model_to_json(), pairs, clusters, candidates, charts)
+
+
+def _candidate_pairs(linker: Any) -> int:
+    """Pairs the blocking rules generate (what scoring costs)."""
+    return int(linker.inference.compute_blocked_pairs_for_predict()
+               .as_spark_dataframe().count())

@@ -1,0 +1,202 @@
+"""``seglake resolve``: CRM records -> customers, every identifier -> customer_key.
+
+Reads silver only (customers_raw, customers_raw_pii, orders, email_events, consents, events) and
+the previous identity map; writes silver.customers, silver.customers_pii, silver.identity_merges,
+silver.identity_map (last, so a run killed before it re-runs from the same previous keys), the
+model to ops.models and the diagnostics to the run's report folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from seglake.config import SeglakeConfig
+from seglake.identity import diagnostics
+from seglake.identity.golden import CUSTOMER_COLUMNS, PII_COLUMNS, golden, with_consent
+from seglake.identity.linkage import ID, comparison_frame, link
+from seglake.identity.stitching import ACCOUNT, EMAIL, RECORD, identity_map
+from seglake.lakehouse import Lakehouse
+from seglake.models import latest_model, record_model
+from seglake.privacy import pseudonymization_key
+from seglake.runlog import RunLog, utc_now
+
+log = logging.getLogger(__name__)
+
+IDENTITY_MAP = "silver.identity_map"
+CUSTOMERS = "silver.customers"
+CUSTOMERS_PII = "silver.customers_pii"
+MERGES = "silver.identity_merges"
+MODEL_KIND = "identity-linkage"
+INPUTS = ("silver.customers_raw", "silver.customers_raw_pii", "silver.orders",
+          "silver.email_events", "silver.consents", "silver.events")
+
+
+class ResolveError(RuntimeError):
+    """Resolve cannot run on what the lakehouse holds."""
+
+
+@dataclass
+class ResolveResult:
+    run_id: str
+    records: int
+    customers: int
+    crm_customers: int
+    candidate_pairs: int
+    matched_pairs: int
+    merges: int
+    model_version: int
+    seconds: float
+    report_files: list[str] = field(default_factory=list)
+
+
+def _optional(lakehouse: Lakehouse, name: str) -> DataFrame | None:
+    return lakehouse.read(name) if lakehouse.exists(name) else None
+
+
+def _ids(frames: list[tuple[DataFrame | None, str]]) -> DataFrame:
+    parts = [df.select(F.col(c).alias("id_value")) for df, c in frames if df is not None]
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.unionByName(p)
+    return out.where(F.col("id_value").isNotNull()).distinct()
+
+
+def run_resolve(spark: SparkSession, config: SeglakeConfig,
+                runlog: RunLog | None = None) -> ResolveResult:
+    """Link, key, stitch and write; see the module docstring for what is read and written."""
+    started = time.monotonic()
+    lakehouse = Lakehouse.from_config(spark, config)
+    for name in INPUTS[:2]:
+        if not lakehouse.exists(name):
+            raise ResolveError(f"{name} does not exist: run `seglake refine` first")
+    key = pseudonymization_key(config.privacy)
+    runlog = runlog or RunLog(lakehouse, "resolve")
+    ident = config.identity
+    if spark.sparkContext.getCheckpointDir() is None:  # Splink's clustering checkpoints
+        spark.sparkContext.setCheckpointDir(f"{config.lakehouse.root}/_checkpoints/resolve")
+    versions = {n: lakehouse.version(n) for n in INPUTS if lakehouse.exists(n)}
+
+    raw = lakehouse.read("silver.customers_raw")
+    pii = lakehouse.read("silver.customers_raw_pii").drop("_source", "_source_file",
+                                                         "_batch_id", "system", "source_id",
+                                                         "postcode", "city")
+    records = raw.join(pii, "record_key").persist()
+    n_records = records.count()
+    log.info("resolve: %d CRM records", n_records)
+    frame = comparison_frame(records, ident, config.privacy.phone_region).persist()
+    frame.count()
+
+    previous_model = latest_model(lakehouse, MODEL_KIND) if ident.reuse_model else None
+    if ident.reuse_model and previous_model is None:
+        log.warning("identity.reuse_model is on but ops.models holds no %s model: training",
+                    MODEL_KIND)
+    linkage = link(spark, frame, ident,
+                   json.loads(previous_model["artifact"]) if previous_model else None)
+    clusters = linkage.clusters.select(F.col(ID).alias("record_key"),
+                                       F.col("cluster_id").alias("group"))
+    matched = linkage.pairs.where(F.col("match_probability") >= ident.match_threshold) \
+        .select(f"{ID}_l", f"{ID}_r").distinct().count()
+
+    orders = _optional(lakehouse, "silver.orders")
+    email_events = _optional(lakehouse, "silver.email_events")
+    consents = _optional(lakehouse, "silver.consents")
+    events = _optional(lakehouse, "silver.events")
+    emails = _ids([(orders, "customer_email_hash"), (email_events, "email_hash"),
+                   (consents, "subject_hash")])
+    accounts = _ids([(orders, "customer_id"), (events, "user_id")])
+    if events is not None:  # read once: the identifiers of every event
+        events = events.select("user_id", F.coalesce("cookie_id", "device_id")
+                               .alias("client_id"), "event_ts").persist()
+        logins = events.where(F.col("user_id").isNotNull()).select(
+            "client_id", F.col("user_id").alias("customer_id"), "event_ts")
+        clients = events.select(F.col("client_id").alias("id_value"))
+    else:
+        logins = spark.createDataFrame([], "client_id STRING, customer_id STRING, "
+                                           "event_ts TIMESTAMP")
+        clients = spark.createDataFrame([], "id_value STRING")
+    previous = _optional(lakehouse, IDENTITY_MAP)
+    if previous is not None:
+        previous = previous.select("id_kind", "id_value", "customer_key").persist()
+        previous_rows = previous.count()  # materialised: the table is rewritten below
+    run_id = runlog.run_id
+    stamp = utc_now()
+    new_map = identity_map(records, clusters, emails, accounts, logins, clients, previous,
+                           key).withColumn("run_id", F.lit(run_id)) \
+        .withColumn("resolved_at", F.lit(stamp)).persist()
+
+    record_keys = new_map.where(F.col("id_kind") == RECORD) \
+        .select(F.col("id_value").alias("record_key"), "customer_key")
+    crm = golden(records.join(record_keys, "record_key"), ident).withColumn("profile",
+                                                                             F.lit("crm"))
+    known = new_map.where(~F.col("anonymous") & F.col("id_kind").isin(EMAIL, ACCOUNT))
+    others = known.join(crm.select("customer_key"), "customer_key", "left_anti") \
+        .groupBy("customer_key").agg(
+            F.max(F.when(F.col("id_kind") == EMAIL, F.col("id_value"))).alias("email_hash"),
+            F.when(F.max((F.col("id_kind") == EMAIL).cast("int")) == 1, "email_only")
+            .otherwise("account_only").alias("profile"))
+    customers = crm.unionByName(others, allowMissingColumns=True) \
+        .withColumn("record_count", F.coalesce("record_count", F.lit(0)).cast("bigint"))
+    customers = with_consent(customers, consents,
+                             new_map.where(F.col("id_kind") == EMAIL), ident.marketing_purpose)
+    customers = customers.select(*CUSTOMER_COLUMNS).withColumn("run_id", F.lit(run_id)) \
+        .withColumn("resolved_at", F.lit(stamp)).persist()
+    golden_pii = crm.select(*PII_COLUMNS)
+    moved = _merges(previous, new_map, run_id, stamp).persist()
+
+    n_customers = customers.count()
+    n_crm = customers.where(F.col("profile") == "crm").count()
+    lakehouse.overwrite(CUSTOMERS, customers)
+    lakehouse.overwrite(CUSTOMERS_PII, golden_pii)
+    n_merges = moved.count()
+    if not lakehouse.exists(MERGES):
+        lakehouse.append(MERGES, moved)
+    elif n_merges:  # a re-run after a kill records the same merges once
+        lakehouse.merge(MERGES, moved, on=["old_key", "new_key"], when_matched_update=False)
+    lakehouse.overwrite(IDENTITY_MAP, new_map)
+
+    summary = {"records": n_records, "customers": n_customers, "crm_customers": n_crm,
+               "candidate_pairs": linkage.candidate_pairs, "matched_pairs": matched,
+               "merges": n_merges, "threshold": ident.match_threshold}
+    version = record_model(lakehouse, MODEL_KIND, run_id, params=ident.model_dump(),
+                           metrics=summary, data_versions=versions,
+                           artifact=json.dumps(linkage.model_json, sort_keys=True))
+    folder = Path(config.reports.root) / run_id / "identity"
+    files = diagnostics.write(folder, linkage.charts, diagnostics.cluster_sizes(linkage.clusters),
+                              diagnostics.largest_clusters(linkage.clusters, records,
+                                                           ident.largest_clusters),
+                              {**summary, "model_version": version})
+    map_rows = new_map.count()
+    runlog.record(table="silver.customers_raw", rows_in=n_records, rows_out=n_crm,
+                  message=f"{matched} matched pairs of {linkage.candidate_pairs} candidates")
+    runlog.record(table=CUSTOMERS, rows_in=n_records, rows_out=n_customers)
+    runlog.record(table=CUSTOMERS_PII, rows_in=n_records, rows_out=n_crm)
+    runlog.record(table=IDENTITY_MAP, rows_in=previous_rows if previous is not None else 0,
+                  rows_out=map_rows)
+    runlog.record(table=MERGES, rows_in=0, rows_out=n_merges)
+    runlog.flush()
+    for df in (records, frame, new_map, customers, moved, linkage.pairs, linkage.clusters):
+        df.unpersist()
+    for df in (previous, events):
+        if df is not None:
+            df.unpersist()
+    seconds = time.monotonic() - started
+    log.info("resolve: %d records -> %d customers (%d with a CRM profile), %d merges, %.1f s",
+             n_records, n_customers, n_crm, n_merges, seconds)
+    return ResolveResult(run_id, n_records, n_customers, n_crm, linkage.candidate_pairs,
+                         matched, n_merges, version, seconds, [str(f) for f in files])
+
+
+def _merges(previous: DataFrame | None, current: DataFrame, run_id: str,
+            stamp: Any) -> DataFrame:
+    from seglake.identity.keys import merges
+
+    return merges(previous, current).withColumn("run_id", F.lit(run_id)) \
+        .withColumn("merged_at", F.lit(stamp))

@@ -1,0 +1,90 @@
+"""Identity stitching: every identifier seen anywhere -> one customer_key.
+
+Customers are made of anchors: CRM records (grouped by linkage), the email addresses and
+account ids they carry, and emails or account ids seen only in orders, email events or consents
+(customers without a CRM profile). Cookies and devices follow the account they logged in with —
+all their events, those before the login included. A cookie or device that never logged in
+keeps an anonymous key of its own. Stitching attaches identifiers to customers; it never merges
+two customers (a shared family computer must not join two profiles).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+from seglake.identity.keys import assign_keys, opaque_key
+
+RECORD, EMAIL, ACCOUNT, PHONE, CLIENT = "record_key", "email_hash", "customer_id", "phone_hash", \
+    "client_id"
+MAP_COLUMNS = ("id_kind", "id_value", "customer_key", "anonymous")
+
+
+def _latest(df: DataFrame, by: str, order: list[Column]) -> DataFrame:
+    """The first row per ``by`` in ``order``."""
+    w = Window.partitionBy(by).orderBy(*order)
+    return df.withColumn("_rank", F.row_number().over(w)).where("_rank = 1").drop("_rank")
+
+
+def anchors(records: DataFrame, clusters: DataFrame, emails: DataFrame,
+            accounts: DataFrame) -> DataFrame:
+    """(id_kind, id_value, group) for every anchor identifier.
+
+    ``records``: record_key, source_id, email_hash, created_at; ``clusters``: record_key,
+    group; ``emails`` / ``accounts``: one column ``id_value`` of hashes / account ids seen in
+    orders, email events and consents."""
+    recs = records.join(clusters, "record_key")
+    newest_first = [F.col("created_at").desc_nulls_last(), F.col("record_key")]
+
+    def carried(column: str, kind: str) -> DataFrame:  # the newest record carrying it decides
+        owned = _latest(recs.where(F.col(column).isNotNull()), column, newest_first)
+        return owned.select(F.lit(kind).alias("id_kind"), F.col(column).alias("id_value"),
+                            "group")
+
+    def orphans(seen: DataFrame, owned: DataFrame, kind: str) -> DataFrame:
+        ids = seen.where(F.col("id_value").isNotNull()).distinct() \
+            .join(owned.select("id_value"), "id_value", "left_anti")
+        return ids.select(F.lit(kind).alias("id_kind"), "id_value",
+                          F.concat(F.lit(kind + ":"), "id_value").alias("group"))
+
+    by_record = recs.select(F.lit(RECORD).alias("id_kind"), F.col("record_key").alias("id_value"),
+                            "group")
+    crm_emails = carried("email_hash", EMAIL)
+    crm_accounts = carried("source_id", ACCOUNT)
+    return by_record.unionByName(crm_emails).unionByName(crm_accounts) \
+        .unionByName(orphans(emails, crm_emails, EMAIL)) \
+        .unionByName(orphans(accounts, crm_accounts, ACCOUNT))
+
+
+def identity_map(records: DataFrame, clusters: DataFrame, emails: DataFrame,
+                 accounts: DataFrame, logins: DataFrame, clients: DataFrame,
+                 previous: DataFrame | None, key: bytes) -> DataFrame:
+    """The whole map: (id_kind, id_value, customer_key, anonymous).
+
+    ``logins``: client_id, customer_id, event_ts of events with a user id; ``clients``: one
+    column ``id_value`` of every cookie and device id seen."""
+    keyed = assign_keys(anchors(records, clusters, emails, accounts), previous, key)
+    known = keyed.select("id_kind", "id_value", "customer_key")
+    phones = _latest(records.join(clusters, "record_key").where(F.col("phone_hash").isNotNull()),
+                     "phone_hash", [F.col("created_at").desc_nulls_last(), F.col("record_key")]) \
+        .join(known.where(F.col("id_kind") == RECORD)
+              .select(F.col("id_value").alias("record_key"), "customer_key"), "record_key") \
+        .select(F.lit(PHONE).alias("id_kind"), F.col("phone_hash").alias("id_value"),
+                "customer_key")
+    account_keys = known.where(F.col("id_kind") == ACCOUNT) \
+        .select(F.col("id_value").alias("customer_id"), "customer_key")
+    # a cookie that logged in as several customers follows the most frequent, then latest
+    votes = logins.join(account_keys, "customer_id").groupBy("client_id", "customer_key") \
+        .agg(F.count("*").alias("n"), F.max("event_ts").alias("last"))
+    followed = _latest(votes, "client_id", [F.desc("n"), F.desc("last"), F.col("customer_key")]) \
+        .select(F.lit(CLIENT).alias("id_kind"), F.col("client_id").alias("id_value"),
+                "customer_key")
+    anonymous = clients.where(F.col("id_value").isNotNull()).distinct() \
+        .join(followed.select("id_value"), "id_value", "left_anti") \
+        .select(F.lit(CLIENT).alias("id_kind"), "id_value",
+                opaque_key("a_", F.concat(F.lit("client:"), "id_value"), key)
+                .alias("customer_key"))
+    identified = known.unionByName(phones).unionByName(followed) \
+        .withColumn("anonymous", F.lit(False))
+    return identified.unionByName(anonymous.withColumn("anonymous", F.lit(True)))

@@ -1,0 +1,267 @@
+"""Identity resolution: normalisation, stable keys, stitching and golden records on tiny frames;
+linkage quality, the identity map and re-runs on the small demo world against its truth."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from conftest import TEST_KEY
+from pyspark.sql import functions as F
+
+from seglake.config import IdentityConfig
+from seglake.identity.evaluation import pair_scores
+from seglake.identity.golden import golden
+from seglake.identity.keys import assign_keys, merges
+from seglake.identity.normalise import address_key, name_key, postcode_key
+from seglake.identity.stitching import identity_map
+from seglake.lakehouse import Lakehouse
+
+KEY = TEST_KEY.encode()
+
+
+def values(df, column: str) -> list:
+    return [r[0] for r in df.select(column).collect()]
+
+
+# ------------------------------------------------------------------------- normalisation
+
+def test_names_addresses_and_postcodes_compare_in_one_form(spark):
+    df = spark.createDataFrame([
+        ("  Hélène ", "Lefèvre-Utile", "12 AV. DE LA RÉPUBLIQUE", "75 011"),
+        ("HELENE", "LEFEVRE UTILE", "12 avenue de la République", "75011"),
+        ("hélène", "d'Œillet", "3 bd Voltaire", None),
+        ("  ", "de La Fontaine", "r. du Moulin", ""),
+    ], "first STRING, last STRING, address STRING, postcode STRING")
+    out = df.select(name_key(F.col("first")).alias("f"), name_key(F.col("last")).alias("l"),
+                    address_key(F.col("address")).alias("a"),
+                    postcode_key(F.col("postcode")).alias("p")).collect()
+    assert [r["f"] for r in out] == ["helene", "helene", "helene", None]
+    assert [r["l"] for r in out] == ["lefevre utile", "lefevre utile", "oeillet", "fontaine"]
+    assert out[0]["a"] == out[1]["a"] == "12 avenue de la republique"
+    assert out[2]["a"] == "3 boulevard voltaire" and out[3]["a"] == "rue du moulin"
+    assert [r["p"] for r in out] == ["75011", "75011", None, None]
+
+
+# ------------------------------------------------------------------------------ keys
+
+def anchors_of(spark, groups: dict[str, list[str]]):
+    rows = [("record_key", rec, group) for group, recs in groups.items() for rec in recs]
+    return spark.createDataFrame(rows, "id_kind STRING, id_value STRING, group STRING")
+
+
+def key_of(df) -> dict[str, str]:
+    return {r["id_value"]: r["customer_key"] for r in df.collect()}
+
+
+def test_keys_are_opaque_deterministic_and_survive_new_records_and_bridges(spark):
+    first = assign_keys(anchors_of(spark, {"g1": ["eshop:C1", "loyalty:29"], "g2": ["eshop:C2"],
+                                           "g3": ["eshop:C3"]}), None, KEY).persist()
+    keys = key_of(first)
+    assert keys["eshop:C1"] == keys["loyalty:29"] and len(set(keys.values())) == 3
+    assert all(k.startswith("c_") and len(k) == 26 and "C1" not in k and "29" not in k
+               for k in keys.values())
+    # the same input gives the same keys, from scratch and against the previous map
+    assert key_of(assign_keys(anchors_of(spark, {"x": ["eshop:C1", "loyalty:29"],
+                                                 "y": ["eshop:C2"], "z": ["eshop:C3"]}),
+                              None, KEY)) == keys
+    # next run: C4 joins C2's customer, C5 bridges C1's and C3's, C6 is new
+    second = assign_keys(anchors_of(spark, {
+        "a": ["eshop:C1", "loyalty:29", "eshop:C3", "eshop:C5"], "b": ["eshop:C2", "eshop:C4"],
+        "c": ["eshop:C6"]}), first, KEY).persist()
+    now = key_of(second)
+    assert now["eshop:C4"] == now["eshop:C2"] == keys["eshop:C2"]
+    assert now["eshop:C3"] == now["eshop:C5"] == keys["eshop:C1"]  # the larger customer wins
+    assert now["eshop:C6"] not in keys.values()
+    merged = [tuple(r) for r in merges(first, second).select("old_key", "new_key", "ids_moved")
+              .collect()]
+    assert merged == [(keys["eshop:C3"], keys["eshop:C1"], 1)]
+    # a customer split in two keeps its key on the larger part; the other part gets a new one
+    third = key_of(assign_keys(anchors_of(spark, {
+        "a": ["eshop:C1", "loyalty:29", "eshop:C5"], "s": ["eshop:C3"],
+        "b": ["eshop:C2", "eshop:C4"], "c": ["eshop:C6"]}), second, KEY))
+    assert third["eshop:C1"] == keys["eshop:C1"] and third["eshop:C3"] not in now.values()
+
+
+# ------------------------------------------------------------------------------ stitching
+
+def test_stitching_follows_logins_and_keeps_anonymous_visitors(spark):
+    t = dt.datetime(2025, 10, 1, 12)
+    records = spark.createDataFrame([
+        ("eshop:C1", "C1", "h-anna", "p-anna", t), ("loyalty:29", "29", "h-anna2", None, t),
+        ("eshop:C2", "C2", "h-bob", None, t)],
+        "record_key STRING, source_id STRING, email_hash STRING, phone_hash STRING, "
+        "created_at TIMESTAMP")
+    clusters = spark.createDataFrame([("eshop:C1", "g1"), ("loyalty:29", "g1"),
+                                      ("eshop:C2", "g2")], "record_key STRING, group STRING")
+    emails = spark.createDataFrame([("h-anna",), ("h-guest",)], "id_value STRING")
+    accounts = spark.createDataFrame([("C1",), ("29",), ("C404",)], "id_value STRING")
+    logins = spark.createDataFrame([
+        ("ck.shared", "C1", t), ("ck.shared", "C2", t), ("ck.shared", "C2", t),
+        ("ck.anna", "29", t), ("dev-1", "C1", t)],
+        "client_id STRING, customer_id STRING, event_ts TIMESTAMP")
+    clients = spark.createDataFrame([("ck.shared",), ("ck.anna",), ("dev-1",), ("ck.nobody",)],
+                                    "id_value STRING")
+    m = identity_map(records, clusters, emails, accounts, logins, clients, None, KEY).persist()
+    by = {(r["id_kind"], r["id_value"]): (r["customer_key"], r["anonymous"]) for r in m.collect()}
+    assert m.count() == len(by)  # every identifier once
+    anna = by[("record_key", "eshop:C1")][0]
+    for ident in [("record_key", "loyalty:29"), ("email_hash", "h-anna"),
+                  ("email_hash", "h-anna2"), ("customer_id", "29"), ("phone_hash", "p-anna"),
+                  ("client_id", "ck.anna"), ("client_id", "dev-1")]:
+        assert by[ident] == (anna, False), ident
+    bob = by[("record_key", "eshop:C2")][0]
+    assert bob != anna and by[("client_id", "ck.shared")] == (bob, False)  # 2 logins of 3
+    guest, lost = by[("email_hash", "h-guest")][0], by[("customer_id", "C404")][0]
+    assert len({anna, bob, guest, lost}) == 4
+    nobody, anonymous = by[("client_id", "ck.nobody")]
+    assert anonymous and nobody.startswith("a_") and "nobody" not in nobody
+
+
+# ------------------------------------------------------------------------------ golden
+
+def test_golden_records_follow_the_survivorship_rules(spark):
+    old, new, newest = (dt.datetime(2020, 1, 1), dt.datetime(2023, 1, 1),
+                        dt.datetime(2024, 1, 1))
+    rows = [  # customer k: three records
+        ("k", "loyalty:1", "loyalty", newest, "Mme", "ANNE", "MARTIN", None, None,
+         dt.date(1980, 5, 1), "1 RUE A", "75001", "Paris"),
+        ("k", "eshop:1", "eshop", old, "Mme", "Anne", "Martin", "a@x.fr", "h1",
+         dt.date(1980, 5, 1), "9 rue B", "69001", "Lyon"),
+        ("k", "eshop:2", "eshop", new, None, "Annie", "Dupont", "b@x.fr", "h2",
+         dt.date(1980, 1, 5), None, None, None),
+    ]
+    df = spark.createDataFrame(rows, "customer_key STRING, record_key STRING, system STRING, "
+                               "created_at TIMESTAMP, title STRING, first_name STRING, "
+                               "last_name STRING, email STRING, email_hash STRING, "
+                               "birth_date DATE, address STRING, postcode STRING, city STRING")
+    for column, kind in [("phone", "string"), ("phone_hash", "string"), ("birth_year", "int"),
+                         ("email_optin", "boolean"), ("loyalty_points", "int"),
+                         ("loyalty_turnover", "double"), ("home_store", "string")]:
+        df = df.withColumn(column, F.lit(None).cast(kind))
+    config = IdentityConfig(source_priority=["eshop", "loyalty"], survivorship={
+        "first_name": "source_priority", "last_name": "most_recent",
+        "birth_date": "most_frequent"})
+    g = golden(df, config).first()
+    assert g["first_name"] == "Annie"          # e-shop first, then its most recent record
+    assert g["last_name"] == "MARTIN"          # the most recent record
+    assert g["birth_date"] == dt.date(1980, 5, 1)  # two records of three
+    assert (g["email"], g["email_hash"]) == ("b@x.fr", "h2")  # survive together
+    assert (g["address"], g["postcode"], g["city"]) == ("1 RUE A", "75001", "Paris")
+    assert g["record_count"] == 3 and g["systems"] == ["eshop", "loyalty"]
+    assert g["first_seen_at"] == old
+
+
+# --------------------------------------------------------------------- the small demo world
+
+@pytest.fixture(scope="module")
+def lake(spark, config, resolved) -> Lakehouse:
+    return Lakehouse.from_config(spark, config)
+
+
+def crm_truth(spark, config):
+    return spark.read.parquet(f"{config.truth.root}/crm_records").select(
+        F.concat_ws(":", "system", "crm_id").alias("record_key"), "person_id")
+
+
+def test_deduplication_precision_and_recall_on_the_demo_truth(spark, config, lake, resolved):
+    predicted = lake.read("silver.identity_map").where("id_kind = 'record_key'") \
+        .select(F.col("id_value").alias("record_key"), "customer_key")
+    scores = pair_scores(predicted, crm_truth(spark, config))
+    print(f"small world: precision {scores.precision:.4f}, recall {scores.recall:.4f} "
+          f"({scores.true_positives} of {scores.predicted_pairs} predicted, "
+          f"{scores.true_pairs} true pairs)")
+    assert scores.true_pairs > 300  # the world holds duplicates to find
+    assert scores.precision >= 0.97 and scores.recall >= 0.97
+    records = resolved.records
+    assert resolved.candidate_pairs < 0.01 * records * (records - 1) / 2  # blocking works
+
+
+def test_the_identity_map_covers_every_identifier_once(spark, config, lake):
+    m = lake.read("silver.identity_map")
+    assert m.groupBy("id_kind", "id_value").count().where("count > 1").count() == 0
+    kinds = {r[0] for r in m.select("id_kind").distinct().collect()}
+    assert kinds == {"record_key", "email_hash", "customer_id", "phone_hash", "client_id"}
+
+    def missing(df, column: str, kind: str) -> int:
+        ids = df.where(F.col(column).isNotNull()).select(F.col(column).alias("id_value"))
+        return ids.join(m.where(F.col("id_kind") == kind), "id_value", "left_anti").count()
+
+    events, orders = lake.read("silver.events"), lake.read("silver.orders")
+    assert missing(lake.read("silver.customers_raw"), "record_key", "record_key") == 0
+    assert missing(orders, "customer_email_hash", "email_hash") == 0
+    assert missing(lake.read("silver.email_events"), "email_hash", "email_hash") == 0
+    assert missing(orders, "customer_id", "customer_id") == 0
+    assert missing(events, "user_id", "customer_id") == 0
+    assert missing(events, "cookie_id", "client_id") == 0
+    assert missing(events, "device_id", "client_id") == 0
+    # keys are opaque: no source id or hash inside
+    keys = m.select("customer_key").distinct()
+    assert keys.where(~F.col("customer_key").rlike("^[ca]_[0-9a-f]{24}$")).count() == 0
+
+
+def test_stitched_events_belong_to_the_right_person(spark, config, lake):
+    """Events of a cookie or device that logged in go to the customer of the person who
+    browsed — including the events before the login — for nearly every event."""
+    rows = spark.read.parquet(f"{config.truth.root}/landing_rows") \
+        .where(F.col("source").isin("web_events", "app_events") & F.col("defect").isNull()) \
+        .select(F.col("record_id").alias("event_id"), "person_id")
+    m = lake.read("silver.identity_map")
+    person_of_key = m.where("id_kind = 'record_key'").select(
+        F.col("id_value").alias("record_key"), "customer_key") \
+        .join(crm_truth(spark, config), "record_key") \
+        .groupBy("customer_key").agg(F.mode("person_id").alias("key_person"))
+    events = lake.read("silver.events").select(
+        "event_id", F.coalesce("cookie_id", "device_id").alias("id_value"))
+    stitched = events.join(m.where("id_kind = 'client_id' AND NOT anonymous"), "id_value") \
+        .join(person_of_key, "customer_key").join(rows, "event_id")
+    total = stitched.count()
+    right = stitched.where(F.col("key_person") == F.col("person_id")).count()
+    assert total > 10_000 and right >= 0.99 * total
+    anonymous = events.join(m.where("anonymous"), "id_value").count()
+    assert anonymous > 0  # visitors who never log in keep their own key
+
+
+def test_golden_tables_one_row_per_customer_and_pii_only_where_restricted(spark, config, lake,
+                                                                           resolved):
+    customers, pii = lake.read("silver.customers"), lake.read("silver.customers_pii")
+    assert customers.count() == customers.select("customer_key").distinct().count() \
+        == resolved.customers
+    assert pii.count() == customers.where("profile = 'crm'").count() == resolved.crm_customers
+    text = F.lower(F.to_json(F.struct(*customers.columns)))
+    assert customers.where(text.contains("@")).count() == 0
+    names = [r[0].lower() for r in pii.select("last_name").where("last_name IS NOT NULL")
+             .limit(50).collect()]
+    assert customers.where(text.rlike("|".join(f'"{n}"' for n in names))).count() == 0
+    assert customers.where("marketing_consent").count() > 0
+    truth_persons = crm_truth(spark, config).select("person_id").distinct().count()
+    assert abs(resolved.crm_customers - truth_persons) <= 0.02 * truth_persons
+
+
+def test_a_rerun_keeps_every_key_and_merges_nothing(spark, config, lake, resolved, tmp_path):
+    from seglake.identity import run_resolve
+
+    before = lake.read("silver.identity_map").select("id_kind", "id_value", "customer_key") \
+        .persist()
+    before.count()
+    data = config.model_dump()
+    data["identity"]["reuse_model"] = True   # scores with the persisted model: no training
+    data["reports"]["root"] = str(tmp_path / "reports")
+    from seglake.config import SeglakeConfig
+
+    again = run_resolve(spark, SeglakeConfig.model_validate(data))
+    after = lake.read("silver.identity_map").select("id_kind", "id_value", "customer_key")
+    assert before.exceptAll(after).count() == 0 and after.exceptAll(before).count() == 0
+    assert again.merges == 0 and again.model_version == resolved.model_version + 1
+    model = lake.read("ops.models").where("kind = 'identity-linkage'").orderBy("version") \
+        .collect()
+    assert json.loads(model[-1]["artifact"]) == json.loads(model[0]["artifact"])
+    assert json.loads(model[0]["data_versions"])["silver.customers_raw"] >= 0
+    folder = tmp_path / "reports" / again.run_id / "identity"
+    assert {p.name for p in folder.iterdir()} == {
+        "match_weights.html", "m_u_parameters.html", "cluster_sizes.html", "identity.json"}
+    figures = json.loads((folder / "identity.json").read_text())
+    assert sum(n for _, n in figures["cluster_sizes"]) == resolved.crm_customers
+    assert len(figures["largest_clusters"]) == config.identity.largest_clusters
+    before.unpersist()
