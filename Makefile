@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/lakehouse_bench.py
 	$(BIN)/python bench/demo_bench.py --scale medium
 	$(BIN)/python bench/ingest_refine_bench.py --scale medium
+	$(BIN)/python bench/identity_bench.py --scales small,medium
 
 lint: $(STAMP)
 	$(BIN)/ruff check lib tests jobs bench

@@ -144,9 +144,9 @@ def find_subject(lakehouse: Lakehouse, config: SeglakeConfig, key: bytes, *,
     subject.add("customer_id", _distinct(lakehouse, "silver.customers_raw", condition(
         {"email_hash": "email_hash"}, subject), "source_id"))
     if email and lakehouse.exists(IDENTITY_MAP):  # every record resolved to the same customer
-        subject.add("customer_key", _distinct(lakehouse, IDENTITY_MAP, condition(
-            {"id_value": "email_hash"}, subject) + " AND id_kind = 'email_hash'",
-            "customer_key"))
+        found = " OR ".join(f"(id_kind = '{kind}' AND id_value IN ({_quoted(subject.of(kind))}))"
+                            for kind in ("email_hash", "customer_id") if subject.of(kind))
+        subject.add("customer_key", _distinct(lakehouse, IDENTITY_MAP, found, "customer_key"))
         _with_identity(lakehouse, subject)
     for name, source in config.sources.items():  # bronze CRM rows carry the raw email
         emails = [c for c, kind in source.subject.items() if kind == "email"]

@@ -32,7 +32,8 @@ def largest_clusters(clusters: DataFrame, records: DataFrame, n: int) -> list[di
         F.count("*").alias("size"), F.sort_array(F.collect_list("unique_id")).alias("records"),
         F.array_sort(F.collect_set("system")).alias("systems")) \
         .orderBy(F.desc("size"), "cluster_id").limit(n)
-    return [r.asDict() for r in top.collect()]
+    return [{"customer_key" if k == "cluster_id" else k: v for k, v in r.asDict().items()}
+            for r in top.collect()]
 
 
 def write(folder: Path, charts: dict[str, Any], sizes: list[tuple[int, int]],

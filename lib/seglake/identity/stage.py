@@ -93,6 +93,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     log.info("resolve: %d CRM records", n_records)
     frame = comparison_frame(records, ident, config.privacy.phone_region).persist()
     frame.count()
+    log.info("resolve: comparison frame ready (%.1f s)", time.monotonic() - started)
 
     previous_model = latest_model(lakehouse, MODEL_KIND) if ident.reuse_model else None
     if ident.reuse_model and previous_model is None:
@@ -104,6 +105,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                                        F.col("cluster_id").alias("group"))
     matched = linkage.pairs.where(F.col("match_probability") >= ident.match_threshold) \
         .select(f"{ID}_l", f"{ID}_r").distinct().count()
+    log.info("resolve: %d matched pairs of %d candidates, clustered (%.1f s)", matched,
+             linkage.candidate_pairs, time.monotonic() - started)
 
     orders = _optional(lakehouse, "silver.orders")
     email_events = _optional(lakehouse, "silver.email_events")
@@ -131,7 +134,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     new_map = identity_map(records, clusters, emails, accounts, logins, clients, previous,
                            key).withColumn("run_id", F.lit(run_id)) \
         .withColumn("resolved_at", F.lit(stamp)).persist()
-
+    log.info("resolve: identity map of %d identifiers (%.1f s)", new_map.count(),
+             time.monotonic() - started)
     record_keys = new_map.where(F.col("id_kind") == RECORD) \
         .select(F.col("id_value").alias("record_key"), "customer_key")
     crm = golden(records.join(record_keys, "record_key"), ident).withColumn("profile",
@@ -153,6 +157,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
 
     n_customers = customers.count()
     n_crm = customers.where(F.col("profile") == "crm").count()
+    log.info("resolve: %d golden records (%.1f s)", n_customers, time.monotonic() - started)
     lakehouse.overwrite(CUSTOMERS, customers)
     lakehouse.overwrite(CUSTOMERS_PII, golden_pii)
     n_merges = moved.count()
@@ -170,8 +175,10 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                            artifact=json.dumps(linkage.model_json, sort_keys=True))
     folder = Path(config.reports.root) / run_id / "identity"
     files = diagnostics.write(folder, linkage.charts, diagnostics.cluster_sizes(linkage.clusters),
-                              diagnostics.largest_clusters(linkage.clusters, records,
-                                                           ident.largest_clusters),
+                              diagnostics.largest_clusters(
+                                  record_keys.select(F.col("record_key").alias(ID),
+                                                     F.col("customer_key").alias("cluster_id")),
+                                  records, ident.largest_clusters),
                               {**summary, "model_version": version})
     map_rows = new_map.count()
     runlog.record(table="silver.customers_raw", rows_in=n_records, rows_out=n_crm,
