@@ -151,6 +151,8 @@ def test_golden_records_follow_the_survivorship_rules(spark):
     assert (g["address"], g["postcode"], g["city"]) == ("1 RUE A", "75001", "Paris")
     assert g["record_count"] == 3 and g["systems"] == ["eshop", "loyalty"]
     assert g["first_seen_at"] == old
+    with pytest.raises(ValueError, match="unknown attributes.*'nickname'"):
+        golden(df, IdentityConfig(survivorship={"nickname": "most_recent"}))
 
 
 # --------------------------------------------------------------------- the small demo world

@@ -45,6 +45,10 @@ def _order(rule: str, lead: str, config: IdentityConfig) -> list[Column]:
 def golden(records: DataFrame, config: IdentityConfig) -> DataFrame:
     """One row per customer_key of ``records`` (CRM records with their customer_key, PII
     included): each attribute from the best record that has it."""
+    unknown = sorted(set(config.survivorship) - set(ATTRIBUTES))
+    if unknown:
+        raise ValueError(f"identity.survivorship names unknown attributes {unknown}; "
+                         f"known: {sorted(ATTRIBUTES)}")
     rows = records
     picks = []
     for name, columns in ATTRIBUTES.items():

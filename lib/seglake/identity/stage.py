@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from seglake.config import SeglakeConfig
 from seglake.identity import diagnostics
 from seglake.identity.golden import CUSTOMER_COLUMNS, PII_COLUMNS, golden, with_consent
+from seglake.identity.keys import merges
 from seglake.identity.linkage import ID, comparison_frame, link
 from seglake.identity.stitching import ACCOUNT, EMAIL, RECORD, identity_map
 from seglake.lakehouse import Lakehouse
@@ -91,7 +92,11 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     records = raw.join(pii, "record_key").persist()
     n_records = records.count()
     log.info("resolve: %d CRM records", n_records)
-    frame = comparison_frame(records, ident, config.privacy.phone_region).persist()
+    try:  # config that names what the data lacks fails before any Splink work
+        frame = comparison_frame(records, ident, config.privacy.phone_region).persist()
+        golden(records.limit(0).withColumn("customer_key", F.lit("")), ident)
+    except ValueError as exc:
+        raise ResolveError(str(exc)) from exc
     frame.count()
     log.info("resolve: comparison frame ready (%.1f s)", time.monotonic() - started)
 
@@ -203,7 +208,5 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
 
 def _merges(previous: DataFrame | None, current: DataFrame, run_id: str,
             stamp: Any) -> DataFrame:
-    from seglake.identity.keys import merges
-
     return merges(previous, current).withColumn("run_id", F.lit(run_id)) \
         .withColumn("merged_at", F.lit(stamp))
