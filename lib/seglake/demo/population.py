@@ -160,11 +160,16 @@ def _with_email(df: DataFrame, draws: Draws) -> DataFrame:
                          draws.index([w for _, w in patterns], "mail_pattern", pid))
     domains, weights = _split(EMAIL_DOMAINS)
     base = F.concat(local, F.lit("@"), draws.choice(domains, weights, "domain", pid))
-    # real addresses are unique: the second "marie.martin@gmail.com" becomes marie.martin.2@…
-    rank = F.row_number().over(Window.partitionBy("_email").orderBy("person_id"))
+    # real mailboxes are unique: the second "marie.martin@gmail.com" becomes marie.martin.2@…,
+    # and Gmail ignores dots, so mariemartin@gmail.com is that same mailbox too
+    gmail = F.col("_email").endswith("@gmail.com")
+    mailbox = F.when(gmail, F.regexp_replace("_email", r"\.(?=[^@]*@)", "")) \
+        .otherwise(F.col("_email"))
+    rank = F.row_number().over(Window.partitionBy("_mailbox").orderBy("person_id"))
     unique = F.when(rank == 1, F.col("_email")).otherwise(
         F.regexp_replace("_email", "@", F.concat(F.lit("."), rank.cast("string"), F.lit("@"))))
-    return df.withColumn("_email", base).withColumn("email", unique).drop("_email")
+    return df.withColumn("_email", base).withColumn("_mailbox", mailbox) \
+        .withColumn("email", unique).drop("_email", "_mailbox")
 
 
 def pick_columns(columns: list[Column], index: Column) -> Column:
