@@ -42,13 +42,18 @@ def _order(rule: str, lead: str, config: IdentityConfig) -> list[Column]:
     return recent
 
 
-def golden(records: DataFrame, config: IdentityConfig) -> DataFrame:
-    """One row per customer_key of ``records`` (CRM records with their customer_key, PII
-    included): each attribute from the best record that has it."""
+def check_survivorship(config: IdentityConfig) -> None:
+    """Raise ValueError when a survivorship rule names an attribute golden records lack."""
     unknown = sorted(set(config.survivorship) - set(ATTRIBUTES))
     if unknown:
         raise ValueError(f"identity.survivorship names unknown attributes {unknown}; "
                          f"known: {sorted(ATTRIBUTES)}")
+
+
+def golden(records: DataFrame, config: IdentityConfig) -> DataFrame:
+    """One row per customer_key of ``records`` (CRM records with their customer_key, PII
+    included): each attribute from the best record that has it."""
+    check_survivorship(config)
     rows = records
     picks = []
     for name, columns in ATTRIBUTES.items():

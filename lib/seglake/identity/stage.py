@@ -20,7 +20,13 @@ from pyspark.sql import functions as F
 
 from seglake.config import SeglakeConfig
 from seglake.identity import diagnostics
-from seglake.identity.golden import CUSTOMER_COLUMNS, PII_COLUMNS, golden, with_consent
+from seglake.identity.golden import (
+    CUSTOMER_COLUMNS,
+    PII_COLUMNS,
+    check_survivorship,
+    golden,
+    with_consent,
+)
 from seglake.identity.keys import merges
 from seglake.identity.linkage import ID, comparison_frame, link
 from seglake.identity.stitching import ACCOUNT, EMAIL, RECORD, identity_map
@@ -94,7 +100,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     log.info("resolve: %d CRM records", n_records)
     try:  # config that names what the data lacks fails before any Splink work
         frame = comparison_frame(records, ident, config.privacy.phone_region).persist()
-        golden(records.limit(0).withColumn("customer_key", F.lit("")), ident)
+        check_survivorship(ident)
     except ValueError as exc:
         raise ResolveError(str(exc)) from exc
     frame.count()
@@ -139,7 +145,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     new_map = identity_map(records, clusters, emails, accounts, logins, clients, previous,
                            key).withColumn("run_id", F.lit(run_id)) \
         .withColumn("resolved_at", F.lit(stamp)).persist()
-    log.info("resolve: identity map of %d identifiers (%.1f s)", new_map.count(),
+    map_rows = new_map.count()
+    log.info("resolve: identity map of %d identifiers (%.1f s)", map_rows,
              time.monotonic() - started)
     record_keys = new_map.where(F.col("id_kind") == RECORD) \
         .select(F.col("id_value").alias("record_key"), "customer_key")
@@ -185,7 +192,6 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                                                      F.col("customer_key").alias("cluster_id")),
                                   records, ident.largest_clusters),
                               {**summary, "model_version": version})
-    map_rows = new_map.count()
     runlog.record(table="silver.customers_raw", rows_in=n_records, rows_out=n_crm,
                   message=f"{matched} matched pairs of {linkage.candidate_pairs} candidates")
     runlog.record(table=CUSTOMERS, rows_in=n_records, rows_out=n_customers)
