@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/seglake ingest
 	SEGLAKE__PRIVACY__DEMO_MODE=true $(BIN)/seglake refine
 	SEGLAKE__PRIVACY__DEMO_MODE=true $(BIN)/seglake resolve
+	$(BIN)/seglake features
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -29,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/demo_bench.py --scale medium
 	$(BIN)/python bench/ingest_refine_bench.py --scale medium
 	$(BIN)/python bench/identity_bench.py --scales small,medium
+	$(BIN)/python bench/features_bench.py --scale medium
 
 lint: $(STAMP)
 	$(BIN)/ruff check lib tests jobs bench

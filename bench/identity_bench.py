@@ -9,48 +9,19 @@ holds that scale already); only ``seglake resolve`` is timed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 
+from common import refined_world
 from pyspark.sql import functions as F
 
 from seglake.config import SeglakeConfig
-from seglake.demo import generate, resolve_scale
 from seglake.identity import run_resolve
 from seglake.identity.evaluation import pair_scores
-from seglake.ingest import run_ingest
 from seglake.lakehouse import Lakehouse
-from seglake.refine import run_refine
 from seglake.session import get_spark
-
-
-def prepared(spark, scale: str, out: Path) -> SeglakeConfig:
-    """The scale's lakehouse refined (built once, reused while the world is the same)."""
-    config = SeglakeConfig.model_validate({
-        "spark": {"master": "local[*]"},
-        "lakehouse": {"root": str(out / "lakehouse")}, "landing": {"root": str(out / "landing")},
-        "truth": {"root": str(out / "truth")}, "reports": {"root": str(out / "reports")},
-        "privacy": {"demo_mode": True}})
-    spec = resolve_scale(scale)
-    manifest = out / "truth" / "manifest.json"
-    same = manifest.exists() and json.loads(manifest.read_text())["spec"] == json.loads(
-        json.dumps(asdict(spec), default=str))
-    if not same:
-        generate(spark, spec, config.landing.root, config.truth.root, clean=True)
-    if not same or not (out / "lakehouse" / "silver" / "customers_raw").exists():
-        run_ingest(spark, config)
-        run_refine(spark, config)
-    lakehouse = Lakehouse.from_config(spark, config)
-    for table in ("silver.customers", "silver.customers_pii", "silver.identity_map",
-                  "silver.identity_merges", "ops.models"):  # resolve from scratch
-        if lakehouse.exists(table):
-            shutil.rmtree(lakehouse.path(table).removeprefix("file:"))
-    return config
 
 
 def main() -> None:
@@ -64,7 +35,7 @@ def main() -> None:
         out = Path(args.out) / scale
         base = SeglakeConfig.model_validate({"spark": {"master": "local[*]"}})
         spark = spark or get_spark(base)
-        config = prepared(spark, scale, out)
+        config = refined_world(spark, scale, out)
         started = time.monotonic()
         result = run_resolve(spark, config)
         seconds = time.monotonic() - started

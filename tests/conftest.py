@@ -62,6 +62,14 @@ def resolved(spark, config, refined):
     return run_resolve(spark, config)
 
 
+@pytest.fixture(scope="session")
+def featured(spark, config, resolved):
+    """Customer features of the resolved small world as of the end of its data."""
+    from seglake.features import run_features
+
+    return run_features(spark, config)
+
+
 @pytest.fixture
 def lakehouse_root(tmp_path) -> str:
     return str(tmp_path / "lakehouse")

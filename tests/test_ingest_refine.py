@@ -346,7 +346,7 @@ def test_a_blocking_suite_stops_the_commit_and_a_warning_suite_records(
 # ------------------------------------------------------------------------------ erasure
 
 def test_erasure_removes_the_subject_from_every_version_and_nothing_else(
-        spark, config, lake, resolved, tmp_path):
+        spark, config, lake, featured, tmp_path):
     from seglake.erasure import erase
 
     shutil.copytree(config.lakehouse.root, tmp_path / "lakehouse")
@@ -398,6 +398,7 @@ def test_erasure_removes_the_subject_from_every_version_and_nothing_else(
 
     tables = [f"{layer.name}.{t.name}" for layer in (tmp_path / "lakehouse").iterdir()
               if not layer.name.startswith("_") for t in layer.iterdir()]
+    assert {"silver.identity_map", "gold.customer_features"} <= set(tables)
     before = {t: copy.read(t).persist() for t in tables}
     assert sum(subject_rows(df).count() for df in before.values()) > 10
 

@@ -119,11 +119,9 @@ def _refine(config: SeglakeConfig, args: argparse.Namespace) -> int:
     try:
         results = run_refine(spark, config, args.source or None, runlog=runlog)
     except PrivacyError as exc:
-        print(f"seglake refine: {exc}", file=sys.stderr)
-        return 2
+        return _failed("refine", exc, 2)
     except RefineError as exc:
-        print(f"seglake refine: {exc}", file=sys.stderr)
-        return 1
+        return _failed("refine", exc, 1)
     print(f"  {'source':<13} {'bronze':>10} {'silver':>10} {'quarantined':>12} "
           f"{'duplicates':>11}")
     for r in results:
@@ -144,11 +142,9 @@ def _resolve(config: SeglakeConfig, args: argparse.Namespace) -> int:
     try:
         r = run_resolve(spark, config)
     except PrivacyError as exc:
-        print(f"seglake resolve: {exc}", file=sys.stderr)
-        return 2
+        return _failed("resolve", exc, 2)
     except ResolveError as exc:
-        print(f"seglake resolve: {exc}", file=sys.stderr)
-        return 1
+        return _failed("resolve", exc, 1)
     print(f"  CRM records        {r.records:>10,}")
     print(f"  candidate pairs    {r.candidate_pairs:>10,}")
     print(f"  matched pairs      {r.matched_pairs:>10,}")
@@ -162,6 +158,39 @@ def _resolve(config: SeglakeConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _features(config: SeglakeConfig, args: argparse.Namespace) -> int:
+    """Silver + identity map -> gold.customer_features as of a date (point in time)."""
+    if args.catalogue:
+        from seglake.features import catalogue_markdown
+
+        print(catalogue_markdown(config.features))
+        return 0
+    from seglake.features import FeaturesError, run_features
+    from seglake.session import get_spark
+
+    spark = get_spark(config)
+    try:
+        r = run_features(spark, config, as_of=args.as_of)
+    except FeaturesError as exc:
+        return _failed("features", exc, 1)
+    print(f"  as of              {r.as_of} (everything strictly before it)")
+    for name, n in r.rows_in.items():
+        left_out = f"  ({r.unkeyed[name]:,} with unknown identifiers left out: run "\
+            "`seglake resolve`)" if r.unkeyed[name] else ""
+        print(f"  {name:<18} {n:>10,} rows{left_out}")
+    print(f"  customers          {r.customers:>10,}")
+    print(f"  anonymous visitors {r.anonymous:>10,}")
+    print(f"run {r.run_id}: {r.rows:,} rows in gold.customer_features for as_of {r.as_of} "
+          f"({r.seconds:.0f} s)")
+    return 0
+
+
+def _failed(stage: str, exc: Exception, code: int) -> int:
+    """Print a stage's error as ``seglake <stage>: <message>`` and return the exit code."""
+    print(f"seglake {stage}: {exc}", file=sys.stderr)
+    return code
+
+
 def _erase(config: SeglakeConfig, args: argparse.Namespace) -> int:
     """Delete one data subject from every table (and, with --vacuum, from old versions)."""
     from seglake.erasure import ErasureError, erase
@@ -173,8 +202,7 @@ def _erase(config: SeglakeConfig, args: argparse.Namespace) -> int:
         result = erase(spark, config, email=args.email, customer_key=args.customer_key,
                        vacuum=args.vacuum)
     except (ErasureError, PrivacyError) as exc:
-        print(f"seglake erase: {exc}", file=sys.stderr)
-        return 2
+        return _failed("erase", exc, 2)
     print(f"erasure {result.request_id} (subject {result.subject_hash[:12]}...): "
           f"{sum(result.rows_deleted.values()):,} rows deleted")
     for table, rows in sorted(result.rows_deleted.items()):
@@ -198,6 +226,8 @@ COMMANDS: dict[str, tuple[str, Command]] = {
                _refine),
     "resolve": ("resolve identities: de-duplicated customers, keys, golden records, map",
                 _resolve),
+    "features": ("gold customer features as of a date (RFM, email, browsing, funnel, intent)",
+                 _features),
     "erase": ("delete a data subject from every table (right to erasure)", _erase),
 }
 
@@ -228,6 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("ingest", "refine"):
         commands[name].add_argument("--source", action="append", metavar="NAME",
                                     help="only this declared source (repeatable)")
+    commands["features"].add_argument(
+        "--as-of", type=_date, metavar="DATE",
+        help="use only what happened strictly before this day, YYYY-MM-DD (default: the day "
+        "after the latest order, event or email event)")
+    commands["features"].add_argument(
+        "--catalogue", action="store_true",
+        help="print the feature catalogue (Markdown, as in the README) and exit")
     who = commands["erase"].add_mutually_exclusive_group(required=True)
     who.add_argument("--email", help="the subject's email address (any spelling or case)")
     who.add_argument("--customer-key", help="the subject's customer_key (after resolve)")

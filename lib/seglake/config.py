@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ENV_PREFIX = "SEGLAKE__"
 DEFAULT_CONFIG_PATH = Path("conf/seglake.yaml")
@@ -261,6 +261,88 @@ class IdentityConfig(_Section):
         20, ge=0, description="How many of the largest clusters the diagnostics list.")
 
 
+INTENT_SIGNALS = ("repeat_product_views", "long_dwell_views", "return_visits", "add_to_carts",
+                  "checkout_starts", "contact_requests")
+ENGAGEMENT_COMPONENTS = ("recency", "purchases", "browsing", "email", "intent")
+
+
+class FeaturesConfig(_Section):
+    windows: list[int] = Field(
+        default_factory=lambda: [7, 30, 90, 365],
+        description="Look-back windows in days; every windowed feature exists once per window "
+        "(e.g. `sessions_30d`).")
+    rfm_window_days: int = Field(
+        365, description="Window of the frequency and monetary behind the R/F/M scores and the "
+        "RFM map (one of `windows`).")
+    quantile_accuracy: int = Field(
+        10_000, ge=100, description="Accuracy of the percentile_approx cut points of the R/F/M "
+        "quintiles (exact up to this many buyers).")
+    profile_window_days: int = Field(
+        365, description="Window of the preferred device, channel and top category (one of "
+        "`windows`).")
+    cart_abandon_hours: int = Field(
+        24, ge=1, description="A cart not followed by a purchase (order or purchase event) "
+        "within this many hours is abandoned.")
+    loyal_orders: int = Field(
+        2, ge=2, description="Completed orders from which the funnel stage is `loyalty`.")
+    intent_window_days: int = Field(
+        30, description="Window of the intent signals and score (one of `windows`).")
+    dwell_seconds: int = Field(
+        60, ge=1, description="A product view this long or longer is a long dwell.")
+    contact_pages: list[str] = Field(
+        default_factory=lambda: ["/contact", "/devis", "/rendez-vous", "contact"],
+        description="Page or screen prefixes of contact and quote requests (a strong intent "
+        "signal).")
+    intent_weights: dict[str, float] = Field(
+        default_factory=lambda: {"repeat_product_views": 1.0, "long_dwell_views": 0.5,
+                                 "return_visits": 0.5, "add_to_carts": 3.0,
+                                 "checkout_starts": 5.0, "contact_requests": 4.0},
+        description="Weight of each intent signal count; intent_score = 100 * (1 - exp(-sum "
+        "of weight * count / intent_scale)).")
+    intent_scale: float = Field(
+        10.0, gt=0, description="Weighted signal sum at which the intent score reaches 63.")
+    engagement_window_days: int = Field(
+        90, description="Window of the purchase, browsing and email components of the "
+        "engagement score (one of `windows`).")
+    engagement_weights: dict[str, float] = Field(
+        default_factory=lambda: {"recency": 0.30, "purchases": 0.25, "browsing": 0.20,
+                                 "email": 0.15, "intent": 0.10},
+        description="Weights of the engagement components (each 0..1); the score is 100 * "
+        "weighted mean.")
+    engagement_halflife_days: float = Field(
+        30.0, gt=0, description="The recency component halves every this many days since the "
+        "last activity.")
+    engagement_orders_target: int = Field(
+        3, ge=1, description="Completed orders in the engagement window that give the full "
+        "purchase component.")
+    engagement_sessions_target: int = Field(
+        12, ge=1, description="Sessions in the engagement window that give the full browsing "
+        "component.")
+    consent_purpose: str = Field(
+        "marketing_email", description="Consent purpose behind the marketing_consent feature.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeaturesConfig:
+        if not self.windows or any(w < 1 for w in self.windows) \
+                or len(set(self.windows)) != len(self.windows):
+            raise ValueError("windows must be distinct whole days >= 1")
+        for key in ("rfm_window_days", "profile_window_days", "intent_window_days",
+                    "engagement_window_days"):
+            if getattr(self, key) not in self.windows:
+                raise ValueError(f"{key} ({getattr(self, key)}) must be one of windows "
+                                 f"{self.windows}")
+        for key, known in (("intent_weights", INTENT_SIGNALS),
+                           ("engagement_weights", ENGAGEMENT_COMPONENTS)):
+            unknown = set(getattr(self, key)) - set(known)
+            if unknown:
+                raise ValueError(f"{key}: unknown {sorted(unknown)}; known: {list(known)}")
+            if any(v < 0 for v in getattr(self, key).values()):
+                raise ValueError(f"{key}: weights must be >= 0")
+        if sum(self.engagement_weights.values()) <= 0:
+            raise ValueError("engagement_weights must not all be 0")
+        return self
+
+
 class SparkConfig(_Section):
     master: str = Field("local[*]", description="Master URL for a session seglake builds itself.")
     app_name: str = Field("seglake", description="Spark application name.")
@@ -289,6 +371,7 @@ class SeglakeConfig(_Section):
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     sources: dict[str, SourceConfig] = Field(
         default_factory=default_sources,
         description="Landing sources by name (what ingest reads); defaults: the demo sources.",

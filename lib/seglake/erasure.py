@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 ERASURE_LOG = "ops.erasure_log"
 IDENTITY_MAP = "silver.identity_map"
-# silver tables seglake writes: column -> the kind of identifier it holds
-SILVER_SUBJECT: dict[str, dict[str, str]] = {
+# tables seglake writes that hold a subject: column -> the kind of identifier it holds
+SUBJECT_TABLES: dict[str, dict[str, str]] = {
     "silver.events": {"user_id": "customer_id", "cookie_id": "client_id",
                       "device_id": "client_id"},
     "silver.orders": {"customer_email_hash": "email_hash", "customer_id": "customer_id",
@@ -44,6 +44,7 @@ SILVER_SUBJECT: dict[str, dict[str, str]] = {
     "silver.customers": {"customer_key": "customer_key"},
     "silver.customers_pii": {"customer_key": "customer_key"},
     "silver.identity_merges": {"old_key": "customer_key", "new_key": "customer_key"},
+    "gold.customer_features": {"customer_key": "customer_key"},
 }
 LOG_SCHEMA = (  # DDL: createDataFrame takes it as the schema
     "request_id STRING, requested_at TIMESTAMP, subject_hash STRING, requested_by STRING, "
@@ -197,7 +198,7 @@ def subject_tables(lakehouse: Lakehouse, config: SeglakeConfig,
         where = condition(columns, subject)
         if where:
             tables[table] = where
-    for table, columns in SILVER_SUBJECT.items():
+    for table, columns in SUBJECT_TABLES.items():
         where = condition(columns, subject)
         if where and lakehouse.exists(table):
             tables[table] = where

@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 
 import pandas as pd
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
@@ -111,3 +111,20 @@ def keyed_hash(value: Column, key: bytes) -> Column:
             na_action="ignore")
 
     return hmac_sha256(value)
+
+
+def with_consent(customers: DataFrame, consents: DataFrame | None, emails: DataFrame,
+                 purpose: str) -> DataFrame:
+    """Latest state of the consent to ``purpose`` over every email of the customer (``emails``:
+    identity-map rows id_value -> customer_key); null where no consent was ever recorded."""
+    if consents is None:
+        return customers.withColumn("marketing_consent", F.lit(None).cast("boolean")) \
+            .withColumn("marketing_consent_at", F.lit(None).cast("timestamp"))
+    latest = consents.where(F.col("purpose") == purpose) \
+        .join(emails.select(F.col("id_value").alias("subject_hash"), "customer_key"),
+              "subject_hash") \
+        .groupBy("customer_key").agg(F.max_by(F.struct("status", "updated_at"),
+                                              F.col("updated_at")).alias("_c"))
+    return customers.join(latest, "customer_key", "left") \
+        .withColumn("marketing_consent", F.col("_c.status") == "granted") \
+        .withColumn("marketing_consent_at", F.col("_c.updated_at")).drop("_c")

@@ -67,19 +67,3 @@ def golden(records: DataFrame, config: IdentityConfig) -> DataFrame:
         *picks, F.count("*").alias("record_count"),
         F.array_sort(F.collect_set("system")).alias("systems"),
         F.min("created_at").alias("first_seen_at"))
-
-
-def with_consent(customers: DataFrame, consents: DataFrame | None, emails: DataFrame,
-                 purpose: str) -> DataFrame:
-    """Latest state of the marketing consent over every email of the customer."""
-    if consents is None:
-        return customers.withColumn("marketing_consent", F.lit(None).cast("boolean")) \
-            .withColumn("marketing_consent_at", F.lit(None).cast("timestamp"))
-    latest = consents.where(F.col("purpose") == purpose) \
-        .join(emails.select(F.col("id_value").alias("subject_hash"), "customer_key"),
-              "subject_hash") \
-        .groupBy("customer_key").agg(F.max_by(F.struct("status", "updated_at"),
-                                              F.col("updated_at")).alias("_c"))
-    return customers.join(latest, "customer_key", "left") \
-        .withColumn("marketing_consent", F.col("_c.status") == "granted") \
-        .withColumn("marketing_consent_at", F.col("_c.updated_at")).drop("_c")

@@ -25,14 +25,13 @@ from seglake.identity.golden import (
     PII_COLUMNS,
     check_survivorship,
     golden,
-    with_consent,
 )
 from seglake.identity.keys import merges
 from seglake.identity.linkage import ID, comparison_frame, link
 from seglake.identity.stitching import ACCOUNT, EMAIL, RECORD, identity_map
 from seglake.lakehouse import Lakehouse
 from seglake.models import latest_model, record_model
-from seglake.privacy import pseudonymization_key
+from seglake.privacy import pseudonymization_key, with_consent
 from seglake.runlog import RunLog, utc_now
 
 log = logging.getLogger(__name__)

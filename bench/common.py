@@ -1,0 +1,48 @@
+"""What the stage benchmarks share: a config rooted in an output folder and a demo world
+brought up to a stage there (reused while it holds the same world)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+from seglake.config import SeglakeConfig
+from seglake.demo import generate, resolve_scale
+from seglake.ingest import run_ingest
+from seglake.lakehouse import Lakehouse
+from seglake.refine import run_refine
+
+RESOLVED = ("silver.customers", "silver.customers_pii", "silver.identity_map",
+            "silver.identity_merges", "ops.models")
+
+
+def bench_config(out: Path) -> SeglakeConfig:
+    """All roots under ``out``, every core, the public demo key."""
+    return SeglakeConfig.model_validate({
+        "spark": {"master": "local[*]"},
+        "lakehouse": {"root": str(out / "lakehouse")}, "landing": {"root": str(out / "landing")},
+        "truth": {"root": str(out / "truth")}, "reports": {"root": str(out / "reports")},
+        "privacy": {"demo_mode": True}})
+
+
+def refined_world(spark, scale: str, out: Path, *, keep_resolved: bool = False) -> SeglakeConfig:
+    """The scale's world generated, ingested and refined under ``out``; resolve's tables are
+    dropped unless ``keep_resolved`` (a benchmark of resolve starts from scratch)."""
+    config = bench_config(out)
+    spec = resolve_scale(scale)
+    manifest = out / "truth" / "manifest.json"
+    same = manifest.exists() and json.loads(manifest.read_text())["spec"] == json.loads(
+        json.dumps(asdict(spec), default=str))
+    if not same:
+        generate(spark, spec, config.landing.root, config.truth.root, clean=True)
+    if not same or not (out / "lakehouse" / "silver" / "customers_raw").exists():
+        run_ingest(spark, config)
+        run_refine(spark, config)
+        keep_resolved = False
+    lakehouse = Lakehouse.from_config(spark, config)
+    for table in RESOLVED if not keep_resolved else ():
+        if lakehouse.exists(table):
+            shutil.rmtree(lakehouse.path(table).removeprefix("file:"))
+    return config

@@ -1,0 +1,69 @@
+"""``gold.customer_features`` as one function of its inputs and ``as_of``."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from seglake.config import FeaturesConfig
+from seglake.features.browsing import browsing
+from seglake.features.catalogue import feature_catalogue
+from seglake.features.email import email_engagement
+from seglake.features.engagement import engagement_score
+from seglake.features.funnel import abandoned_carts, funnel_stage
+from seglake.features.inputs import Activity, Sources, activity, cutoff, days_before
+from seglake.features.intent import intent, intent_score
+from seglake.features.rfm import rfm
+from seglake.privacy import with_consent
+
+FILL = {"zero": 0, "false": False}
+
+
+def customer_features(sources: Sources, as_of: dt.date, config: FeaturesConfig) -> DataFrame:
+    """One row per customer (or anonymous visitor) active or known before ``as_of``, with
+    every catalogue feature, computed only from what happened strictly before ``as_of``."""
+    return features_of(activity(sources, as_of), config)
+
+
+def features_of(act: Activity, config: FeaturesConfig) -> DataFrame:
+    as_of = act.as_of
+    consents = act.consents.join(
+        act.emails.select(F.col("id_value").alias("subject_hash"), "customer_key"),
+        "subject_hash").groupBy("customer_key").agg(F.min("updated_at").alias("_first_consent_at"))
+    crm = act.customers.where(F.col("first_seen_at") < cutoff(as_of)) \
+        .select("customer_key", F.col("first_seen_at").alias("_crm_first_at"))
+    families = [crm, consents, rfm(act.orders, as_of, config),
+                email_engagement(act.email_events, as_of, config),
+                browsing(act.events, as_of, config),
+                abandoned_carts(act.events, act.orders, act.products, as_of, config),
+                intent(act.events, as_of, config)]
+    population = families[0].select("customer_key")
+    for part in families[1:]:
+        population = population.unionByName(part.select("customer_key"))
+    df = population.distinct()
+    for part in families:
+        df = df.join(part, "customer_key", "left")
+    df = df.join(act.customers.select("customer_key", "profile"), "customer_key", "left")
+    df = with_consent(df, act.consents, act.emails, config.consent_purpose) \
+        .drop("marketing_consent_at")
+    catalogue = feature_catalogue(config)
+    df = df.fillna({f.name: FILL[f.missing] for f in catalogue if f.missing in FILL})
+    first_seen = F.least("_crm_first_at", "_first_order_at", "_first_email_at",
+                         "_first_event_at", "_first_consent_at")
+    last_active = F.greatest("_last_order_at", "_last_event_at", "_last_open_at")
+    engaged = F.coalesce(F.col("_browse_engaged"), F.lit(False)) \
+        | F.coalesce(F.col("_email_engaged"), F.lit(False))
+    df = df.withColumn("as_of", F.lit(as_of)) \
+        .withColumn("is_anonymous", F.col("profile").isNull()) \
+        .withColumn("profile", F.coalesce("profile", F.lit("anonymous"))) \
+        .withColumn("first_seen_at", first_seen) \
+        .withColumn("tenure_days", days_before(as_of, "first_seen_at")) \
+        .withColumn("cohort_month", F.date_format("first_seen_at", "yyyy-MM")) \
+        .withColumn("days_since_last_activity", days_before(as_of, last_active)) \
+        .withColumn("funnel_stage", funnel_stage(F.col("orders_total"), engaged,
+                                                 config.loyal_orders)) \
+        .withColumn("intent_score", intent_score(config))
+    df = df.withColumn("engagement_score", engagement_score(config))
+    return df.select(*[F.col(f.name).cast(f.type).alias(f.name) for f in catalogue])

@@ -1,0 +1,123 @@
+"""What the features read: silver activity strictly before ``as_of``, each row keyed to its
+customer through ``silver.identity_map``.
+
+Point-in-time correctness lives here and only here: every family function receives frames that
+hold nothing at or after ``as_of`` (midnight UTC), so no feature can see the future.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+# The columns each input must have (DDL; tiny test frames are built from these too).
+SCHEMAS = {
+    "events": "event_id STRING, source STRING, event_type STRING, event_ts TIMESTAMP, "
+              "cookie_id STRING, device_id STRING, session_id STRING, user_id STRING, "
+              "page STRING, product_id STRING, category STRING, device_type STRING, "
+              "duration_s INT",
+    "orders": "order_id STRING, customer_email_hash STRING, customer_id STRING, "
+              "ordered_at TIMESTAMP, status STRING, net_amount DOUBLE, coupon_code STRING",
+    "email_events": "event_id STRING, campaign_id STRING, email_hash STRING, event STRING, "
+                    "event_ts TIMESTAMP",
+    "consents": "subject_hash STRING, purpose STRING, status STRING, updated_at TIMESTAMP",
+    "products": "product_id STRING, price DOUBLE",
+    "customers": "customer_key STRING, profile STRING, first_seen_at TIMESTAMP",
+    "identity_map": "id_kind STRING, id_value STRING, customer_key STRING",
+}
+TABLES = {"events": "silver.events", "orders": "silver.orders",
+          "email_events": "silver.email_events", "consents": "silver.consents",
+          "products": "silver.products", "customers": "silver.customers",
+          "identity_map": "silver.identity_map"}
+TIME_COLUMN = {"events": "event_ts", "orders": "ordered_at", "email_events": "event_ts",
+               "consents": "updated_at"}
+EMAIL, ACCOUNT, CLIENT = "email_hash", "customer_id", "client_id"  # identity_map id kinds
+
+
+def columns(schema: str) -> list[str]:
+    return [part.split()[0] for part in schema.split(", ")]
+
+
+@dataclass
+class Sources:
+    """The silver tables (or tiny test frames) the features are computed from."""
+
+    events: DataFrame
+    orders: DataFrame
+    email_events: DataFrame
+    consents: DataFrame
+    products: DataFrame
+    customers: DataFrame
+    identity_map: DataFrame
+
+    @classmethod
+    def of(cls, spark: SparkSession, frames: dict[str, DataFrame | None]) -> Sources:
+        """Each input reduced to the columns features use; a missing one is an empty frame."""
+        chosen = {}
+        for name, schema in SCHEMAS.items():
+            df = frames.get(name)
+            chosen[name] = spark.createDataFrame([], schema) if df is None \
+                else df.select(*columns(schema))
+        return cls(**chosen)
+
+
+@dataclass
+class Activity:
+    """Sources cut at ``as_of`` and keyed: every frame carries ``customer_key``."""
+
+    as_of: dt.date
+    events: DataFrame
+    orders: DataFrame
+    email_events: DataFrame
+    consents: DataFrame
+    products: DataFrame
+    customers: DataFrame
+    emails: DataFrame  # identity-map rows of email hashes: id_value, customer_key
+
+
+def cutoff(as_of: dt.date) -> Column:
+    """Midnight UTC at the start of ``as_of``: rows must be strictly earlier."""
+    return F.lit(as_of).cast("timestamp")
+
+
+def days_before(as_of: dt.date, ts: Column | str) -> Column:
+    """Whole days from the day of ``ts`` to ``as_of``: 1 for the day before."""
+    return F.datediff(F.lit(as_of), F.to_date(ts))
+
+
+def within(as_of: dt.date, ts: Column | str, days: int) -> Column:
+    """``ts`` falls in the ``days`` days before ``as_of`` (as_of - days ... as_of - 1)."""
+    return days_before(as_of, ts) <= days
+
+
+def activity(sources: Sources, as_of: dt.date) -> Activity:
+    """Every source row before ``as_of`` with the customer it belongs to; rows whose
+    identifiers are not in the identity map (arrived after the last resolve) get a null key."""
+    before = {name: getattr(sources, name).where(F.col(ts) < cutoff(as_of))
+              for name, ts in TIME_COLUMN.items()}
+    ids = sources.identity_map
+
+    def kind(id_kind: str, column: str, key: str) -> DataFrame:
+        return ids.where(F.col("id_kind") == id_kind) \
+            .select(F.col("id_value").alias(column), F.col("customer_key").alias(key))
+
+    events = before["events"] \
+        .withColumn("client_id", F.coalesce("cookie_id", "device_id")) \
+        .join(kind(ACCOUNT, "user_id", "_account_key"), "user_id", "left") \
+        .join(kind(CLIENT, "client_id", "_client_key"), "client_id", "left") \
+        .withColumn("customer_key", F.coalesce("_account_key", "_client_key")) \
+        .withColumn("session_id", F.coalesce("session_id", F.concat_ws(
+            ":", "client_id", F.to_date("event_ts").cast("string")))) \
+        .drop("_account_key", "_client_key")
+    orders = before["orders"] \
+        .join(kind(EMAIL, "customer_email_hash", "_email_key"), "customer_email_hash", "left") \
+        .join(kind(ACCOUNT, "customer_id", "_account_key"), "customer_id", "left") \
+        .withColumn("customer_key", F.coalesce("_email_key", "_account_key")) \
+        .drop("_email_key", "_account_key")
+    email_events = before["email_events"].join(kind(EMAIL, "email_hash", "customer_key"),
+                                               "email_hash", "left")
+    return Activity(as_of, events, orders, email_events, before["consents"], sources.products,
+                    sources.customers, ids.where(F.col("id_kind") == EMAIL))
