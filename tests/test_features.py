@@ -276,7 +276,7 @@ def test_nothing_after_as_of_changes_a_feature(spark, tiny):
 def test_catalogue_matches_the_table(spark, tiny):
     config = FeaturesConfig(windows=[14, 60], rfm_window_days=60, profile_window_days=60,
                             intent_window_days=14, engagement_window_days=60)
-    df = customer_features(tiny_sources(spark), AS_OF, config)
+    df = customer_features(tiny_sources(spark), AS_OF, config).persist()
     catalogue = feature_catalogue(config)
     assert [(f.name, f.type) for f in catalogue] == \
         [(s.name, s.dataType.simpleString()) for s in df.schema.fields]
@@ -288,6 +288,7 @@ def test_catalogue_matches_the_table(spark, tiny):
     nulls = df.agg(*[F.count(F.when(F.col(c).isNull(), True)).alias(c)
                      for c in never_null]).first().asDict()
     assert {c: n for c, n in nulls.items() if n} == {}
+    df.unpersist()
     # the default catalogue is the README's feature reference
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     assert catalogue_markdown(FeaturesConfig()) in readme
@@ -364,8 +365,9 @@ def test_small_world_features(spark, config, featured):
     frames = {name: lake.read(table) for name, table in TABLES.items() if lake.exists(table)}
     cut = {name: df.where(F.col(TIME_COLUMN[name]) < F.lit(mid).cast("timestamp"))
            if name in TIME_COLUMN else df for name, df in frames.items()}
-    recomputed = customer_features(Sources.of(spark, cut), mid, config.features)
+    recomputed = customer_features(Sources.of(spark, cut), mid, config.features).persist()
     assert stored.count() > 0
     assert stored.exceptAll(recomputed).count() == 0 and recomputed.exceptAll(stored).count() == 0
     assert lake.read(FEATURES).where(F.col("as_of") == featured.as_of).count() == featured.rows
     end.unpersist()
+    recomputed.unpersist()

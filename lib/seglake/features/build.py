@@ -55,15 +55,13 @@ def features_of(act: Activity, config: FeaturesConfig) -> DataFrame:
     last_active = F.greatest("_last_order_at", "_last_event_at", "_last_open_at")
     engaged = F.coalesce(F.col("_browse_engaged"), F.lit(False)) \
         | F.coalesce(F.col("_email_engaged"), F.lit(False))
-    df = df.withColumn("as_of", F.lit(as_of)) \
-        .withColumn("is_anonymous", F.col("profile").isNull()) \
-        .withColumn("profile", F.coalesce("profile", F.lit("anonymous"))) \
-        .withColumn("first_seen_at", first_seen) \
-        .withColumn("tenure_days", days_before(as_of, "first_seen_at")) \
-        .withColumn("cohort_month", F.date_format("first_seen_at", "yyyy-MM")) \
-        .withColumn("days_since_last_activity", days_before(as_of, last_active)) \
-        .withColumn("funnel_stage", funnel_stage(F.col("orders_total"), engaged,
-                                                 config.loyal_orders)) \
-        .withColumn("intent_score", intent_score(config))
-    df = df.withColumn("engagement_score", engagement_score(config))
+    df = df.withColumns({
+        "as_of": F.lit(as_of), "is_anonymous": F.col("profile").isNull(),
+        "profile": F.coalesce("profile", F.lit("anonymous")), "first_seen_at": first_seen,
+        "days_since_last_activity": days_before(as_of, last_active),
+        "funnel_stage": funnel_stage(F.col("orders_total"), engaged, config.loyal_orders),
+        "intent_score": intent_score(config)})
+    df = df.withColumns({"tenure_days": days_before(as_of, "first_seen_at"),
+                         "cohort_month": F.date_format("first_seen_at", "yyyy-MM"),
+                         "engagement_score": engagement_score(config)})
     return df.select(*[F.col(f.name).cast(f.type).alias(f.name) for f in catalogue])
