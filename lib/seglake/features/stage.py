@@ -81,6 +81,9 @@ def run_features(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | No
             log.warning("features: %d %s rows carry identifiers that silver.identity_map does "
                         "not know (they arrived after the last resolve) and are left out; run "
                         "`seglake resolve` to include them", unkeyed[name], TABLES[name])
+    if not sum(rows_in.values()):
+        raise FeaturesError(f"no order, event or email event before {as_of}: choose a later "
+                            "--as-of")
     features = features_of(act, config.features).persist()
     counts = features.agg(F.count(F.lit(1)),
                           F.count(F.when(F.col("is_anonymous"), True))).first()
