@@ -21,6 +21,7 @@ demo: $(STAMP)
 	SEGLAKE__PRIVACY__DEMO_MODE=true $(BIN)/seglake refine
 	SEGLAKE__PRIVACY__DEMO_MODE=true $(BIN)/seglake resolve
 	$(BIN)/seglake features
+	$(BIN)/seglake segment
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -185,6 +185,35 @@ def _features(config: SeglakeConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _segment(config: SeglakeConfig, args: argparse.Namespace) -> int:
+    """gold.customer_features -> gold.rule_segments: exclusive segments and tags by rule."""
+    from seglake.segments import SegmentError, checked_rules, run_segment
+
+    if args.check:
+        try:
+            rules = checked_rules(config)
+        except SegmentError as exc:
+            return _failed("segment", exc, 2)
+        print(f"{config.segments.rules_file}: {len(rules.segments)} segments and "
+              f"{len(rules.tags)} tags, every rule valid against the feature catalogue")
+        return 0
+    from seglake.session import get_spark
+
+    spark = get_spark(config)
+    try:
+        r = run_segment(spark, config, as_of=args.as_of)
+    except SegmentError as exc:
+        return _failed("segment", exc, 1)
+    print(f"  {'segment':<32} {'customers':>10}")
+    for name, n in sorted(r.segments.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<32} {n:>10,}")
+    for name, n in sorted(r.tags.items(), key=lambda kv: -kv[1]):
+        print(f"  tag {name:<28} {n:>10,}")
+    print(f"run {r.run_id}: {r.rows:,} rows in gold.rule_segments for as_of {r.as_of} "
+          f"({r.seconds:.0f} s)")
+    return 0
+
+
 def _failed(stage: str, exc: Exception, code: int) -> int:
     """Print a stage's error as ``seglake <stage>: <message>`` and return the exit code."""
     print(f"seglake {stage}: {exc}", file=sys.stderr)
@@ -228,6 +257,7 @@ COMMANDS: dict[str, tuple[str, Command]] = {
                 _resolve),
     "features": ("gold customer features as of a date (RFM, email, browsing, funnel, intent)",
                  _features),
+    "segment": ("rule segments and tags over the features (conf/segments.yaml)", _segment),
     "erase": ("delete a data subject from every table (right to erasure)", _erase),
 }
 
@@ -265,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands["features"].add_argument(
         "--catalogue", action="store_true",
         help="print the feature catalogue (Markdown, as in the README) and exit")
+    commands["segment"].add_argument(
+        "--as-of", type=_date, metavar="DATE",
+        help="the features of this as_of (default: the latest in gold.customer_features)")
+    commands["segment"].add_argument(
+        "--check", action="store_true",
+        help="only check the rules file against the feature catalogue (no Spark)")
     who = commands["erase"].add_mutually_exclusive_group(required=True)
     who.add_argument("--email", help="the subject's email address (any spelling or case)")
     who.add_argument("--customer-key", help="the subject's customer_key (after resolve)")

@@ -343,6 +343,12 @@ class FeaturesConfig(_Section):
         return self
 
 
+class SegmentsConfig(_Section):
+    rules_file: str = Field(
+        "conf/segments.yaml", description="Rule segments and tags (YAML): boolean expressions "
+        "over feature columns, checked against the feature catalogue before anything runs.")
+
+
 class SparkConfig(_Section):
     master: str = Field("local[*]", description="Master URL for a session seglake builds itself.")
     app_name: str = Field("seglake", description="Spark application name.")
@@ -372,6 +378,7 @@ class SeglakeConfig(_Section):
     quality: QualityConfig = Field(default_factory=QualityConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     sources: dict[str, SourceConfig] = Field(
         default_factory=default_sources,
         description="Landing sources by name (what ingest reads); defaults: the demo sources.",
