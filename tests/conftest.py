@@ -63,11 +63,17 @@ def resolved(spark, config, refined):
 
 
 @pytest.fixture(scope="session")
-def featured(spark, config, resolved):
-    """Customer features of the resolved small world as of the end of its data."""
+def featured(spark, config, world, resolved):
+    """Customer features of the resolved small world, back-dated 30 days before the end of its
+    data (as the scoring stage's training rows are): the features tests compare them with the
+    features of silver cut at that date."""
+    import datetime as dt
+
     from seglake.features import run_features
 
-    return run_features(spark, config)
+    spec, _ = world
+    end = spec.start + dt.timedelta(days=spec.days)  # the day after the last observed day
+    return run_features(spark, config, as_of=end - dt.timedelta(days=30))
 
 
 @pytest.fixture

@@ -11,12 +11,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from seglake import cli
-from seglake.demo import DemoError, DemoSpec, generate, resolve_scale
+from seglake.demo import DemoError, generate, resolve_scale
 from seglake.demo.landing import SOURCES
-
-
-def tiny(seed: int = 7, days: int = 8) -> DemoSpec:
-    return DemoSpec(persons=150, days=days, seed=seed, future_days=14)
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -39,34 +35,40 @@ def landing(spark, config, name: str, corrupt: bool = False):
 
 # ---------------------------------------------------------------------------- determinism
 
-def test_same_seed_gives_the_same_bytes_and_more_days_extend_the_same_world(spark, tmp_path):
-    """A world made in 4 days then extended to 6 is byte for byte the world made in 6 at once;
-    extending leaves the first days untouched; another world or fewer days are refused."""
-    a, b = tmp_path / "a", tmp_path / "b"
-    generate(spark, tiny(days=4), str(a / "landing"), str(a / "truth"))
+def test_same_seed_gives_the_same_bytes_and_more_days_extend_the_same_world(
+        spark, config, world, tmp_path):
+    """The session's small world (90 days) made again in 4 days, then extended to 6: every
+    file is byte for byte the 90-day world's file of that day, extending leaves the first days
+    untouched, and another world or fewer days are refused."""
+    spec, _ = world
+    a = tmp_path / "a"
+    generate(spark, resolve_scale("small", days=4, seed=spec.seed), str(a / "landing"),
+             str(a / "truth"))
     before = digests(a / "landing")
-    generate(spark, tiny(days=6), str(a / "landing"), str(a / "truth"))
+    generate(spark, resolve_scale("small", days=6, seed=spec.seed), str(a / "landing"),
+             str(a / "truth"))
     extended = digests(a / "landing")
     assert {k: extended[k] for k in before} == before  # the first 4 days are untouched
     new = sorted(set(extended) - set(before))
     assert any(k.endswith("2025-09-05.jsonl") for k in new)
     assert any(k.endswith("2025-09-06.csv") for k in new)
     assert json.loads((a / "truth" / "manifest.json").read_text())["spec"]["days"] == 6
+    assert len(extended) >= 6 * 5 + 1  # 6 days of the CSV sources, products, JSON days
+    assert not any("/." in k or k.startswith(".") for k in extended)  # no side files
 
-    generate(spark, tiny(days=6), str(b / "landing"), str(b / "truth"))
-    fresh = digests(b / "landing")
-    assert len(fresh) >= 6 * 5 + 1  # 6 days of the CSV sources, products, JSON days
-    assert not any("/." in k or k.startswith(".") for k in fresh)  # no side files
-    assert extended == fresh
+    full = digests(Path(config.landing.root))
+    assert set(extended) <= set(full)
+    assert {k: full[k] for k in extended} == extended  # same seed, same bytes, day by day
     rows_a = spark.read.parquet(str(a / "truth" / "landing_rows"))
-    rows_b = spark.read.parquet(str(b / "truth" / "landing_rows"))
-    assert rows_a.count() > 500 and rows_a.exceptAll(rows_b).count() == 0 \
-        and rows_b.exceptAll(rows_a).count() == 0
+    rows_full = truth(spark, config, "landing_rows")
+    assert rows_a.count() > 500 and rows_a.exceptAll(rows_full).count() == 0
 
     with pytest.raises(DemoError, match="another demo world"):
-        generate(spark, tiny(seed=99, days=6), str(a / "landing"), str(a / "truth"))
+        generate(spark, resolve_scale("small", days=6, seed=99), str(a / "landing"),
+                 str(a / "truth"))
     with pytest.raises(DemoError, match="fewer"):
-        generate(spark, tiny(days=3), str(a / "landing"), str(a / "truth"))
+        generate(spark, resolve_scale("small", days=3, seed=spec.seed), str(a / "landing"),
+                 str(a / "truth"))
 
 
 def test_another_seed_gives_another_world(spark, tmp_path):

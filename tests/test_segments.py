@@ -91,7 +91,7 @@ def test_priorities_fallback_and_tags(spark):
     # c1: hot and hot_too tie at 5 -> the one listed first; a null 'views' matches nothing
     assert got == {"c1": ("hot", ["t_buy"]), "c2": ("buyers", ["t_views", "t_buy"]),
                    "c3": ("hot", []), "c4": ("rest", [])}
-    with pytest.raises(RuleError, match="'sum_rule': is bigint"):
+    with pytest.raises(RuleError, match="'sum_rule': is int, not true/false"):
         check_boolean(features, RuleSet.model_validate(
             {"segments": [{"name": "sum_rule", "rule": "orders + 1"}]}))
 

@@ -65,17 +65,12 @@ class Sources:
 
 
 @dataclass
-class Activity:
-    """Sources cut at ``as_of`` and keyed: every frame carries ``customer_key``."""
+class Activity(Sources):
+    """Sources cut at ``as_of`` and keyed: events, orders and email events carry
+    ``customer_key``; ``emails`` are the identity-map rows of email hashes."""
 
     as_of: dt.date
-    events: DataFrame
-    orders: DataFrame
-    email_events: DataFrame
-    consents: DataFrame
-    products: DataFrame
-    customers: DataFrame
-    emails: DataFrame  # identity-map rows of email hashes: id_value, customer_key
+    emails: DataFrame
 
 
 def cutoff(as_of: dt.date) -> Column:
@@ -119,5 +114,7 @@ def activity(sources: Sources, as_of: dt.date) -> Activity:
         .drop("_email_key", "_account_key")
     email_events = before["email_events"].join(kind(EMAIL, "email_hash", "customer_key"),
                                                "email_hash", "left")
-    return Activity(as_of, events, orders, email_events, before["consents"], sources.products,
-                    sources.customers, ids.where(F.col("id_kind") == EMAIL))
+    return Activity(events=events, orders=orders, email_events=email_events,
+                    consents=before["consents"], products=sources.products,
+                    customers=sources.customers, identity_map=ids, as_of=as_of,
+                    emails=ids.where(F.col("id_kind") == EMAIL))
