@@ -265,6 +265,15 @@ def test_replace_where_rewrites_only_matching_rows(spark, lakehouse):
     assert lakehouse.read("gold.rw").count() == 11
 
 
+def test_replace_where_on_a_new_table_creates_it(spark, lakehouse):
+    """Stages that replace one date write the same way on their first run."""
+    rows = spark.range(3).selectExpr("id", "1 AS part")
+    lakehouse.overwrite("gold.rw_new", rows, partition_by=["part"], replace_where="part = 1")
+    assert sorted(r.id for r in lakehouse.read("gold.rw_new").collect()) == [0, 1, 2]
+    assert log_files(lakehouse, "gold.rw_new") and all(
+        f.startswith("part=1/") for f in log_files(lakehouse, "gold.rw_new"))
+
+
 def test_delete_rewrites_only_files_with_matching_rows(spark, lakehouse):
     for start in range(0, 100, 25):  # four files with disjoint id ranges
         lakehouse.append("silver.del", spark.range(start, start + 25).coalesce(1))

@@ -22,10 +22,10 @@ def intent(events: DataFrame, as_of: dt.date, config: FeaturesConfig) -> DataFra
     recent = events.where(F.col("customer_key").isNotNull()
                           & within(as_of, "event_ts", config.intent_window_days))
     kind = F.col("event_type")
-    contact = F.lower(F.coalesce("page", F.lit(""))).startswith  # bound method, one per prefix
+    page = F.lower(F.coalesce("page", F.lit("")))
     is_contact = F.lit(False)
     for prefix in config.contact_pages:
-        is_contact = is_contact | contact(prefix.lower())
+        is_contact = is_contact | page.startswith(prefix.lower())
     products = recent.where(F.col("product_id").isNotNull()) \
         .groupBy("customer_key", "product_id").agg(
             F.count(F.when(kind == "product_view", True)).alias("views"),

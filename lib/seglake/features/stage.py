@@ -93,11 +93,8 @@ def run_features(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | No
                             "--as-of")
     log.info("features: %d rows (%d customers, %d anonymous visitors) (%.1f s)", rows,
              rows - anonymous, anonymous, time.monotonic() - started)
-    if lakehouse.exists(FEATURES):
-        lakehouse.overwrite(FEATURES, features, partition_by=["as_of"],
-                            replace_where=f"as_of = DATE'{as_of.isoformat()}'")
-    else:
-        lakehouse.append(FEATURES, features, partition_by=["as_of"])
+    lakehouse.overwrite(FEATURES, features, partition_by=["as_of"],
+                        replace_where=f"as_of = DATE'{as_of.isoformat()}'")
     for name in KEYED:
         runlog.record(source=TABLES[name], table=FEATURES, rows_in=rows_in[name],
                       rows_out=rows_in[name] - unkeyed[name],

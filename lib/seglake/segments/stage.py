@@ -86,11 +86,8 @@ def run_segment(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | Non
             out.select(F.explode("tags").alias("tag")).groupBy("tag").count().collect()}
     log.info("segment: %d customers as of %s in %d segments, %d tag memberships", rows, as_of,
              len(segments), sum(tags.values()))
-    if lakehouse.exists(RULE_SEGMENTS):
-        lakehouse.overwrite(RULE_SEGMENTS, out, partition_by=["as_of"],
-                            replace_where=f"as_of = DATE'{as_of.isoformat()}'")
-    else:
-        lakehouse.append(RULE_SEGMENTS, out, partition_by=["as_of"])
+    lakehouse.overwrite(RULE_SEGMENTS, out, partition_by=["as_of"],
+                        replace_where=f"as_of = DATE'{as_of.isoformat()}'")
     runlog.record(source=FEATURES, table=RULE_SEGMENTS, rows_in=rows, rows_out=rows,
                   message=f"as_of {as_of}: " + ", ".join(
                       f"{name} {n}" for name, n in sorted(segments.items())))
