@@ -129,8 +129,19 @@ def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
             [_rule(r) for r in config.deterministic], recall=0.7)
         linker.training.estimate_u_using_random_sampling(
             max_pairs=config.u_max_pairs, seed=config.seed, num_chunks=1)
+        trained = 0
         for block in config.training_blocks:
-            linker.training.estimate_parameters_using_expectation_maximisation(_rule(block))
+            try:
+                linker.training.estimate_parameters_using_expectation_maximisation(_rule(block))
+                trained += 1
+            except ValueError as exc:  # Splink 5 refuses an m of exactly 0 found by EM
+                if "minimum allowed value" not in str(exc):
+                    raise
+                log.warning("EM on training block %s skipped (%s); the other blocks train "
+                            "its levels", block, str(exc).split(" is below")[0])
+        if not trained:
+            raise ValueError("EM failed on every identity.training_blocks block: add or "
+                             "change a block")
     candidates = _candidate_pairs(linker)  # cached: predict scores these same pairs
     floor = min(0.5, config.match_threshold)
     scored = linker.inference.predict(threshold_match_probability=floor).as_spark_dataframe()
