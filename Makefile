@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest_refine_bench.py --scale medium
 	$(BIN)/python bench/identity_bench.py --scales small,medium
 	$(BIN)/python bench/features_bench.py --scale medium
+	$(BIN)/python bench/segments_bench.py --scale medium
 
 lint: $(STAMP)
 	$(BIN)/ruff check lib tests jobs bench

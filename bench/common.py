@@ -27,11 +27,13 @@ def bench_config(out: Path) -> SeglakeConfig:
         "privacy": {"demo_mode": True}})
 
 
-def refined_world(spark, scale: str, out: Path, *, keep_resolved: bool = False) -> SeglakeConfig:
-    """The scale's world generated, ingested and refined under ``out``; resolve's tables are
-    dropped unless ``keep_resolved`` (a benchmark of resolve starts from scratch)."""
+def refined_world(spark, scale: str, out: Path, *, keep_resolved: bool = False,
+                  days: int | None = None) -> SeglakeConfig:
+    """The scale's world (``days`` observed, default by scale) generated, ingested and refined
+    under ``out``; resolve's tables are dropped unless ``keep_resolved`` (a benchmark of resolve
+    starts from scratch)."""
     config = bench_config(out)
-    spec = resolve_scale(scale)
+    spec = resolve_scale(scale, days=days)
     manifest = out / "truth" / "manifest.json"
     same = manifest.exists() and json.loads(manifest.read_text())["spec"] == json.loads(
         json.dumps(asdict(spec), default=str))

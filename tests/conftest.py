@@ -94,3 +94,11 @@ def lakehouse(request: pytest.FixtureRequest, spark, lakehouse_root) -> Lakehous
         pytest.skip("delta-spark backend: the Delta jars are not on this JVM's classpath "
                     "(no Maven repository here); the contract runs where they are")
     return Lakehouse(spark, lakehouse_root, make_backend(spark, request.param))
+
+
+@pytest.fixture(scope="session")
+def segmented(spark, config, featured):
+    """Rule segments and clusters of the back-dated small-world features, run once."""
+    from seglake.segments import run_segment
+
+    return run_segment(spark, config, as_of=featured.as_of)

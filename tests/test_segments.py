@@ -96,8 +96,8 @@ def test_priorities_fallback_and_tags(spark):
             {"segments": [{"name": "sum_rule", "rule": "orders + 1"}]}))
 
 
-def test_segment_stage_on_the_small_world(spark, config, featured, capsys):
-    result = run_segment(spark, config)
+def test_segment_stage_on_the_small_world(spark, config, segmented):
+    result = segmented
     lake = Lakehouse.from_config(spark, config)
     features = lake.read(FEATURES).where(F.col("as_of") == result.as_of)
     out = lake.read(RULE_SEGMENTS).where(F.col("as_of") == result.as_of)
@@ -110,8 +110,10 @@ def test_segment_stage_on_the_small_world(spark, config, featured, capsys):
                         "'prospects')").count() == 0
     assert result.segments["anonymous_browsers"] > 0 and result.segments["champions"] > 0
     assert sum(result.segments.values()) == result.rows
-    # a rerun replaces the date's rows
-    run_segment(spark, config, as_of=result.as_of)
+    # a rerun replaces the date's rows (clusters have their own re-run test)
+    rules_only = config.model_copy(update={"clustering": config.clustering.model_copy(
+        update={"enabled": False})})
+    assert run_segment(spark, rules_only, as_of=result.as_of).clusters is None
     assert lake.read(RULE_SEGMENTS).where(F.col("as_of") == result.as_of).count() == result.rows
 
 

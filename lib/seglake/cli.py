@@ -186,7 +186,8 @@ def _features(config: SeglakeConfig, args: argparse.Namespace) -> int:
 
 
 def _segment(config: SeglakeConfig, args: argparse.Namespace) -> int:
-    """gold.customer_features -> gold.rule_segments: exclusive segments and tags by rule."""
+    """gold.customer_features -> gold.rule_segments (exclusive segments and tags by rule), then
+    gold.customer_clusters and gold.cluster_profiles (MLlib clusters)."""
     from seglake.segments import SegmentError, checked_rules, run_segment
 
     if args.check:
@@ -209,6 +210,16 @@ def _segment(config: SeglakeConfig, args: argparse.Namespace) -> int:
         print(f"  {name:<32} {n:>10,}")
     for name, n in sorted(r.tags.items(), key=lambda kv: -kv[1]):
         print(f"  tag {name:<28} {n:>10,}")
+    c = r.clusters
+    if c is not None:
+        print(f"  {'cluster':<48} {'customers':>10}")
+        for cluster, name in sorted(c.names.items()):
+            print(f"  {cluster:>2} {name:<45} {c.sizes[cluster]:>10,}")
+        scores = ", ".join(f"k={s.k} {s.silhouette:.3f}" for s in c.k_scores)
+        stability = "" if c.stability_ari is None else \
+            f"; adjusted Rand index vs the previous run {c.stability_ari:.3f}"
+        print(f"clustering model v{c.model_version}: k={c.k} by silhouette ({scores})"
+              f"{stability}")
     print(f"run {r.run_id}: {r.rows:,} rows in gold.rule_segments for as_of {r.as_of} "
           f"({r.seconds:.0f} s)")
     return 0

@@ -349,6 +349,58 @@ class SegmentsConfig(_Section):
         "over feature columns, checked against the feature catalogue before anything runs.")
 
 
+CLUSTER_FEATURES = {
+    "tenure_days": "tenure_days",
+    "sessions_90d": "sessions_90d",
+    "product_views_90d": "product_views_90d",
+    "orders_per_session": "frequency_90d / greatest(sessions_90d, 1)",
+    "frequency_90d": "frequency_90d",
+    "monetary_365d": "monetary_365d",
+    "avg_basket": "avg_basket",
+    "coupon_share": "coupon_share",
+    "email_open_rate_90d": "email_open_rate_90d",
+    "days_since_last_visit": "days_since_last_visit",
+}
+
+
+class ClusteringConfig(_Section):
+    enabled: bool = Field(True, description="`seglake segment` also clusters customers (K-means "
+                          "and a Gaussian mixture) after the rule segments.")
+    features: dict[str, str] = Field(
+        default_factory=lambda: dict(CLUSTER_FEATURES),
+        description="Clustering inputs: name -> Spark SQL row expression over feature columns "
+        "(checked like segment rules). Nulls are imputed with the median.")
+    log_features: list[str] = Field(
+        ["tenure_days", "sessions_90d", "product_views_90d", "frequency_90d", "monetary_365d",
+         "avg_basket", "days_since_last_visit"],
+        description="Inputs log1p-transformed before scaling (skewed counts and amounts).")
+    include_anonymous: bool = Field(
+        False, description="Cluster anonymous visitors too (they have no order or email data).")
+    k_min: int = Field(4, ge=2, description="Smallest k tried by K-means.")
+    k_max: int = Field(8, ge=2, description="Largest k tried; the k with the best silhouette "
+                       "is kept (silhouette and WSSSE of every k are recorded).")
+    algorithm: Literal["kmeans", "bisecting"] = Field(
+        "kmeans", description="Assignment: K-means, or bisecting K-means (hierarchical).")
+    max_iter: int = Field(50, ge=1, description="Iterations of K-means / the mixture.")
+    seed: int = Field(42, description="Seed of every fit (reproducible clusters).")
+    bootstrap_runs: int = Field(3, ge=0, description="Refits on bootstrap samples; their "
+                                "adjusted Rand index with the kept model is recorded.")
+    name_threshold: float = Field(0.4, gt=0, description="|mean z-score| from which a feature "
+                                  "describes a cluster in its name.")
+
+    @model_validator(mode="after")
+    def _check(self) -> ClusteringConfig:
+        if self.k_min > self.k_max:
+            raise ValueError(f"k_min ({self.k_min}) must not exceed k_max ({self.k_max})")
+        if not self.features:
+            raise ValueError("features must name at least one clustering input")
+        unknown = set(self.log_features) - set(self.features)
+        if unknown:
+            raise ValueError(f"log_features {sorted(unknown)} are not among features "
+                             f"{list(self.features)}")
+        return self
+
+
 class SparkConfig(_Section):
     master: str = Field("local[*]", description="Master URL for a session seglake builds itself.")
     app_name: str = Field("seglake", description="Spark application name.")
@@ -379,6 +431,7 @@ class SeglakeConfig(_Section):
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
+    clustering: ClusteringConfig = Field(default_factory=ClusteringConfig)
     sources: dict[str, SourceConfig] = Field(
         default_factory=default_sources,
         description="Landing sources by name (what ingest reads); defaults: the demo sources.",

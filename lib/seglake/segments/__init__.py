@@ -1,13 +1,17 @@
-"""Segments: rule segments and tags over the feature catalogue (clustering comes next)."""
+"""Segments: rule segments and tags over the feature catalogue, and MLlib customer clusters."""
 
 from seglake.segments.rules import RuleError, RuleSet, check_rules, load_rules, rule_segments
 from seglake.segments.stage import (
+    CLUSTERS,
+    PROFILES,
     RULE_SEGMENTS,
+    ClusterResult,
     SegmentError,
     SegmentResult,
     checked_rules,
     run_segment,
 )
 
-__all__ = ["RULE_SEGMENTS", "RuleError", "RuleSet", "SegmentError", "SegmentResult",
-           "check_rules", "checked_rules", "load_rules", "rule_segments", "run_segment"]
+__all__ = ["CLUSTERS", "PROFILES", "RULE_SEGMENTS", "ClusterResult", "RuleError", "RuleSet",
+           "SegmentError", "SegmentResult", "check_rules", "checked_rules", "load_rules",
+           "rule_segments", "run_segment"]

@@ -1,36 +1,50 @@
-"""``seglake segment``: ``gold.customer_features`` at one ``as_of`` -> ``gold.rule_segments``.
+"""``seglake segment``: ``gold.customer_features`` at one ``as_of`` -> ``gold.rule_segments``,
+then (``clustering.enabled``) ``gold.customer_clusters`` and ``gold.cluster_profiles``.
 
-The rules file is read and every rule checked against the feature catalogue (and, with the
-table's schema, for being true/false) before any data is read. Each run replaces the rows of
-its ``as_of`` in one commit.
+The rules file and the clustering inputs are checked against the feature catalogue (and, with
+the table's schema, rules for being true/false) before any data is read. Each run replaces the
+rows of its ``as_of`` in one commit per table. The fitted clustering pipeline is saved under
+``<lakehouse>/_models/clustering/v<version>`` and recorded in ``ops.models``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
-from pyspark.sql import SparkSession
+from pyspark.ml import Pipeline
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from seglake.config import SeglakeConfig
 from seglake.features import FEATURES, feature_catalogue
 from seglake.lakehouse import Lakehouse
+from seglake.models import latest_version, record_model
 from seglake.runlog import RunLog
+from seglake.segments import clustering as cl
 from seglake.segments.rules import (
     RuleError,
     RuleSet,
     check_boolean,
     check_rules,
     load_rules,
+    rule_columns,
     rule_segments,
 )
 
 log = logging.getLogger(__name__)
 
 RULE_SEGMENTS = "gold.rule_segments"
+CLUSTERS = "gold.customer_clusters"
+PROFILES = "gold.cluster_profiles"
+MODEL_KIND = "clustering"
+PROFILE_SCHEMA = ("as_of DATE, cluster INT, cluster_name STRING, customers BIGINT, share DOUBLE, "
+                  "revenue DOUBLE, revenue_share DOUBLE, z MAP<STRING, DOUBLE>, "
+                  "model_version BIGINT, run_id STRING")
 
 
 class SegmentError(RuntimeError):
@@ -45,13 +59,30 @@ class SegmentResult:
     segments: dict[str, int]
     tags: dict[str, int]
     seconds: float
+    clusters: ClusterResult | None = None
+
+
+@dataclass
+class ClusterResult:
+    model_version: int
+    k: int
+    k_scores: list[cl.KScore]
+    names: dict[int, str]
+    sizes: dict[int, int]
+    stability_ari: float | None
+    bootstrap_ari: list[float] = field(default_factory=list)
+    artifact: str = ""
 
 
 def checked_rules(config: SeglakeConfig) -> RuleSet:
     """The rules file, loaded and checked against the feature catalogue (no Spark needed)."""
     try:
         rules = load_rules(config.segments.rules_file)
-        check_rules(rules, feature_catalogue(config.features))
+        catalogue = feature_catalogue(config.features)
+        check_rules(rules, catalogue)
+        if config.clustering.enabled:
+            for name, text in config.clustering.features.items():
+                rule_columns(f"clustering.features.{name}", text, catalogue)
     except RuleError as exc:
         raise SegmentError(str(exc)) from None
     return rules
@@ -91,7 +122,112 @@ def run_segment(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | Non
     runlog.record(source=FEATURES, table=RULE_SEGMENTS, rows_in=rows, rows_out=rows,
                   message=f"as_of {as_of}: " + ", ".join(
                       f"{name} {n}" for name, n in sorted(segments.items())))
-    runlog.flush()
     out.unpersist()
+    clusters = None
+    if config.clustering.enabled:
+        clusters = run_clusters(lakehouse, config, features, as_of, runlog)
+    runlog.flush()
     return SegmentResult(runlog.run_id, as_of, rows, segments, tags,
-                         time.monotonic() - started)
+                         time.monotonic() - started, clusters)
+
+
+def run_clusters(lakehouse: Lakehouse, config: SeglakeConfig, features: DataFrame, as_of: dt.date,
+                 runlog: RunLog) -> ClusterResult:
+    """Fit, name and write the clusters of ``features`` (one ``as_of``); see the module doc."""
+    started = time.monotonic()
+    conf = config.clustering
+    if not conf.include_anonymous:
+        features = features.where(~F.col("is_anonymous"))
+    frame = cl.inputs(features, conf).persist()
+    n = frame.count()
+    if n < conf.k_max * 2:
+        raise SegmentError(f"clustering needs at least {conf.k_max * 2} customers "
+                           f"(2 x clustering.k_max) as of {as_of}; found {n}")
+    prep = Pipeline(stages=cl.preprocessing(conf)).fit(frame)
+    vectors = prep.transform(frame).select("customer_key", cl.VECTOR).persist()
+    vectors.count()
+    scores = cl.k_scores(vectors, conf)
+    k = cl.best_k(scores)
+    log.info("segment: k chosen %d of %s by silhouette (%s) (%.1f s)", k,
+             [s.k for s in scores], ", ".join(f"{s.silhouette:.3f}" for s in scores),
+             time.monotonic() - started)
+    model = cl.fitted_pipeline(frame, conf, k)
+    scored = model.transform(frame).persist()
+    current = cl.centers(model)
+
+    previous, previous_version = _previous_assignments(lakehouse)
+    if previous is not None:
+        joined = previous.join(scored.select("customer_key", cl.VECTOR), "customer_key")
+        ids = cl.matched_ids(current, cl.centroids(joined, "cluster"))
+    else:  # first run: ids by size, largest first
+        sizes = {r[cl.RAW]: r["count"] for r in scored.groupBy(cl.RAW).count().collect()}
+        order = sorted(range(k), key=lambda i: (-sizes.get(i, 0), i))
+        ids = [order.index(i) for i in range(k)]
+    gmm = cl.mixture(vectors, conf, k)
+    assigned = gmm.transform(scored).withColumn("cluster", cl.relabelled(cl.RAW, ids)) \
+        .withColumn("probabilities", cl.mixture_probabilities(gmm, current, ids)).persist()
+    stability = (cl.adjusted_rand_index(
+        previous.withColumnRenamed("cluster", "_previous").join(assigned, "customer_key"),
+        "_previous", "cluster") if previous is not None else None)
+    boot = cl.bootstrap_ari(vectors, assigned, conf, k)
+    profiles = cl.profiles(assigned, list(conf.features))
+    names = cl.cluster_names(profiles, conf.name_threshold)
+
+    version = latest_version(lakehouse, MODEL_KIND) + 1
+    root = f"{lakehouse.root.rstrip('/')}/_models/{MODEL_KIND}/v{version}"
+    model.write().overwrite().save(f"{root}/pipeline")
+    gmm.write().overwrite().save(f"{root}/mixture")
+    pca = vector_to_array(F.col("_pca"))
+    out = assigned.select(
+        "customer_key", F.lit(as_of).alias("as_of"), F.col("cluster").cast("int"),
+        F.element_at(F.create_map(*[x for c, name in sorted(names.items())
+                                    for x in (F.lit(c), F.lit(name))]),
+                     F.col("cluster")).alias("cluster_name"),
+        F.element_at("probabilities", F.col("cluster")).alias("cluster_probability"),
+        "probabilities", pca[0].alias("pca_x"), pca[1].alias("pca_y"),
+        F.lit(version).cast("bigint").alias("model_version"),
+        F.lit(runlog.run_id).alias("run_id"))
+    where = f"as_of = DATE'{as_of.isoformat()}'"
+    lakehouse.overwrite(CLUSTERS, out, partition_by=["as_of"], replace_where=where)
+    profile_rows = [(as_of, p["cluster"], names[p["cluster"]], p["customers"], p["share"],
+                     p["revenue"], p["revenue_share"], p["z"], version, runlog.run_id)
+                    for p in profiles]
+    lakehouse.overwrite(PROFILES, lakehouse.spark.createDataFrame(profile_rows, PROFILE_SCHEMA),
+                        partition_by=["as_of"], replace_where=where)
+    chosen = next(s for s in scores if s.k == k)
+    metrics = {"as_of": as_of, "customers": n, "k": k, "silhouette": chosen.silhouette,
+               "wssse": chosen.wssse, "k_scores": [asdict(s) for s in scores],
+               "stability_ari": stability, "previous_version": previous_version,
+               "bootstrap_ari": boot, "mixture_log_likelihood": gmm.summary.logLikelihood,
+               "sizes": {str(p["cluster"]): p["customers"] for p in profiles},
+               "names": {str(c): name for c, name in names.items()}}
+    artifact = json.dumps({"pipeline": f"{root}/pipeline", "mixture": f"{root}/mixture",
+                           "ids": ids})
+    record_model(lakehouse, MODEL_KIND, runlog.run_id, params=conf.model_dump(),
+                 metrics=metrics, data_versions={FEATURES: lakehouse.version(FEATURES)},
+                 artifact=artifact)
+    runlog.record(source=FEATURES, table=CLUSTERS, rows_in=n, rows_out=n,
+                  message=f"as_of {as_of}: k={k}, silhouette {chosen.silhouette:.3f}, model "
+                  f"v{version}" + (f", ARI vs previous {stability:.3f}"
+                                   if stability is not None else ""))
+    runlog.record(source=CLUSTERS, table=PROFILES, rows_in=n, rows_out=len(profile_rows))
+    for df in (frame, vectors, scored, assigned):
+        df.unpersist()
+    log.info("segment: %d customers in %d clusters (%s), model v%d (%.1f s)", n, k,
+             "; ".join(f"{c} {names[c]!r} {p['customers']}" for p in profiles
+                       for c in [p["cluster"]]), version, time.monotonic() - started)
+    return ClusterResult(version, k, scores, names,
+                         {p["cluster"]: p["customers"] for p in profiles}, stability, boot,
+                         artifact)
+
+
+def _previous_assignments(lakehouse: Lakehouse) -> tuple[DataFrame | None, int | None]:
+    """The last clustering run's ``customer_key``, ``cluster`` (and its model version)."""
+    if not lakehouse.exists(CLUSTERS):
+        return None, None
+    table = lakehouse.read(CLUSTERS)
+    version = table.agg(F.max("model_version")).first()[0]
+    if version is None:
+        return None, None
+    return (table.where(F.col("model_version") == version).select("customer_key", "cluster"),
+            int(version))

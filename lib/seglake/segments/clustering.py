@@ -1,0 +1,226 @@
+"""Customer clusters with Spark MLlib: the preprocessing pipeline, k chosen by silhouette, a
+Gaussian mixture for soft membership, PCA for plots, profiles, names and stable cluster ids.
+
+Everything here is a function of a features frame and ``config.clustering``; the stage
+(``segments/stage.py``) reads, writes and records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pyspark.ml import Pipeline, PipelineModel, Transformer
+from pyspark.ml.clustering import BisectingKMeans, GaussianMixture, KMeans
+from pyspark.ml.evaluation import ClusteringEvaluator
+from pyspark.ml.feature import PCA, Imputer, SQLTransformer, StandardScaler, VectorAssembler
+from pyspark.ml.functions import vector_to_array
+from pyspark.ml.stat import Summarizer
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from scipy.optimize import linear_sum_assignment
+
+from seglake.config import ClusteringConfig
+
+VECTOR = "vector"
+RAW = "_cluster_index"
+
+# words for a cluster whose mean z-score of a feature is high / low (settings as data);
+# features not listed here are described as "high <name>" / "low <name>"
+DESCRIPTORS: dict[str, tuple[str, str]] = {
+    "monetary_365d": ("high-value", "low-spend"),
+    "frequency_90d": ("frequent buyers", "no recent purchase"),
+    "tenure_days": ("long-standing", "new"),
+    "sessions_90d": ("heavy browsers", "rare visitors"),
+    "product_views_90d": ("product explorers", "few product views"),
+    "orders_per_session": ("decisive buyers", "browsing without buying"),
+    "avg_basket": ("big baskets", "small baskets"),
+    "coupon_share": ("discount-driven", "full-price"),
+    "email_open_rate_90d": ("email-engaged", "email-cold"),
+    "days_since_last_visit": ("lapsing", "recently active"),
+}
+
+
+@dataclass(frozen=True)
+class KScore:
+    k: int
+    silhouette: float
+    wssse: float
+
+
+def inputs(features: DataFrame, config: ClusteringConfig) -> DataFrame:
+    """``customer_key``, ``monetary_365d`` (for revenue shares) and each configured input as a
+    double, from its expression."""
+    return features.select(
+        "customer_key", F.coalesce(F.col("monetary_365d"), F.lit(0.0)).alias("_revenue"),
+        *[F.expr(text).cast("double").alias(name) for name, text in config.features.items()])
+
+
+def preprocessing(config: ClusteringConfig) -> list[Transformer]:
+    """Median imputation, log1p of the skewed inputs, assembly, standardisation."""
+    names = list(config.features)
+    imputed = [f"_i_{n}" for n in names]
+    logged = ", ".join(
+        f"{f'log1p(greatest({i}, 0D))' if n in config.log_features else i} AS _x_{n}"
+        for n, i in zip(names, imputed, strict=True))
+    return [
+        Imputer(strategy="median", inputCols=names, outputCols=imputed),
+        SQLTransformer(statement=f"SELECT *, {logged} FROM __THIS__"),
+        VectorAssembler(inputCols=[f"_x_{n}" for n in names], outputCol="_unscaled"),
+        StandardScaler(inputCol="_unscaled", outputCol=VECTOR, withMean=True, withStd=True),
+    ]
+
+
+def clusterer(config: ClusteringConfig, k: int, seed: int | None = None):
+    """The configured assignment estimator (K-means or bisecting K-means) for ``k``."""
+    kind = KMeans if config.algorithm == "kmeans" else BisectingKMeans
+    return kind(k=k, seed=config.seed if seed is None else seed, maxIter=config.max_iter,
+                featuresCol=VECTOR, predictionCol=RAW)
+
+
+def k_scores(vectors: DataFrame, config: ClusteringConfig) -> list[KScore]:
+    """Silhouette and within-cluster sum of squares for every k of the configured range."""
+    evaluator = ClusteringEvaluator(featuresCol=VECTOR, predictionCol=RAW)
+    scores = []
+    for k in range(config.k_min, config.k_max + 1):
+        model = clusterer(config, k).fit(vectors)
+        scores.append(KScore(k, float(evaluator.evaluate(model.transform(vectors))),
+                             float(model.summary.trainingCost)))
+    return scores
+
+
+def best_k(scores: Sequence[KScore]) -> int:
+    """Highest silhouette; ties go to the smaller k."""
+    return max(scores, key=lambda s: (s.silhouette, -s.k)).k
+
+
+def fitted_pipeline(frame: DataFrame, config: ClusteringConfig, k: int) -> PipelineModel:
+    """Preprocessing + the clusterer at ``k`` + PCA to 2-D, fitted as one persisted model."""
+    return Pipeline(stages=[*preprocessing(config), clusterer(config, k),
+                            PCA(k=2, inputCol=VECTOR, outputCol="_pca")]).fit(frame)
+
+
+def mixture(vectors: DataFrame, config: ClusteringConfig, k: int):
+    return GaussianMixture(k=k, seed=config.seed, maxIter=config.max_iter, featuresCol=VECTOR,
+                           predictionCol="_gmm_index", probabilityCol="_gmm_probability") \
+        .fit(vectors)
+
+
+def centers(model: PipelineModel) -> np.ndarray:
+    return np.array([np.asarray(c) for c in model.stages[-2].clusterCenters()])
+
+
+def matched_ids(current: np.ndarray, previous: dict[int, np.ndarray]) -> list[int]:
+    """Stable id of each current cluster: the previous cluster with the nearest centroid
+    (a one-to-one assignment minimising total distance), else the next unused id."""
+    ids: list[int | None] = [None] * len(current)
+    if previous:
+        keys = sorted(previous)
+        old = np.array([previous[key] for key in keys])
+        cost = np.linalg.norm(current[:, None, :] - old[None, :, :], axis=2)
+        for row, col in zip(*linear_sum_assignment(cost), strict=True):
+            ids[row] = keys[col]
+    fresh = max(previous, default=-1) + 1
+    for i, found in enumerate(ids):
+        if found is None:
+            ids[i] = fresh
+            fresh += 1
+    return [int(i) for i in ids]
+
+
+def centroids(assigned: DataFrame, cluster: str) -> dict[int, np.ndarray]:
+    """Mean vector of each cluster of ``assigned`` (``cluster``, ``vector`` columns)."""
+    rows = assigned.groupBy(cluster).agg(Summarizer.mean(F.col(VECTOR)).alias("mean")) \
+        .collect()
+    return {int(r[cluster]): np.asarray(r["mean"]) for r in rows}
+
+
+def relabelled(column: str, ids: Sequence[int]) -> F.Column:
+    """``column`` (0..k-1) mapped to the stable ids."""
+    return F.element_at(F.array(*[F.lit(i) for i in ids]), F.col(column) + 1)
+
+
+def mixture_probabilities(gmm, kmeans_centers: np.ndarray, ids: Sequence[int]) -> F.Column:
+    """Each customer's mixture probabilities as a map stable cluster id -> probability; the
+    mixture's components are matched to the K-means clusters by their means."""
+    means = np.array([np.asarray(g.mean) for g in gmm.gaussians])
+    cost = np.linalg.norm(kmeans_centers[:, None, :] - means[None, :, :], axis=2)
+    rows, cols = linear_sum_assignment(cost)
+    probs = vector_to_array(F.col("_gmm_probability"))
+    return F.map_from_arrays(F.array(*[F.lit(ids[r]) for r in rows]),
+                             F.array(*[probs[int(c)] for c in cols]))
+
+
+def adjusted_rand_index(df: DataFrame, a: str, b: str) -> float:
+    """ARI of two labelings (columns ``a`` and ``b``); only aggregates reach the driver."""
+    pairs = F.expr("sum(n * (n - 1) / 2)")
+    cells = df.groupBy(a, b).agg(F.count(F.lit(1)).alias("n")).persist()
+    index = cells.agg(pairs).first()[0] or 0.0
+    rows = cells.groupBy(a).agg(F.sum("n").alias("n")).agg(pairs).first()[0] or 0.0
+    cols = cells.groupBy(b).agg(F.sum("n").alias("n")).agg(pairs).first()[0] or 0.0
+    n = cells.agg(F.sum("n")).first()[0] or 0
+    cells.unpersist()
+    total = n * (n - 1) / 2
+    expected = rows * cols / total if total else 0.0
+    maximum = (rows + cols) / 2
+    return 1.0 if maximum == expected else float((index - expected) / (maximum - expected))
+
+
+def bootstrap_ari(vectors: DataFrame, assigned: DataFrame, config: ClusteringConfig,
+                  k: int) -> list[float]:
+    """ARI between the kept assignment and refits on bootstrap samples (predicting everyone)."""
+    out = []
+    for run in range(config.bootstrap_runs):
+        seed = config.seed + 1 + run
+        sample = vectors.sample(withReplacement=True, fraction=1.0, seed=seed)
+        refit = clusterer(config, k, seed=seed).fit(sample).transform(vectors) \
+            .select("customer_key", F.col(RAW).alias("_boot"))
+        out.append(adjusted_rand_index(assigned.join(refit, "customer_key"), "cluster",
+                                       "_boot"))
+    return out
+
+
+def profiles(assigned: DataFrame, names: Sequence[str]) -> list[dict]:
+    """Per cluster: customers, revenue, and the mean z-score of each input (``_z_<name>``
+    columns of the scaled vector)."""
+    z = vector_to_array(F.col(VECTOR))
+    rows = assigned.groupBy("cluster").agg(
+        F.count(F.lit(1)).alias("customers"), F.sum("_revenue").alias("revenue"),
+        *[F.avg(z[i]).alias(n) for i, n in enumerate(names)]).orderBy("cluster").collect()
+    total = sum(r["customers"] for r in rows) or 1
+    revenue = sum(r["revenue"] or 0.0 for r in rows) or 1.0
+    return [{"cluster": r["cluster"], "customers": r["customers"],
+             "share": r["customers"] / total, "revenue": float(r["revenue"] or 0.0),
+             "revenue_share": float(r["revenue"] or 0.0) / revenue,
+             "z": {n: float(r[n]) for n in names}} for r in rows]
+
+
+def cluster_name(z: dict[str, float], threshold: float, words: int = 2) -> str:
+    """The ``words`` strongest traits (|mean z| ≥ ``threshold``) of a profile, in words."""
+    traits = sorted(((abs(v), n, v) for n, v in z.items() if abs(v) >= threshold),
+                    reverse=True)[:words]
+    if not traits:
+        return "average"
+    said = []
+    for _, n, v in traits:
+        high, low = DESCRIPTORS.get(n, (f"high {n}", f"low {n}"))
+        said.append(high if v > 0 else low)
+    return ", ".join(said)
+
+
+def cluster_names(profiles: Iterable[dict], threshold: float) -> dict[int, str]:
+    """A distinct name per cluster: more traits where two would read the same, then the id."""
+    profiles = list(profiles)
+    names = {p["cluster"]: cluster_name(p["z"], threshold) for p in profiles}
+    for p in profiles:
+        clash = [q for q in profiles if names[q["cluster"]] == names[p["cluster"]]]
+        if len(clash) > 1:
+            for q in clash:
+                names[q["cluster"]] = cluster_name(q["z"], threshold, words=3)
+    seen: dict[str, int] = {}
+    for cluster in sorted(names):
+        seen[names[cluster]] = seen.get(names[cluster], 0) + 1
+        if seen[names[cluster]] > 1:
+            names[cluster] = f"{names[cluster]} ({cluster})"
+    return names
