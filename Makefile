@@ -22,6 +22,7 @@ demo: $(STAMP)
 	SEGLAKE__PRIVACY__DEMO_MODE=true $(BIN)/seglake resolve
 	$(BIN)/seglake features
 	$(BIN)/seglake segment
+	$(BIN)/seglake score
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -102,3 +102,12 @@ def segmented(spark, config, featured):
     from seglake.segments import run_segment
 
     return run_segment(spark, config, as_of=featured.as_of)
+
+
+@pytest.fixture(scope="session")
+def scored(spark, config, featured):
+    """Propensity and churn scores at the back-dated features' as_of (trained on features
+    another 30 days earlier, which the stage builds)."""
+    from seglake.scoring import run_score
+
+    return run_score(spark, config, as_of=featured.as_of)

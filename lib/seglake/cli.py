@@ -225,6 +225,32 @@ def _segment(config: SeglakeConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(config: SeglakeConfig, args: argparse.Namespace) -> int:
+    """gold.customer_features -> gold.customer_scores: propensity and churn, with tiers."""
+    from seglake.scoring import ScoreError, run_score
+    from seglake.session import get_spark
+
+    spark = get_spark(config)
+    try:
+        r = run_score(spark, config, as_of=args.as_of)
+    except ScoreError as exc:
+        return _failed("score", exc, 1)
+    print(f"  {'model':<11} {'version':>7} {'labelled':>9} {'positive':>9} {'ROC-AUC':>8} "
+          f"{'PR-AUC':>7} {'F1':>6} {'top-decile lift':>16}")
+    for kind, m in r.models.items():
+        x = m.metrics
+        print(f"  {kind:<11} {m.version:>7} {m.trained_on:>9,} {m.positives:>9,} "
+              f"{x['roc_auc']:>8.3f} {x['pr_auc']:>7.3f} {x['f1']:>6.3f} "
+              f"{x['deciles'][0]['lift']:>16.2f}")
+    for kind, tiers in r.tiers.items():
+        print(f"  {kind} tiers: " + ", ".join(f"{t} {tiers.get(t, 0):,}"
+                                              for t in config.scoring.tiers))
+    print(f"run {r.run_id}: {r.rows:,} customers scored in gold.customer_scores as of {r.as_of} "
+          f"(trained on features as of {r.trained_as_of}, holdout metrics above; "
+          f"{r.seconds:.0f} s)")
+    return 0
+
+
 def _failed(stage: str, exc: Exception, code: int) -> int:
     """Print a stage's error as ``seglake <stage>: <message>`` and return the exit code."""
     print(f"seglake {stage}: {exc}", file=sys.stderr)
@@ -268,7 +294,9 @@ COMMANDS: dict[str, tuple[str, Command]] = {
                 _resolve),
     "features": ("gold customer features as of a date (RFM, email, browsing, funnel, intent)",
                  _features),
-    "segment": ("rule segments and tags over the features (conf/segments.yaml)", _segment),
+    "segment": ("rule segments and tags (conf/segments.yaml), then MLlib clusters", _segment),
+    "score": ("purchase propensity and churn scores (random forests trained by time split)",
+              _score),
     "erase": ("delete a data subject from every table (right to erasure)", _erase),
 }
 
@@ -312,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands["segment"].add_argument(
         "--check", action="store_true",
         help="only check the rules file against the feature catalogue (no Spark)")
+    commands["score"].add_argument(
+        "--as-of", type=_date, metavar="DATE",
+        help="score the features of this as_of (default: the latest); training uses the "
+        "features scoring.horizon_days earlier, built when missing")
     who = commands["erase"].add_mutually_exclusive_group(required=True)
     who.add_argument("--email", help="the subject's email address (any spelling or case)")
     who.add_argument("--customer-key", help="the subject's customer_key (after resolve)")

@@ -401,6 +401,37 @@ class ClusteringConfig(_Section):
         return self
 
 
+class ScoringConfig(_Section):
+    horizon_days: int = Field(30, ge=1, le=365, description="Labels: a completed purchase "
+                              "(propensity) / none (churn, buyers only) in the horizon_days "
+                              "after the training features' as_of (= scoring as_of - horizon).")
+    features: list[str] = Field(
+        [], description="Model inputs (feature columns); empty: every numeric and true/false "
+        "column of the catalogue except is_anonymous.")
+    exclude: list[str] = Field([], description="Columns left out of the model inputs.")
+    num_trees: list[int] = Field([60], description="RandomForest numTrees grid (CrossValidator).")
+    max_depth: list[int] = Field([4, 8], description="RandomForest maxDepth grid.")
+    num_folds: int = Field(3, ge=2, description="CrossValidator folds.")
+    holdout_fraction: float = Field(0.25, gt=0, lt=1, description="Share of the labelled "
+                                    "customers kept out of training for the recorded metrics.")
+    seed: int = Field(42, description="Seed of the split, the folds and the forests.")
+    tiers: dict[str, float] = Field(
+        {"hot": 0.9, "warm": 0.7, "cool": 0.4, "cold": 0.0},
+        description="Tier name -> lowest percentile rank of the score (0..1) in it; a customer "
+        "gets the first tier whose bound its rank reaches.")
+
+    @model_validator(mode="after")
+    def _check(self) -> ScoringConfig:
+        bounds = list(self.tiers.values())
+        if not bounds or bounds != sorted(bounds, reverse=True) or bounds[-1] != 0.0 \
+                or bounds[0] > 1:
+            raise ValueError("tiers: bounds must fall from at most 1 to 0 (the last tier "
+                             f"takes everyone else); got {self.tiers}")
+        if not self.num_trees or not self.max_depth or min(self.num_trees + self.max_depth) < 1:
+            raise ValueError("num_trees and max_depth need at least one value >= 1")
+        return self
+
+
 class SparkConfig(_Section):
     master: str = Field("local[*]", description="Master URL for a session seglake builds itself.")
     app_name: str = Field("seglake", description="Spark application name.")
@@ -432,6 +463,7 @@ class SeglakeConfig(_Section):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     clustering: ClusteringConfig = Field(default_factory=ClusteringConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     sources: dict[str, SourceConfig] = Field(
         default_factory=default_sources,
         description="Landing sources by name (what ingest reads); defaults: the demo sources.",

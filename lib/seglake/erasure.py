@@ -47,6 +47,7 @@ SUBJECT_TABLES: dict[str, dict[str, str]] = {
     "gold.customer_features": {"customer_key": "customer_key"},
     "gold.rule_segments": {"customer_key": "customer_key"},
     "gold.customer_clusters": {"customer_key": "customer_key"},
+    "gold.customer_scores": {"customer_key": "customer_key"},
 }
 LOG_SCHEMA = (  # DDL: createDataFrame takes it as the schema
     "request_id STRING, requested_at TIMESTAMP, subject_hash STRING, requested_by STRING, "

@@ -51,6 +51,12 @@ def end_of_data(sources: Sources) -> dt.date | None:
     return max(latest).date() + dt.timedelta(days=1) if latest else None
 
 
+def silver_sources(lakehouse: Lakehouse) -> Sources:
+    """The silver tables features (and scoring labels) read; a missing one is empty."""
+    return Sources.of(lakehouse.spark, {name: lakehouse.read(table) if lakehouse.exists(table)
+                                        else None for name, table in TABLES.items()})
+
+
 def run_features(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None = None,
                  runlog: RunLog | None = None) -> FeaturesResult:
     """Build the features as of ``as_of`` (default: the end of the data) and write them."""
@@ -60,8 +66,7 @@ def run_features(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | No
         if not lakehouse.exists(TABLES[name]):
             raise FeaturesError(f"{TABLES[name]} does not exist: run `seglake resolve` first")
     runlog = runlog or RunLog(lakehouse, "features")
-    sources = Sources.of(spark, {name: lakehouse.read(table) if lakehouse.exists(table)
-                                 else None for name, table in TABLES.items()})
+    sources = silver_sources(lakehouse)
     if as_of is None:
         as_of = end_of_data(sources)
         if as_of is None:

@@ -1,0 +1,171 @@
+"""``seglake score``: purchase propensity and churn, trained by time split and scored at
+``as_of``.
+
+Training rows are the features at ``as_of - horizon`` (built first when that date is missing),
+labelled by what the silver orders say happened in the ``horizon`` days from there up to
+``as_of``: propensity = a completed purchase (every known customer), churn = none (customers who
+had bought before). A random forest is tuned by cross-validation on part of them; the rest
+measure it. Every customer of the features at ``as_of`` is then scored: probability, score
+0-100 and tier. Writes ``gold.customer_scores`` (partitioned by ``as_of``, a re-run replaces its
+date); each model is saved under ``<lakehouse>/_models/<kind>/v<version>`` and recorded in
+``ops.models``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from seglake.config import SeglakeConfig
+from seglake.features import FEATURES, FeaturesError, feature_catalogue, run_features
+from seglake.features.inputs import activity, cutoff
+from seglake.features.stage import silver_sources
+from seglake.lakehouse import Lakehouse
+from seglake.models import latest_version, record_model
+from seglake.runlog import RunLog
+from seglake.scoring import model as rf
+
+log = logging.getLogger(__name__)
+
+SCORES = "gold.customer_scores"
+TARGETS = ("propensity", "churn")
+
+
+class ScoreError(RuntimeError):
+    """Scores cannot be made: missing features, too few labels, bad configuration."""
+
+
+@dataclass
+class ModelResult:
+    kind: str
+    version: int
+    trained_on: int
+    positives: int
+    metrics: dict
+
+
+@dataclass
+class ScoreResult:
+    run_id: str
+    as_of: dt.date
+    trained_as_of: dt.date
+    rows: int
+    models: dict[str, ModelResult]
+    tiers: dict[str, dict[str, int]]
+    seconds: float
+
+
+def purchasers(lakehouse: Lakehouse, start: dt.date, end: dt.date) -> DataFrame:
+    """``customer_key`` of every customer with a completed order in ``[start, end)``."""
+    orders = activity(silver_sources(lakehouse), end).orders
+    return orders.where((F.col("ordered_at") >= cutoff(start)) & (F.col("status") == "completed")
+                        & F.col("customer_key").isNotNull()).select("customer_key").distinct()
+
+
+def labelled(features: DataFrame, buyers: DataFrame, inputs: list[str]) -> dict[str, DataFrame]:
+    """Training rows of each target: the inputs and ``label`` (1 = purchased / churned)."""
+    known = features.where(~F.col("is_anonymous"))
+    flagged = known.join(buyers.withColumn("_bought", F.lit(1.0)), "customer_key", "left") \
+        .withColumn("_bought", F.coalesce("_bought", F.lit(0.0)))
+    return {
+        "propensity": rf.prepared(flagged, inputs).join(
+            flagged.select("customer_key", F.col("_bought").alias(rf.LABEL)), "customer_key"),
+        "churn": rf.prepared(flagged.where(F.col("orders_total") > 0), inputs).join(
+            flagged.select("customer_key", (1.0 - F.col("_bought")).alias(rf.LABEL)),
+            "customer_key"),
+    }
+
+
+def run_score(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None = None,
+              runlog: RunLog | None = None) -> ScoreResult:
+    """Train both models by time split and score every customer at ``as_of`` (default: the
+    latest features)."""
+    started = time.monotonic()
+    conf = config.scoring
+    try:
+        inputs = rf.model_inputs(feature_catalogue(config.features), conf)
+    except ValueError as exc:
+        raise ScoreError(str(exc)) from None
+    lakehouse = Lakehouse.from_config(spark, config)
+    if not lakehouse.exists(FEATURES):
+        raise ScoreError(f"{FEATURES} does not exist: run `seglake features` first")
+    if as_of is None:
+        as_of = lakehouse.read(FEATURES).agg(F.max("as_of")).first()[0]
+    trained_as_of = as_of - dt.timedelta(days=conf.horizon_days)
+    runlog = runlog or RunLog(lakehouse, "score")
+    dates = {r[0] for r in lakehouse.read(FEATURES).select("as_of").distinct().collect()}
+    if as_of not in dates:
+        raise ScoreError(f"{FEATURES} has no rows as of {as_of}: run "
+                         f"`seglake features --as-of {as_of}` first")
+    if trained_as_of not in dates:
+        log.info("score: building the training features as of %s (%d days before %s)",
+                 trained_as_of, conf.horizon_days, as_of)
+        try:
+            run_features(spark, config, as_of=trained_as_of, runlog=runlog)
+        except FeaturesError as exc:
+            raise ScoreError(f"training features as of {trained_as_of} ({as_of} minus "
+                             f"scoring.horizon_days {conf.horizon_days}) cannot be built: "
+                             f"{exc}") from exc
+    features = lakehouse.read(FEATURES)
+    past = features.where(F.col("as_of") == F.lit(trained_as_of))
+    now = features.where((F.col("as_of") == F.lit(as_of)) & ~F.col("is_anonymous")).persist()
+    buyers = purchasers(lakehouse, trained_as_of, as_of).persist()
+    data_versions = {FEATURES: lakehouse.version(FEATURES)}
+    frames = labelled(past, buyers, inputs)
+    models, scored_frames = {}, []
+    for kind in TARGETS:
+        frame = frames[kind].persist()
+        counts = frame.agg(F.count(F.lit(1)), F.sum(rf.LABEL)).first()
+        n, positives = counts[0], int(counts[1] or 0)
+        if positives < conf.num_folds * 2 or n - positives < conf.num_folds * 2:
+            raise ScoreError(f"{kind}: {positives} positive and {n - positives} negative "
+                             f"labels as of {trained_as_of} (horizon {conf.horizon_days} days) "
+                             "are too few to train and measure a model: use a longer horizon "
+                             "or more data")
+        train, holdout = frame.randomSplit([1 - conf.holdout_fraction, conf.holdout_fraction],
+                                           seed=conf.seed)
+        model, grid = rf.tuned_forest(train, inputs, conf)
+        metrics = {"as_of": as_of, "trained_as_of": trained_as_of, "labelled": n,
+                   "positives": positives, "grid": grid, **rf.evaluation(model, holdout, inputs)}
+        version = latest_version(lakehouse, kind) + 1
+        path = f"{lakehouse.root.rstrip('/')}/_models/{kind}/v{version}"
+        model.write().overwrite().save(path)
+        record_model(lakehouse, kind, runlog.run_id,
+                     params={**conf.model_dump(), "inputs": inputs}, metrics=metrics,
+                     data_versions=data_versions, artifact=json.dumps({"pipeline": path}))
+        log.info("score: %s model v%d: %d labelled (%d positive), holdout ROC-AUC %.3f, "
+                 "PR-AUC %.3f, F1 %.3f at %.3f (%.1f s)", kind, version, n, positives,
+                 metrics["roc_auc"], metrics["pr_auc"], metrics["f1"], metrics["threshold"],
+                 time.monotonic() - started)
+        models[kind] = ModelResult(kind, version, n, positives, metrics)
+        population = now if kind == "propensity" else now.where(F.col("orders_total") > 0)
+        probability = f"{kind}_probability"
+        out = rf.scored(model, rf.prepared(population, inputs)) \
+            .select("customer_key", F.col(rf.PROBABILITY).alias(probability))
+        score, tier = rf.tiered(out, probability, conf.tiers)
+        scored_frames.append(out.select("customer_key", probability,
+                                        score.alias(f"{kind}_score"), tier.alias(f"{kind}_tier"),
+                                        F.lit(version).cast("bigint").alias(f"{kind}_version")))
+        frame.unpersist()
+    result = scored_frames[0].join(scored_frames[1], "customer_key", "left") \
+        .withColumn("as_of", F.lit(as_of)).withColumn("run_id", F.lit(runlog.run_id)).persist()
+    rows = result.count()
+    tiers = {kind: {r[0]: r[1] for r in result.groupBy(f"{kind}_tier").count().collect()
+                    if r[0] is not None} for kind in TARGETS}
+    lakehouse.overwrite(SCORES, result, partition_by=["as_of"],
+                        replace_where=f"as_of = DATE'{as_of.isoformat()}'")
+    runlog.record(source=FEATURES, table=SCORES, rows_in=now.count(), rows_out=rows,
+                  message=f"as_of {as_of}, trained as of {trained_as_of}: " + ", ".join(
+                      f"{k} v{m.version} ROC-AUC {m.metrics['roc_auc']:.3f}"
+                      for k, m in models.items()))
+    runlog.flush()
+    for df in (now, buyers, result):
+        df.unpersist()
+    return ScoreResult(runlog.run_id, as_of, trained_as_of, rows, models, tiers,
+                       time.monotonic() - started)

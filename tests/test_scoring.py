@@ -1,0 +1,137 @@
+"""Scores: model inputs from the catalogue, a time split without leakage, every customer scored
+with consistent scores and tiers, recorded metrics that add up, and propensity that ranks the
+held-back next 30 days of the small world well."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from pydantic import ValidationError
+from pyspark.ml import PipelineModel
+from pyspark.ml.evaluation import BinaryClassificationEvaluator
+from pyspark.sql import functions as F
+
+from seglake.config import FeaturesConfig, ScoringConfig
+from seglake.features import FEATURES, feature_catalogue
+from seglake.lakehouse import Lakehouse
+from seglake.models import latest_model
+from seglake.scoring import SCORES, ScoreError, run_score
+from seglake.scoring import model as rf
+from seglake.scoring.model import model_inputs, prepared, tiered
+from seglake.scoring.stage import purchasers
+
+CATALOGUE = feature_catalogue(FeaturesConfig())
+# ROC-AUC of propensity at as_of for a completed purchase in the 30 days after it (orders the
+# models never saw): 0.770 measured on this world; holdout ROC-AUC 0.72 / 0.73
+MIN_FUTURE_AUC = 0.70
+MIN_HOLDOUT_AUC = 0.65
+
+
+def test_model_inputs_come_from_the_catalogue():
+    inputs = model_inputs(CATALOGUE, ScoringConfig())
+    assert "frequency_90d" in inputs and "marketing_consent" in inputs
+    assert not {"customer_key", "as_of", "is_anonymous", "rfm_segment", "top_category",
+                "first_seen_at"} & set(inputs)
+    assert model_inputs(CATALOGUE, ScoringConfig(features=["recency_days", "intent_score"],
+                                                 exclude=["intent_score"])) == ["recency_days"]
+    with pytest.raises(ValueError, match="unknown feature columns \\['recency'\\]"):
+        model_inputs(CATALOGUE, ScoringConfig(features=["recency"]))
+    with pytest.raises(ValueError, match="not numeric"):
+        model_inputs(CATALOGUE, ScoringConfig(features=["rfm_segment"]))
+
+
+def test_scoring_config_refuses_bad_tiers():
+    with pytest.raises(ValidationError, match="tiers"):
+        ScoringConfig(tiers={"hot": 0.5, "warm": 0.8, "cold": 0.0})
+    with pytest.raises(ValidationError, match="tiers"):
+        ScoringConfig(tiers={"hot": 0.9, "warm": 0.5})
+
+
+def test_tiers_follow_the_percentile_rank(spark):
+    df = spark.createDataFrame([(f"c{i}", i / 100) for i in range(100)], "customer_key STRING, p "
+                               "DOUBLE")
+    score, tier = tiered(df, "p", {"hot": 0.9, "warm": 0.5, "cold": 0.0})
+    rows = df.select("p", score.alias("score"), tier.alias("tier")).collect()
+    counts = {t: sum(1 for r in rows if r["tier"] == t) for t in ("hot", "warm", "cold")}
+    assert counts == {"hot": 10, "warm": 40, "cold": 50}
+    assert all(r["score"] == round(r["p"] * 100) for r in rows)
+
+
+def test_score_stage_on_the_small_world(spark, config, featured, scored):
+    lake = Lakehouse.from_config(spark, config)
+    as_of, horizon = scored.as_of, config.scoring.horizon_days
+    assert scored.trained_as_of == as_of - dt.timedelta(days=horizon)
+    features = lake.read(FEATURES).where((F.col("as_of") == as_of) & ~F.col("is_anonymous"))
+    out = lake.read(SCORES).where(F.col("as_of") == as_of)
+    # every known customer once; churn only for those who bought before
+    assert out.count() == features.count() == scored.rows
+    assert out.select("customer_key").distinct().count() == scored.rows
+    joined = out.join(features, "customer_key")
+    assert joined.where((F.col("orders_total") > 0) != F.col("churn_probability").isNotNull()) \
+        .count() == 0
+    assert out.where(~F.col("propensity_probability").between(0, 1)
+                     | (F.col("propensity_score")
+                        != F.round(F.col("propensity_probability") * 100))).count() == 0
+    # tiers are ordered by probability and sized by their bounds
+    bounds = out.groupBy("propensity_tier").agg(F.min("propensity_probability").alias("lo"),
+                                                F.max("propensity_probability").alias("hi"),
+                                                F.count(F.lit(1)).alias("n")).collect()
+    by_tier = {r["propensity_tier"]: r for r in bounds}
+    names = list(config.scoring.tiers)
+    for upper, lower in zip(names, names[1:], strict=False):
+        assert by_tier[upper]["lo"] >= by_tier[lower]["hi"]
+    assert abs(by_tier["hot"]["n"] / scored.rows - 0.10) < 0.03
+    # the recorded models: trained on the earlier features, measured on their holdout
+    for kind in ("propensity", "churn"):
+        m = scored.models[kind]
+        record = latest_model(lake, kind)
+        assert record["version"] == m.version
+        metrics = json.loads(record["metrics"])
+        assert metrics["trained_as_of"] == str(scored.trained_as_of)
+        assert metrics["roc_auc"] >= MIN_HOLDOUT_AUC
+        assert 0 < metrics["positives"] < metrics["labelled"]
+        deciles = metrics["deciles"]
+        assert [d["decile"] for d in deciles] == list(range(1, 11))
+        assert sum(d["customers"] for d in deciles) == metrics["holdout_rows"]
+        assert deciles[-1]["capture"] == pytest.approx(1.0) and deciles[0]["lift"] > 1.5
+        assert sum(metrics["importances"].values()) == pytest.approx(1.0)
+        assert len(metrics["grid"]) == len(config.scoring.num_trees) * len(
+            config.scoring.max_depth)
+        assert 0 <= metrics["precision"] <= 1 and 0 <= metrics["recall"] <= 1
+    # the saved pipeline reproduces the written probabilities
+    inputs = json.loads(latest_model(lake, "propensity")["params"])["inputs"]
+    model = PipelineModel.load(json.loads(latest_model(lake, "propensity")["artifact"])
+                               ["pipeline"])
+    again = rf.scored(model, prepared(features, inputs)).select("customer_key", "probability_1")
+    assert out.join(again, "customer_key").where(
+        F.abs(F.col("propensity_probability") - F.col("probability_1")) > 1e-9).count() == 0
+    # propensity ranks who buys in the next horizon (never seen by training) well
+    bought = purchasers(lake, as_of, as_of + dt.timedelta(days=horizon)) \
+        .withColumn("label", F.lit(1.0))
+    frame = out.join(bought, "customer_key", "left").select(
+        F.col("propensity_probability").alias("rawPrediction"),
+        F.coalesce("label", F.lit(0.0)).alias("label"))
+    assert BinaryClassificationEvaluator().evaluate(frame) >= MIN_FUTURE_AUC
+
+
+def test_training_labels_do_not_leak_the_scoring_window(spark, config, scored):
+    """Labels are the purchases between the training as_of and the scoring as_of only."""
+    lake = Lakehouse.from_config(spark, config)
+    t, as_of = scored.trained_as_of, scored.as_of
+    known_at_t = lake.read(FEATURES).where((F.col("as_of") == t) & ~F.col("is_anonymous")) \
+        .select("customer_key")
+    assert scored.models["propensity"].trained_on == known_at_t.count()
+    in_window = known_at_t.join(purchasers(lake, t, as_of), "customer_key").count()
+    with_future = known_at_t.join(purchasers(lake, t, as_of + dt.timedelta(days=30)),
+                                  "customer_key").count()
+    assert scored.models["propensity"].positives == in_window
+    assert with_future > in_window  # there was a future to leak; the labels left it out
+
+
+def test_score_refuses_a_horizon_before_the_data(spark, config, featured):
+    far = config.model_copy(update={"scoring": config.scoring.model_copy(
+        update={"horizon_days": 365})})
+    with pytest.raises(ScoreError, match="training features as of .* cannot be built"):
+        run_score(spark, far, as_of=featured.as_of)
