@@ -23,6 +23,7 @@ demo: $(STAMP)
 	$(BIN)/seglake features
 	$(BIN)/seglake segment
 	$(BIN)/seglake score
+	$(BIN)/seglake publish
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -111,3 +111,11 @@ def scored(spark, config, featured):
     from seglake.scoring import run_score
 
     return run_score(spark, config, as_of=featured.as_of)
+
+
+@pytest.fixture(scope="session")
+def published(spark, config, segmented, scored):
+    """The segments, clusters and scores of the back-dated as_of, published once."""
+    from seglake.publish import run_publish
+
+    return run_publish(spark, config, as_of=segmented.as_of)

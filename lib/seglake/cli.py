@@ -251,6 +251,28 @@ def _score(config: SeglakeConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish(config: SeglakeConfig, args: argparse.Namespace) -> int:
+    """Segments, clusters and scores -> the published gold tables and the exports."""
+    from seglake.publish import PublishError, run_publish
+    from seglake.session import get_spark
+
+    spark = get_spark(config)
+    try:
+        r = run_publish(spark, config, as_of=args.as_of, include_email=args.include_email)
+    except PublishError as exc:
+        return _failed("publish", exc, 1)
+    since = f"since {r.previous_as_of}" if r.previous_as_of else "(first publish)"
+    print(f"  {r.customers:,} customers, {r.memberships:,} segment memberships; {r.entered:,} "
+          f"entered and {r.left:,} left {since}")
+    for kind, n in r.exported.items():
+        print(f"  exported {kind}: {n:,} memberships of consenting customers")
+    print(f"run {r.run_id}: gold.customer_segments, gold.segment_membership, "
+          f"gold.segment_changes, gold.segment_summary as of {r.as_of}; exports in "
+          f"{r.export_root}" + (" (WITH email addresses)" if args.include_email else "")
+          + f" ({r.seconds:.0f} s)")
+    return 0
+
+
 def _failed(stage: str, exc: Exception, code: int) -> int:
     """Print a stage's error as ``seglake <stage>: <message>`` and return the exit code."""
     print(f"seglake {stage}: {exc}", file=sys.stderr)
@@ -297,6 +319,8 @@ COMMANDS: dict[str, tuple[str, Command]] = {
     "segment": ("rule segments and tags (conf/segments.yaml), then MLlib clusters", _segment),
     "score": ("purchase propensity and churn scores (random forests trained by time split)",
               _score),
+    "publish": ("gold segment tables (current, history, changes, summary) and consented exports",
+                _publish),
     "erase": ("delete a data subject from every table (right to erasure)", _erase),
 }
 
@@ -327,23 +351,25 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("ingest", "refine"):
         commands[name].add_argument("--source", action="append", metavar="NAME",
                                     help="only this declared source (repeatable)")
-    commands["features"].add_argument(
-        "--as-of", type=_date, metavar="DATE",
-        help="use only what happened strictly before this day, YYYY-MM-DD (default: the day "
-        "after the latest order, event or email event)")
+    as_of_help = {
+        "features": "use only what happened strictly before this day, YYYY-MM-DD (default: the "
+                    "day after the latest order, event or email event)",
+        "segment": "the features of this as_of (default: the latest in gold.customer_features)",
+        "score": "score the features of this as_of (default: the latest); training uses the "
+                 "features scoring.horizon_days earlier, built when missing",
+        "publish": "publish the segments of this as_of (default: the latest rule segments)",
+    }
+    for name, text in as_of_help.items():
+        commands[name].add_argument("--as-of", type=_date, metavar="DATE", help=text)
     commands["features"].add_argument(
         "--catalogue", action="store_true",
         help="print the feature catalogue (Markdown, as in the README) and exit")
     commands["segment"].add_argument(
-        "--as-of", type=_date, metavar="DATE",
-        help="the features of this as_of (default: the latest in gold.customer_features)")
-    commands["segment"].add_argument(
         "--check", action="store_true",
         help="only check the rules file against the feature catalogue (no Spark)")
-    commands["score"].add_argument(
-        "--as-of", type=_date, metavar="DATE",
-        help="score the features of this as_of (default: the latest); training uses the "
-        "features scoring.horizon_days earlier, built when missing")
+    commands["publish"].add_argument(
+        "--include-email", action="store_true",
+        help="put email addresses in the exports (still consenting customers only; logged)")
     who = commands["erase"].add_mutually_exclusive_group(required=True)
     who.add_argument("--email", help="the subject's email address (any spelling or case)")
     who.add_argument("--customer-key", help="the subject's customer_key (after resolve)")

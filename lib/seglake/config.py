@@ -351,15 +351,15 @@ class SegmentsConfig(_Section):
 
 CLUSTER_FEATURES = {
     "tenure_days": "tenure_days",
-    "sessions_90d": "sessions_90d",
-    "product_views_90d": "product_views_90d",
-    "orders_per_session": "frequency_90d / greatest(sessions_90d, 1)",
-    "frequency_90d": "frequency_90d",
+    "sessions_365d": "sessions_365d",
+    "product_views_365d": "product_views_365d",
+    "orders_per_session": "frequency_365d / greatest(sessions_365d, 1)",
+    "frequency_365d": "frequency_365d",
     "monetary_365d": "monetary_365d",
     "avg_basket": "avg_basket",
     "coupon_share": "coupon_share",
-    "email_open_rate_90d": "email_open_rate_90d",
-    "days_since_last_visit": "days_since_last_visit",
+    "email_open_rate_365d": "email_open_rate_365d",
+    "days_since_last_activity": "days_since_last_activity",
 }
 
 
@@ -371,8 +371,8 @@ class ClusteringConfig(_Section):
         description="Clustering inputs: name -> Spark SQL row expression over feature columns "
         "(checked like segment rules). Nulls are imputed with the median.")
     log_features: list[str] = Field(
-        ["tenure_days", "sessions_90d", "product_views_90d", "frequency_90d", "monetary_365d",
-         "avg_basket", "days_since_last_visit"],
+        ["tenure_days", "sessions_365d", "product_views_365d", "frequency_365d", "monetary_365d",
+         "avg_basket", "days_since_last_activity"],
         description="Inputs log1p-transformed before scaling (skewed counts and amounts).")
     include_anonymous: bool = Field(
         False, description="Cluster anonymous visitors too (they have no order or email data).")
@@ -432,6 +432,13 @@ class ScoringConfig(_Section):
         return self
 
 
+class PublishConfig(_Section):
+    export_kinds: list[Literal["rule", "rfm", "cluster", "tag", "propensity_tier",
+                               "churn_tier"]] = Field(
+        ["rule", "cluster"], description="Membership kinds exported per segment (CSV and "
+        "Parquet under <reports.root>/exports/<as_of>/<kind>/), consenting customers only.")
+
+
 class SparkConfig(_Section):
     master: str = Field("local[*]", description="Master URL for a session seglake builds itself.")
     app_name: str = Field("seglake", description="Spark application name.")
@@ -464,6 +471,7 @@ class SeglakeConfig(_Section):
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     clustering: ClusteringConfig = Field(default_factory=ClusteringConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
     sources: dict[str, SourceConfig] = Field(
         default_factory=default_sources,
         description="Landing sources by name (what ingest reads); defaults: the demo sources.",

@@ -48,6 +48,9 @@ SUBJECT_TABLES: dict[str, dict[str, str]] = {
     "gold.rule_segments": {"customer_key": "customer_key"},
     "gold.customer_clusters": {"customer_key": "customer_key"},
     "gold.customer_scores": {"customer_key": "customer_key"},
+    "gold.customer_segments": {"customer_key": "customer_key"},
+    "gold.segment_membership": {"customer_key": "customer_key"},
+    "gold.segment_changes": {"customer_key": "customer_key"},
 }
 LOG_SCHEMA = (  # DDL: createDataFrame takes it as the schema
     "request_id STRING, requested_at TIMESTAMP, subject_hash STRING, requested_by STRING, "

@@ -30,14 +30,19 @@ RAW = "_cluster_index"
 # features not listed here are described as "high <name>" / "low <name>"
 DESCRIPTORS: dict[str, tuple[str, str]] = {
     "monetary_365d": ("high-value", "low-spend"),
+    "frequency_365d": ("frequent buyers", "rare buyers"),
     "frequency_90d": ("frequent buyers", "no recent purchase"),
     "tenure_days": ("long-standing", "new"),
+    "sessions_365d": ("heavy browsers", "rare visitors"),
     "sessions_90d": ("heavy browsers", "rare visitors"),
+    "product_views_365d": ("product explorers", "few product views"),
     "product_views_90d": ("product explorers", "few product views"),
     "orders_per_session": ("decisive buyers", "browsing without buying"),
     "avg_basket": ("big baskets", "small baskets"),
     "coupon_share": ("discount-driven", "full-price"),
+    "email_open_rate_365d": ("email-engaged", "email-cold"),
     "email_open_rate_90d": ("email-engaged", "email-cold"),
+    "days_since_last_activity": ("lapsing", "recently active"),
     "days_since_last_visit": ("lapsing", "recently active"),
 }
 

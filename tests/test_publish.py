@@ -1,0 +1,96 @@
+"""Publish: the assembled table holds every customer's segments and scores, memberships and
+changes agree with a set difference worked out here, the summary adds up, and exports hold only
+consenting customers, with email addresses only when asked (and logged)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import functions as F
+
+from seglake.lakehouse import Lakehouse
+from seglake.publish import CHANGES, CUSTOMER_SEGMENTS, MEMBERSHIP, SUMMARY, run_publish
+from seglake.segments import RULE_SEGMENTS, run_segment
+
+
+def test_customer_segments_assemble_every_stage(spark, config, published):
+    lake = Lakehouse.from_config(spark, config)
+    out = lake.read(CUSTOMER_SEGMENTS)
+    rules = lake.read(RULE_SEGMENTS).where(F.col("as_of") == published.as_of)
+    assert out.count() == rules.count() == published.customers
+    assert out.select("customer_key").distinct().count() == published.customers
+    known = out.where(~F.col("is_anonymous"))
+    # every known customer has a cluster and a propensity score; anonymous visitors neither
+    assert known.where(F.col("cluster_name").isNull() | F.col("propensity_tier").isNull()) \
+        .count() == 0
+    assert out.where(F.col("is_anonymous") & (F.col("cluster").isNotNull()
+                                             | F.col("propensity_score").isNotNull())).count() == 0
+    # membership: one row per segment of each kind and per tag
+    members = lake.read(MEMBERSHIP).where(F.col("as_of") == published.as_of)
+    by_kind = {r["kind"]: r["count"] for r in members.groupBy("kind").count().collect()}
+    assert by_kind["rule"] == published.customers
+    assert by_kind["cluster"] == known.count()
+    assert by_kind["tag"] == out.select(F.sum(F.size("tags"))).first()[0]
+    assert sum(by_kind.values()) == published.memberships
+    # the summary adds up per kind
+    summary = lake.read(SUMMARY).where(F.col("as_of") == published.as_of)
+    for kind in ("rule", "cluster", "propensity_tier"):
+        rows = summary.where(F.col("kind") == kind).collect()
+        assert sum(r["customers"] for r in rows) == by_kind[kind]
+        assert abs(sum(r["share"] for r in rows) - 1) < 1e-9
+        assert all(r["consenting"] <= r["customers"] for r in rows)
+
+
+def test_exports_hold_only_consenting_customers_and_emails_only_when_asked(
+        spark, config, published):
+    lake = Lakehouse.from_config(spark, config)
+    consent = lake.read("silver.customers").select("customer_key", "marketing_consent")
+    for kind in config.publish.export_kinds:
+        for fmt in ("csv", "parquet"):
+            path = f"{published.export_root}/{kind}/{fmt}"
+            rows = (spark.read.option("header", True).csv(path) if fmt == "csv"
+                    else spark.read.parquet(path))
+            assert rows.count() == published.exported[kind] > 0
+            assert "email" not in rows.columns
+            refused = rows.join(consent, "customer_key", "left") \
+                .where(~F.coalesce("marketing_consent", F.lit(False)))
+            assert refused.count() == 0
+    assert published.exported["rule"] < published.customers  # some said no, or are anonymous
+    again = run_publish(spark, config, as_of=published.as_of, include_email=True)
+    rows = spark.read.parquet(f"{again.export_root}/rule/parquet")
+    assert "email" in rows.columns and rows.where(F.col("email").isNotNull()).count() > 0
+    assert rows.join(consent, "customer_key").where(~F.col("marketing_consent")).count() == 0
+    logged = lake.read("ops.run_log").where((F.col("run_id") == again.run_id)
+                                            & (F.col("table") == "exports")).first()
+    assert "WITH EMAIL ADDRESSES" in logged["message"]
+
+
+def test_segment_changes_are_the_set_difference_with_the_previous_run(spark, config,
+                                                                     published):
+    lake = Lakehouse.from_config(spark, config)
+    earlier = published.as_of - dt.timedelta(days=config.scoring.horizon_days)  # features exist
+    rules_only = config.model_copy(update={"clustering": config.clustering.model_copy(
+        update={"enabled": False})})
+    run_segment(spark, rules_only, as_of=earlier)
+    first = run_publish(spark, config, as_of=earlier)
+    assert first.previous_as_of is None and first.left == 0
+    assert first.entered == first.memberships
+    result = run_publish(spark, config, as_of=published.as_of)
+    assert result.previous_as_of == earlier
+    # a run without the flag writes the exports without email addresses again
+    assert "email" not in spark.read.parquet(f"{result.export_root}/rule/parquet").columns
+
+    def members(as_of):
+        return {(r["customer_key"], r["kind"], r["segment"]) for r in lake.read(MEMBERSHIP)
+                .where(F.col("as_of") == as_of).collect()}
+
+    before, now = members(earlier), members(published.as_of)
+    moved = lake.read(CHANGES).where(F.col("as_of") == published.as_of).collect()
+    assert {(r["customer_key"], r["kind"], r["segment"]) for r in moved
+            if r["change"] == "entered"} == now - before
+    assert {(r["customer_key"], r["kind"], r["segment"]) for r in moved
+            if r["change"] == "left"} == before - now
+    assert result.entered == len(now - before) > 0 and result.left == len(before - now) > 0
+    # a re-run replaces its date's history instead of adding to it
+    assert len(now) == result.memberships
+    assert lake.read(MEMBERSHIP).where(F.col("as_of") == published.as_of).count() == len(now)
