@@ -10,20 +10,14 @@ SCALE ?= small
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[spark,dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
+# every stage in one Spark application; the demo's public pseudonymisation key (demo mode)
 demo: $(STAMP)
-	$(BIN)/seglake demo generate --scale $(SCALE)
-	$(BIN)/seglake ingest
-	SEGLAKE__PRIVACY__DEMO_MODE=true $(BIN)/seglake refine
-	SEGLAKE__PRIVACY__DEMO_MODE=true $(BIN)/seglake resolve
-	$(BIN)/seglake features
-	$(BIN)/seglake segment
-	$(BIN)/seglake score
-	$(BIN)/seglake publish
+	SEGLAKE__PRIVACY__DEMO_MODE=true $(BIN)/seglake run --demo --scale $(SCALE)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -37,10 +31,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/segments_bench.py --scale medium
 
 lint: $(STAMP)
-	$(BIN)/ruff check lib tests jobs bench
+	$(BIN)/ruff check lib tests jobs bench notebooks
 
+# the wheel, and the same package as a zip for spark-submit --py-files
 dist: $(STAMP)
-	$(BIN)/python -m pip wheel --no-deps -w dist .
+	rm -rf dist
+	$(BIN)/python -m pip wheel --quiet --no-deps -w dist .
+	cd lib && $(BIN)/python -m zipfile -c ../dist/seglake.zip seglake
 
 clean:
 	rm -rf $(VENV) build dist lakehouse reports demo bench/out

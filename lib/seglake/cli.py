@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
 
@@ -13,6 +15,7 @@ import yaml
 
 from seglake import __version__
 from seglake.config import ConfigError, SeglakeConfig, config_reference, load_config
+from seglake.pipeline import STAGES
 
 Command = Callable[[SeglakeConfig, argparse.Namespace], int]
 
@@ -273,7 +276,80 @@ def _publish(config: SeglakeConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def _failed(stage: str, exc: Exception, code: int) -> int:
+def _report(config: SeglakeConfig, _: argparse.Namespace) -> int:
+    """The lakehouse as one self-contained HTML report."""
+    from seglake.report import ReportError, run_report
+    from seglake.session import get_spark
+
+    try:
+        r = run_report(get_spark(config), config)
+    except ReportError as exc:
+        return _failed("report", exc, 1)
+    print(f"run {r.run_id}: {len(r.sections)} sections, {r.figures} figures "
+          f"({r.seconds:.0f} s)")
+    print(f"report: {os.path.abspath(r.path)}")
+    return 0
+
+
+def _run(config: SeglakeConfig, args: argparse.Namespace) -> int:
+    """Every stage in order in this one Spark application (``--from`` / ``--only``)."""
+    from seglake.lakehouse import Lakehouse
+    from seglake.pipeline import PipelineError, resume_hint, run_stages, selected_stages
+    from seglake.session import get_spark
+
+    try:
+        stages = selected_stages(args.from_stage, args.only, args.demo)
+    except PipelineError as exc:
+        return _failed("run", exc, 2)
+    parser = build_parser()
+
+    def run_stage(stage: str) -> int:
+        argv = ["demo", "generate", "--scale", args.scale] if stage == "demo" else [stage]
+        if args.as_of is not None and stage in AS_OF_HELP:
+            argv += ["--as-of", args.as_of.isoformat()]
+        if args.include_email and stage == "publish":
+            argv.append("--include-email")
+        print(f"== seglake {' '.join(argv)}", flush=True)
+        return COMMANDS[stage][1](config, parser.parse_args(argv))
+
+    started = time.monotonic()
+    outcomes = run_stages(Lakehouse.from_config(get_spark(config), config), stages, run_stage)
+    print(f"  {'stage':<10} {'status':<7} {'seconds':>8}  tables written")
+    for o in outcomes:
+        print(f"  {o.stage:<10} {'ok' if o.code == 0 else 'FAILED':<7} {o.seconds:>8.0f}  "
+              + (", ".join(sorted(o.written)) or "-"))
+    if outcomes and outcomes[-1].code != 0:
+        return _failed("run", resume_hint(outcomes[-1]), outcomes[-1].code)
+    _print_segment_summary(Lakehouse.from_config(get_spark(config), config))
+    print(f"run: {len(outcomes)} stage(s) in {time.monotonic() - started:.0f} s, recorded in "
+          "ops.run_log (stage 'run')")
+    if "report" in stages:
+        from seglake.report import latest_report
+
+        print(f"report: {os.path.abspath(latest_report(config.reports.root))}")
+    return 0
+
+
+def _print_segment_summary(lakehouse) -> None:
+    """The published rule segments and clusters of the latest as_of, largest first."""
+    if not lakehouse.exists("gold.segment_summary"):
+        return
+    from pyspark.sql import functions as F
+
+    summary = lakehouse.read("gold.segment_summary")
+    as_of = summary.agg(F.max("as_of")).first()[0]
+    rows = summary.where((F.col("as_of") == as_of) & F.col("kind").isin("rule", "cluster")
+                         & (F.col("customers") > 0)) \
+        .orderBy(F.desc("kind"), F.desc("customers")).collect()
+    print(f"segments as of {as_of}:")
+    print(f"  {'kind':<8} {'segment':<42} {'customers':>10} {'share':>7} {'revenue':>8} "
+          f"{'consenting':>11}")
+    for r in rows:
+        print(f"  {r.kind:<8} {r.segment:<42} {r.customers:>10,} {r.share:>7.1%} "
+              f"{r.revenue_share:>8.1%} {r.consenting:>11,}")
+
+
+def _failed(stage: str, exc: Exception | str, code: int) -> int:
     """Print a stage's error as ``seglake <stage>: <message>`` and return the exit code."""
     print(f"seglake {stage}: {exc}", file=sys.stderr)
     return code
@@ -322,6 +398,18 @@ COMMANDS: dict[str, tuple[str, Command]] = {
     "publish": ("gold segment tables (current, history, changes, summary) and consented exports",
                 _publish),
     "erase": ("delete a data subject from every table (right to erasure)", _erase),
+    "report": ("the self-contained HTML report of the lakehouse (figures embedded)", _report),
+    "run": ("every stage in order in one Spark application (--from STAGE / --only STAGE)",
+            _run),
+}
+AS_OF_HELP = {
+    "features": "use only what happened strictly before this day, YYYY-MM-DD (default: the "
+                "day after the latest order, event or email event)",
+    "segment": "the features of this as_of (default: the latest in gold.customer_features)",
+    "score": "score the features of this as_of (default: the latest); training uses the "
+             "features scoring.horizon_days earlier, built when missing",
+    "publish": "publish the segments of this as_of (default: the latest rule segments)",
+    "run": "passed to features, segment, score and publish",
 }
 
 
@@ -351,15 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("ingest", "refine"):
         commands[name].add_argument("--source", action="append", metavar="NAME",
                                     help="only this declared source (repeatable)")
-    as_of_help = {
-        "features": "use only what happened strictly before this day, YYYY-MM-DD (default: the "
-                    "day after the latest order, event or email event)",
-        "segment": "the features of this as_of (default: the latest in gold.customer_features)",
-        "score": "score the features of this as_of (default: the latest); training uses the "
-                 "features scoring.horizon_days earlier, built when missing",
-        "publish": "publish the segments of this as_of (default: the latest rule segments)",
-    }
-    for name, text in as_of_help.items():
+    for name, text in AS_OF_HELP.items():
         commands[name].add_argument("--as-of", type=_date, metavar="DATE", help=text)
     commands["features"].add_argument(
         "--catalogue", action="store_true",
@@ -367,9 +447,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands["segment"].add_argument(
         "--check", action="store_true",
         help="only check the rules file against the feature catalogue (no Spark)")
-    commands["publish"].add_argument(
-        "--include-email", action="store_true",
-        help="put email addresses in the exports (still consenting customers only; logged)")
+    for name in ("publish", "run"):
+        commands[name].add_argument(
+            "--include-email", action="store_true",
+            help="put email addresses in the exports (still consenting customers only; logged)")
+    run = commands["run"]
+    run.add_argument("--from", dest="from_stage", metavar="STAGE",
+                     help="start at this stage (" + ", ".join(STAGES) + ")")
+    run.add_argument("--only", metavar="STAGE", help="run this one stage")
+    run.add_argument("--demo", action="store_true",
+                     help="first generate the demo world (demo generate --scale SCALE)")
+    run.add_argument("--scale", default="small", help="demo scale with --demo (default: small)")
     who = commands["erase"].add_mutually_exclusive_group(required=True)
     who.add_argument("--email", help="the subject's email address (any spelling or case)")
     who.add_argument("--customer-key", help="the subject's customer_key (after resolve)")
@@ -411,7 +499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+    for noisy in ("py4j", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     _, command = COMMANDS[args.command]
     if args.command == "version":
         return command(None, args)

@@ -360,6 +360,9 @@ CLUSTER_FEATURES = {
     "coupon_share": "coupon_share",
     "email_open_rate_365d": "email_open_rate_365d",
     "days_since_last_activity": "days_since_last_activity",
+    "avg_session_seconds_365d": "avg_session_seconds_365d",
+    "pages_per_session_365d": "pages_per_session_365d",
+    "app_preferred": "CASE WHEN preferred_channel = 'app' THEN 1 ELSE 0 END",
 }
 
 
@@ -371,8 +374,9 @@ class ClusteringConfig(_Section):
         description="Clustering inputs: name -> Spark SQL row expression over feature columns "
         "(checked like segment rules). Nulls are imputed with the median.")
     log_features: list[str] = Field(
-        ["tenure_days", "sessions_365d", "product_views_365d", "frequency_365d", "monetary_365d",
-         "avg_basket", "days_since_last_activity"],
+        ["tenure_days", "sessions_365d", "product_views_365d", "orders_per_session",
+         "frequency_365d", "monetary_365d", "avg_basket", "days_since_last_activity",
+         "avg_session_seconds_365d", "pages_per_session_365d"],
         description="Inputs log1p-transformed before scaling (skewed counts and amounts).")
     include_anonymous: bool = Field(
         False, description="Cluster anonymous visitors too (they have no order or email data).")
@@ -382,6 +386,8 @@ class ClusteringConfig(_Section):
     algorithm: Literal["kmeans", "bisecting"] = Field(
         "kmeans", description="Assignment: K-means, or bisecting K-means (hierarchical).")
     max_iter: int = Field(50, ge=1, description="Iterations of K-means / the mixture.")
+    starts: int = Field(5, ge=1, description="K-means fits per k from different seeds; the one "
+                        "with the lowest WSSSE is kept (one start can settle in a poor optimum).")
     seed: int = Field(42, description="Seed of every fit (reproducible clusters).")
     bootstrap_runs: int = Field(3, ge=0, description="Refits on bootstrap samples; their "
                                 "adjusted Rand index with the kept model is recorded.")

@@ -66,7 +66,8 @@ def local_builder(config: SeglakeConfig) -> SparkSession.Builder:
         .config("spark.sql.shuffle.partitions", str(spark_cfg.shuffle_partitions))
         .config("spark.driver.memory", spark_cfg.driver_memory)
         .config("spark.ui.enabled", str(spark_cfg.ui_enabled).lower())
-        .config("spark.ui.showConsoleProgress", "false")
+        # Spark's progress bar only where a person watches a terminal
+        .config("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
         .config("spark.driver.extraJavaOptions", java_opts)
         .config("spark.jars", ",".join(jars))
     )

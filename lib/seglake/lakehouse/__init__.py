@@ -85,6 +85,25 @@ class Lakehouse:
     def exists(self, name: str) -> bool:
         return self.backend.exists(self.path(name))
 
+    def tables(self) -> list[str]:
+        """Every ``layer.table`` under the root that is a Delta table (through Hadoop's file
+        system, so object-store roots list too)."""
+        hadoop_path = self.spark.sparkContext._jvm.org.apache.hadoop.fs.Path
+        root = hadoop_path(self.root)
+        fs = root.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())
+        if not fs.exists(root):
+            return []
+        names = []
+        for layer in fs.listStatus(root):
+            if not layer.isDirectory():
+                continue
+            for table in fs.listStatus(layer.getPath()):
+                name = f"{layer.getPath().getName()}.{table.getPath().getName()}"
+                if (table.isDirectory() and _NAME.match(name)
+                        and fs.exists(hadoop_path(table.getPath(), "_delta_log"))):
+                    names.append(name)
+        return sorted(names)
+
     def version(self, name: str) -> int:
         return self.backend.version(self.path(name))
 

@@ -44,6 +44,9 @@ DESCRIPTORS: dict[str, tuple[str, str]] = {
     "email_open_rate_90d": ("email-engaged", "email-cold"),
     "days_since_last_activity": ("lapsing", "recently active"),
     "days_since_last_visit": ("lapsing", "recently active"),
+    "avg_session_seconds_365d": ("long visits", "short visits"),
+    "pages_per_session_365d": ("deep browsing", "shallow browsing"),
+    "app_preferred": ("app users", "web users"),
 }
 
 
@@ -52,6 +55,7 @@ class KScore:
     k: int
     silhouette: float
     wssse: float
+    seed: int
 
 
 def inputs(features: DataFrame, config: ClusteringConfig) -> DataFrame:
@@ -85,24 +89,29 @@ def clusterer(config: ClusteringConfig, k: int, seed: int | None = None):
 
 
 def k_scores(vectors: DataFrame, config: ClusteringConfig) -> list[KScore]:
-    """Silhouette and within-cluster sum of squares for every k of the configured range."""
+    """Silhouette and within-cluster sum of squares for every k of the configured range, each
+    of the best of ``config.starts`` seeds by WSSSE (bisecting K-means is deterministic: one)."""
     evaluator = ClusteringEvaluator(featuresCol=VECTOR, predictionCol=RAW)
+    seeds = range(config.seed, config.seed + (config.starts if config.algorithm == "kmeans"
+                                              else 1))
     scores = []
     for k in range(config.k_min, config.k_max + 1):
-        model = clusterer(config, k).fit(vectors)
-        scores.append(KScore(k, float(evaluator.evaluate(model.transform(vectors))),
-                             float(model.summary.trainingCost)))
+        cost, seed, model = min(((float(m.summary.trainingCost), s, m) for s in seeds
+                                 for m in [clusterer(config, k, seed=s).fit(vectors)]),
+                                key=lambda fit: fit[:2])
+        scores.append(KScore(k, float(evaluator.evaluate(model.transform(vectors))), cost, seed))
     return scores
 
 
-def best_k(scores: Sequence[KScore]) -> int:
+def best_k(scores: Sequence[KScore]) -> KScore:
     """Highest silhouette; ties go to the smaller k."""
-    return max(scores, key=lambda s: (s.silhouette, -s.k)).k
+    return max(scores, key=lambda s: (s.silhouette, -s.k))
 
 
-def fitted_pipeline(frame: DataFrame, config: ClusteringConfig, k: int) -> PipelineModel:
-    """Preprocessing + the clusterer at ``k`` + PCA to 2-D, fitted as one persisted model."""
-    return Pipeline(stages=[*preprocessing(config), clusterer(config, k),
+def fitted_pipeline(frame: DataFrame, config: ClusteringConfig, chosen: KScore) -> PipelineModel:
+    """Preprocessing + the clusterer at the chosen k and seed + PCA to 2-D, fitted as one
+    persisted model."""
+    return Pipeline(stages=[*preprocessing(config), clusterer(config, chosen.k, chosen.seed),
                             PCA(k=2, inputCol=VECTOR, outputCol="_pca")]).fit(frame)
 
 

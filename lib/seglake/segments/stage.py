@@ -147,11 +147,12 @@ def run_clusters(lakehouse: Lakehouse, config: SeglakeConfig, features: DataFram
     vectors = prep.transform(frame).select("customer_key", cl.VECTOR).persist()
     vectors.count()
     scores = cl.k_scores(vectors, conf)
-    k = cl.best_k(scores)
+    chosen = cl.best_k(scores)
+    k = chosen.k
     log.info("segment: k chosen %d of %s by silhouette (%s) (%.1f s)", k,
              [s.k for s in scores], ", ".join(f"{s.silhouette:.3f}" for s in scores),
              time.monotonic() - started)
-    model = cl.fitted_pipeline(frame, conf, k)
+    model = cl.fitted_pipeline(frame, conf, chosen)
     scored = model.transform(frame).persist()
     current = cl.centers(model)
 
@@ -194,7 +195,6 @@ def run_clusters(lakehouse: Lakehouse, config: SeglakeConfig, features: DataFram
                     for p in profiles]
     lakehouse.overwrite(PROFILES, lakehouse.spark.createDataFrame(profile_rows, PROFILE_SCHEMA),
                         partition_by=["as_of"], replace_where=where)
-    chosen = next(s for s in scores if s.k == k)
     metrics = {"as_of": as_of, "customers": n, "k": k, "silhouette": chosen.silhouette,
                "wssse": chosen.wssse, "k_scores": [asdict(s) for s in scores],
                "stability_ari": stability, "previous_version": previous_version,

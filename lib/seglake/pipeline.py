@@ -1,0 +1,94 @@
+"""``seglake run``: every stage in order in one Spark application, each recorded in
+``ops.run_log`` (stage ``run``: start, end, status, error, table versions written), stopping at
+the first failure with the command that resumes there."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI imports STAGES without starting Spark
+    from seglake.lakehouse import Lakehouse
+
+log = logging.getLogger(__name__)
+
+# the order of the pipeline; "demo" runs only when asked for
+STAGES: tuple[str, ...] = ("demo", "ingest", "refine", "resolve", "features", "segment", "score",
+                           "publish", "report")
+
+
+class PipelineError(ValueError):
+    """A stage selection that names no stage."""
+
+
+@dataclass
+class StageOutcome:
+    stage: str
+    code: int
+    seconds: float
+    written: dict[str, int] = field(default_factory=dict)  # table -> version written
+    error: str = ""
+
+
+def selected_stages(first: str | None = None, only: str | None = None,
+                    demo: bool = False) -> list[str]:
+    """The stages to run: ``only`` one, or from ``first`` (default: ingest, or demo with
+    ``demo``) to the end."""
+    for name in (first, only):
+        if name is not None and name not in STAGES:
+            raise PipelineError(f"unknown stage {name!r}; the stages are {', '.join(STAGES)}")
+    if only is not None:
+        return [only]
+    start = first or ("demo" if demo else "ingest")
+    return list(STAGES[STAGES.index(start):])
+
+
+def versions(lakehouse: Lakehouse) -> dict[str, int]:
+    return {name: lakehouse.version(name) for name in lakehouse.tables()}
+
+
+def run_stages(lakehouse: Lakehouse, stages: Sequence[str],
+               run_stage: Callable[[str], int]) -> list[StageOutcome]:
+    """Run ``stages`` with ``run_stage`` (the stage's exit code), recording each in
+    ``ops.run_log`` as it ends; stop at the first that fails or raises."""
+    from seglake.runlog import RunLog, utc_now
+
+    runlog = RunLog(lakehouse, "run")
+    outcomes = []
+    for number, stage in enumerate(stages, 1):
+        log.info("run %s: stage %d/%d %s", runlog.run_id, number, len(stages), stage)
+        before, started = versions(lakehouse), time.monotonic()
+        runlog.started_at = utc_now()
+        error = ""
+        try:
+            code = run_stage(stage)
+        except Exception as exc:  # noqa: BLE001 - recorded, reported and re-raised below
+            code, error = 1, f"{type(exc).__name__}: {exc}"
+            log.exception("run %s: stage %s raised", runlog.run_id, stage)
+        after = versions(lakehouse)
+        written = {t: v for t, v in after.items() if before.get(t) != v}
+        outcome = StageOutcome(stage, code, time.monotonic() - started, written, error)
+        outcomes.append(outcome)
+        runlog.record(source=stage, status="ok" if code == 0 else "failed",
+                      message=_message(outcome))
+        runlog.flush()
+        if code != 0:
+            break
+    return outcomes
+
+
+def resume_hint(outcome: StageOutcome) -> str:
+    return (f"stage {outcome.stage} failed (exit {outcome.code}"
+            + (f", {outcome.error}" if outcome.error else "") + "). The stages before it are "
+            "complete and every table is at a committed version. Fix the cause shown above, "
+            f"then resume with: seglake run --from {outcome.stage}")
+
+
+def _message(outcome: StageOutcome) -> str:
+    tables = ", ".join(f"{t} v{v}" for t, v in sorted(outcome.written.items())) or "none"
+    text = f"{outcome.seconds:.1f} s; tables written: {tables}"
+    return f"{text}; error: {outcome.error}" if outcome.error else text
+
