@@ -37,7 +37,10 @@ lint: $(STAMP)
 dist: $(STAMP)
 	rm -rf dist
 	$(BIN)/python -m pip wheel --quiet --no-deps -w dist .
-	cd lib && $(BIN)/python -m zipfile -c ../dist/seglake.zip seglake
+	$(BIN)/python -c "import pathlib, zipfile; \
+	  z = zipfile.ZipFile('dist/seglake.zip', 'w', zipfile.ZIP_DEFLATED); \
+	  [z.write(p, p.relative_to('lib')) for p in sorted(pathlib.Path('lib/seglake').rglob('*')) \
+	   if p.is_file() and '__pycache__' not in p.parts]; z.close()"
 
 clean:
 	rm -rf $(VENV) build dist lakehouse reports demo bench/out
