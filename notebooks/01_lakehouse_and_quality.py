@@ -8,20 +8,13 @@
 
 # COMMAND ----------
 
-import os
-
 from pyspark.sql import functions as F
 
-from seglake.config import load_config
-from seglake.lakehouse import Lakehouse
-from seglake.session import get_spark
+from seglake.notebooks import notebook_context, show
 
-config = load_config(os.environ.get("SEGLAKE_CONFIG", "conf/seglake.yaml"))
-spark = get_spark(config)  # Databricks' own session there; a local one elsewhere
-if "display" not in globals():
-    def display(df, n=20):
-        df.show(n, truncate=False)
-lake = Lakehouse.from_config(spark, config)
+config, spark, lake = notebook_context()  # SEGLAKE_CONFIG; Databricks' session there
+if "display" not in globals():  # Databricks provides display()
+    display = show
 
 # COMMAND ----------
 
@@ -33,7 +26,7 @@ tables = spark.createDataFrame(
     [(name.split(".")[0], name, lake.version(name), lake.read(name).count())
      for name in lake.tables()],
     "layer STRING, table STRING, version BIGINT, rows BIGINT")
-display(tables.orderBy("table"), 100)
+display(tables.orderBy("table"))
 
 # COMMAND ----------
 
@@ -74,7 +67,7 @@ display(quality_summary.orderBy("table"))
 display(run_log.groupBy("stage", "run_id").agg(
     F.min("started_at").alias("started"), F.max("finished_at").alias("finished"),
     F.sum("rows_out").alias("rows_out"), F.collect_set("status").alias("status"))
-    .orderBy(F.desc("finished")), 30)
+    .orderBy(F.desc("finished")))
 history = lake.history("gold.customer_features")
 for entry in history[:5]:
     print(entry.get("version"), entry.get("timestamp"), entry.get("operation"))

@@ -6,20 +6,13 @@
 
 # COMMAND ----------
 
-import os
-
 from pyspark.sql import functions as F
 
-from seglake.config import load_config
-from seglake.lakehouse import Lakehouse
-from seglake.session import get_spark
+from seglake.notebooks import notebook_context, show
 
-config = load_config(os.environ.get("SEGLAKE_CONFIG", "conf/seglake.yaml"))
-spark = get_spark(config)  # Databricks' own session there; a local one elsewhere
-if "display" not in globals():
-    def display(df, n=20):
-        df.show(n, truncate=False)
-lake = Lakehouse.from_config(spark, config)
+config, spark, lake = notebook_context()  # SEGLAKE_CONFIG; Databricks' session there
+if "display" not in globals():  # Databricks provides display()
+    display = show
 
 # COMMAND ----------
 
@@ -31,7 +24,7 @@ summary = lake.read("gold.segment_summary")
 as_of = summary.agg(F.max("as_of")).first()[0]
 current = summary.where(F.col("as_of") == as_of)
 display(current.select("kind", "segment", "customers", "share", "revenue_share", "consenting",
-                       "entered", "left").orderBy("kind", F.desc("customers")), 100)
+                       "entered", "left").orderBy("kind", F.desc("customers")))
 
 # COMMAND ----------
 
@@ -56,7 +49,7 @@ display(profile.groupBy("cluster", "cluster_name", "customers").pivot("feature")
 segments = lake.read("gold.customer_segments")
 crosstab = segments.where(F.col("cluster").isNotNull()) \
     .groupBy("rule_segment").pivot("cluster").count().na.fill(0)
-display(crosstab.orderBy("rule_segment"), 50)
+display(crosstab.orderBy("rule_segment"))
 
 # COMMAND ----------
 

@@ -6,20 +6,13 @@
 
 # COMMAND ----------
 
-import os
-
 from pyspark.sql import functions as F
 
-from seglake.config import load_config
-from seglake.lakehouse import Lakehouse
-from seglake.session import get_spark
+from seglake.notebooks import notebook_context, show
 
-config = load_config(os.environ.get("SEGLAKE_CONFIG", "conf/seglake.yaml"))
-spark = get_spark(config)  # Databricks' own session there; a local one elsewhere
-if "display" not in globals():
-    def display(df, n=20):
-        df.show(n, truncate=False)
-lake = Lakehouse.from_config(spark, config)
+config, spark, lake = notebook_context()  # SEGLAKE_CONFIG; Databricks' session there
+if "display" not in globals():  # Databricks provides display()
+    display = show
 
 # COMMAND ----------
 

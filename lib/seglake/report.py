@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import matplotlib
 
@@ -25,7 +26,7 @@ matplotlib.use("Agg")  # no display: figures are rendered to PNG bytes
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from pyspark.sql import SparkSession  # noqa: E402
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from seglake.config import SeglakeConfig  # noqa: E402
@@ -74,6 +75,14 @@ def _model_metrics(lakehouse: Lakehouse, kind: str) -> dict | None:
     return None if row is None else {**json.loads(row["metrics"]), "version": row["version"]}
 
 
+def latest_rows(lakehouse: Lakehouse, table: str, column: str) -> tuple[DataFrame, Any]:
+    """The rows of ``table`` at the greatest value of ``column`` (the latest run, as_of or model
+    version), and that value."""
+    rows = lakehouse.read(table)
+    value = rows.agg(F.max(column)).first()[0]
+    return rows.where(F.col(column) == value), value
+
+
 def overview(lakehouse: Lakehouse) -> Section:
     section = Section("overview", "Pipeline overview",
                       "Rows and version of every table by layer; rows quarantined by rule.")
@@ -102,9 +111,7 @@ def quality(lakehouse: Lakehouse) -> Section:
     if not lakehouse.exists("ops.quality_results"):
         section.missing = "no quality results yet: run `seglake refine`"
         return section
-    results = lakehouse.read("ops.quality_results")
-    latest = results.agg(F.max("run_id")).first()[0]
-    results = results.where(F.col("run_id") == latest)
+    results, latest = latest_rows(lakehouse, "ops.quality_results", "run_id")
     summary = results.groupBy("table").agg(
         F.count("*").alias("expectations"),
         F.sum(F.col("success").cast("int")).alias("passed"),
@@ -155,9 +162,8 @@ def segments(lakehouse: Lakehouse) -> Section:
     if not lakehouse.exists("gold.segment_summary"):
         section.missing = "no published segments yet: run `seglake publish`"
         return section
-    summary = lakehouse.read("gold.segment_summary")
-    as_of = summary.agg(F.max("as_of")).first()[0]
-    frame = summary.where(F.col("as_of") == as_of).orderBy("kind", F.desc("customers")) \
+    summary, as_of = latest_rows(lakehouse, "gold.segment_summary", "as_of")
+    frame = summary.orderBy("kind", F.desc("customers")) \
         .select("kind", "segment", "customers", "share", "revenue_share", "consenting",
                 "avg_propensity_score", "entered", "left").toPandas()
     section.intro += f" As of {as_of}."
@@ -186,9 +192,8 @@ def profiles(lakehouse: Lakehouse) -> Section:
     if not lakehouse.exists("gold.cluster_profiles"):
         section.missing = "no clusters yet: run `seglake segment` with clustering enabled"
         return section
-    table = lakehouse.read("gold.cluster_profiles")
-    version = table.agg(F.max("model_version")).first()[0]
-    rows = table.where(F.col("model_version") == version).orderBy("cluster").collect()
+    table, version = latest_rows(lakehouse, "gold.cluster_profiles", "model_version")
+    rows = table.orderBy("cluster").collect()
     features = sorted({name for r in rows for name in r["z"]})
     z = np.array([[r["z"].get(name, np.nan) for name in features] for r in rows])
     labels = [f"{r['cluster']} {r['cluster_name']} ({r['customers']:,})" for r in rows]
@@ -243,9 +248,7 @@ def pca(lakehouse: Lakehouse) -> Section:
     if not lakehouse.exists("gold.customer_clusters"):
         section.missing = "no clusters yet: run `seglake segment`"
         return section
-    table = lakehouse.read("gold.customer_clusters")
-    version = table.agg(F.max("model_version")).first()[0]
-    points = table.where(F.col("model_version") == version)
+    points, version = latest_rows(lakehouse, "gold.customer_clusters", "model_version")
     n = points.count()
     if n > PCA_POINTS:
         points = points.sample(fraction=PCA_POINTS / n, seed=7)
@@ -308,12 +311,11 @@ def changes(lakehouse: Lakehouse) -> Section:
     if not lakehouse.exists("gold.segment_changes"):
         section.missing = "no published segments yet: run `seglake publish`"
         return section
-    table = lakehouse.read("gold.segment_changes")
-    as_of = table.agg(F.max("as_of")).first()[0]
-    frame = table.where(F.col("as_of") == as_of).groupBy("kind", "segment") \
+    table, as_of = latest_rows(lakehouse, "gold.segment_changes", "as_of")
+    frame = table.groupBy("kind", "segment") \
         .pivot("change", ["entered", "left"]).count().na.fill(0) \
         .orderBy("kind", "segment").toPandas()
-    previous = table.where(F.col("as_of") == as_of).agg(F.max("previous_as_of")).first()[0]
+    previous = table.agg(F.max("previous_as_of")).first()[0]
     section.intro += (f" As of {as_of}, since {previous}." if previous
                       else f" As of {as_of}: the first publish, so every member entered.")
     section.tables.append(("Entered and left", frame))
