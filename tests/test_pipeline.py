@@ -8,7 +8,14 @@ from pyspark.sql import functions as F
 
 from seglake.cli import main
 from seglake.lakehouse import Lakehouse, make_backend
-from seglake.pipeline import STAGES, PipelineError, resume_hint, run_stages, selected_stages
+from seglake.pipeline import (
+    STAGES,
+    PipelineError,
+    resume_hint,
+    resume_point,
+    run_stages,
+    selected_stages,
+)
 from seglake.runlog import RUN_LOG
 
 
@@ -47,9 +54,14 @@ def test_run_records_each_stage_and_stops_at_the_first_failure(spark, tmp_path):
     assert "bronze.things v0" in rows[0].message and "disk full" in rows[1].message
     assert rows[0].started_at <= rows[0].finished_at <= rows[1].started_at
 
+    assert resume_point(lake) == "refine"                          # seglake run --resume
+
     # a stage that returns a non-zero exit code stops the run too
     outcomes = run_stages(lake, ["features", "segment"], lambda name: 3)
     assert [(o.stage, o.code) for o in outcomes] == [("features", 3)]
+    assert resume_point(lake) == "features"
+    run_stages(lake, ["features", "segment"], lambda name: 0)      # then it completes
+    assert resume_point(lake) is None
 
 
 def test_run_command_refuses_an_unknown_stage(capsys):

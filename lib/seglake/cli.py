@@ -294,11 +294,24 @@ def _report(config: SeglakeConfig, _: argparse.Namespace) -> int:
 def _run(config: SeglakeConfig, args: argparse.Namespace) -> int:
     """Every stage in order in this one Spark application (``--from`` / ``--only``)."""
     from seglake.lakehouse import Lakehouse
-    from seglake.pipeline import PipelineError, resume_hint, run_stages, selected_stages
+    from seglake.pipeline import (
+        PipelineError,
+        resume_hint,
+        resume_point,
+        run_stages,
+        selected_stages,
+    )
     from seglake.session import get_spark
 
+    first = args.from_stage
+    if args.resume:
+        first = resume_point(Lakehouse.from_config(get_spark(config), config))
+        if first is None:
+            print("run: the latest run did not fail; nothing to resume", file=sys.stderr)
+            return 0
+        print(f"run: resuming at {first}, where the latest run failed")
     try:
-        stages = selected_stages(args.from_stage, args.only, args.demo)
+        stages = selected_stages(first, args.only, args.demo)
     except PipelineError as exc:
         return _failed("run", exc, 2)
     parser = build_parser()
@@ -455,6 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--from", dest="from_stage", metavar="STAGE",
                      help="start at this stage (" + ", ".join(STAGES) + ")")
     run.add_argument("--only", metavar="STAGE", help="run this one stage")
+    run.add_argument("--resume", action="store_true",
+                     help="start at the stage where the latest run failed (from ops.run_log)")
     run.add_argument("--demo", action="store_true",
                      help="first generate the demo world (demo generate --scale SCALE)")
     run.add_argument("--scale", default="small", help="demo scale with --demo (default: small)")

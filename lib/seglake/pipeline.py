@@ -46,6 +46,19 @@ def selected_stages(first: str | None = None, only: str | None = None,
     return list(STAGES[STAGES.index(start):])
 
 
+def resume_point(lakehouse: Lakehouse) -> str | None:
+    """The stage the latest ``seglake run`` failed at, or None when it completed (or none ran)."""
+    from pyspark.sql import functions as F
+
+    from seglake.runlog import RUN_LOG
+
+    if not lakehouse.exists(RUN_LOG):
+        return None
+    runs = lakehouse.read(RUN_LOG).where(F.col("stage") == "run")
+    last = runs.orderBy(F.desc("finished_at"), F.desc("run_id")).first()
+    return last.source if last is not None and last.status == "failed" else None
+
+
 def versions(lakehouse: Lakehouse) -> dict[str, int]:
     return {name: lakehouse.version(name) for name in lakehouse.tables()}
 
@@ -84,7 +97,7 @@ def resume_hint(outcome: StageOutcome) -> str:
     return (f"stage {outcome.stage} failed (exit {outcome.code}"
             + (f", {outcome.error}" if outcome.error else "") + "). The stages before it are "
             "complete and every table is at a committed version. Fix the cause shown above, "
-            f"then resume with: seglake run --from {outcome.stage}")
+            f"then resume with: seglake run --from {outcome.stage} (or seglake run --resume)")
 
 
 def _message(outcome: StageOutcome) -> str:
