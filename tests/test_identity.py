@@ -14,7 +14,9 @@ from seglake.config import IdentityConfig
 from seglake.identity.evaluation import pair_scores
 from seglake.identity.golden import golden
 from seglake.identity.keys import assign_keys, merges
+from seglake.identity.linkage import ID, chosen_engine, comparison_frame, link
 from seglake.identity.normalise import address_key, name_key, postcode_key
+from seglake.identity.stage import crm_records
 from seglake.identity.stitching import identity_map
 from seglake.lakehouse import Lakehouse
 
@@ -178,6 +180,34 @@ def test_deduplication_precision_and_recall_on_the_demo_truth(spark, config, lak
     assert scores.precision >= 0.97 and scores.recall >= 0.97
     records = resolved.records
     assert resolved.candidate_pairs < 0.01 * records * (records - 1) / 2  # blocking works
+
+
+def test_auto_links_small_inputs_on_duckdb_and_a_reused_model_where_it_was_trained():
+    config = IdentityConfig(local_max_records=1_000)
+    assert chosen_engine(config, 1_000) == "duckdb"
+    assert chosen_engine(config, 1_001) == "spark"
+    assert chosen_engine(IdentityConfig(engine="spark"), 10) == "spark"
+    assert chosen_engine(config, 10, {"sql_dialect": "spark"}) == "spark"
+    assert chosen_engine(IdentityConfig(engine="spark"), 10**9, {"sql_dialect": "duckdb"}) \
+        == "duckdb"
+
+
+def test_splink_on_spark_and_on_duckdb_find_the_same_duplicates(spark, config, lake, resolved):
+    """The demo runs Splink on DuckDB (auto, small); Spark, the engine of large inputs, must
+    cluster the same records together."""
+    frame = comparison_frame(crm_records(lake), config.identity,
+                             config.privacy.phone_region).persist()
+    clusters = {}
+    for engine in ("spark", "duckdb"):
+        linkage = link(spark, frame, config.identity.model_copy(update={"engine": engine}))
+        clusters[engine] = linkage.clusters.select(
+            F.col(ID).alias("record_key"), F.col("cluster_id").alias("customer_key"))
+    on_duckdb = clusters["duckdb"].withColumnRenamed("customer_key", "person_id")
+    agreement = pair_scores(clusters["spark"], on_duckdb)
+    print(f"spark vs duckdb clusters: {agreement}")
+    assert agreement.true_pairs > 300
+    assert agreement.precision >= 0.99 and agreement.recall >= 0.99
+    frame.unpersist()
 
 
 def test_the_identity_map_covers_every_identifier_once(spark, config, lake):

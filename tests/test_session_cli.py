@@ -6,7 +6,7 @@ import os
 
 from seglake import __version__, cli
 from seglake.config import SeglakeConfig
-from seglake.session import get_spark, packaged_jars
+from seglake.session import get_spark, local_builder, local_cores, packaged_jars
 
 
 def test_active_session_is_reused(spark, config):
@@ -20,6 +20,19 @@ def test_local_session_settings(spark):
     assert conf.get("spark.sql.adaptive.enabled") == "true"
     assert conf.get("spark.sql.shuffle.partitions") == "2"
     assert spark.sparkContext.master == "local[2]"
+
+
+def test_shuffle_partitions_default_to_the_local_cores():
+    assert [local_cores(m) for m in ("local", "local[3]", "local[4,2]", "yarn")] == [1, 3, 4, None]
+    assert local_cores("local[*]") == os.cpu_count()
+
+    def partitions(**spark: object) -> str | None:
+        built = local_builder(SeglakeConfig.model_validate({"spark": spark}))
+        return built._options.get("spark.sql.shuffle.partitions")
+
+    assert partitions(master="local[3]") == "3"
+    assert partitions(master="local[3]", shuffle_partitions=12) == "12"
+    assert partitions(master="spark://head:7077") is None  # Spark's default on a cluster
 
 
 def test_packaged_splink_jar_is_on_the_session(spark):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from importlib import resources
@@ -52,6 +53,16 @@ def _log4j_config() -> str:
     return str(resources.files("seglake") / "resources" / "log4j2.properties")
 
 
+def local_cores(master: str) -> int | None:
+    """Threads of a ``local``, ``local[N]`` or ``local[*]`` master; None for a cluster."""
+    match = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\d+)?\])?", master.strip())
+    if match is None:
+        return None
+    if match.group(1) is None:
+        return 1
+    return os.cpu_count() or 1 if match.group(1) == "*" else int(match.group(1))
+
+
 def local_builder(config: SeglakeConfig) -> SparkSession.Builder:
     """The builder of a local session, with every setting seglake relies on."""
     spark_cfg = config.spark
@@ -63,7 +74,6 @@ def local_builder(config: SeglakeConfig) -> SparkSession.Builder:
     builder = (
         SparkSession.builder.master(spark_cfg.master)
         .appName(spark_cfg.app_name)
-        .config("spark.sql.shuffle.partitions", str(spark_cfg.shuffle_partitions))
         .config("spark.driver.memory", spark_cfg.driver_memory)
         .config("spark.ui.enabled", str(spark_cfg.ui_enabled).lower())
         # Spark's progress bar only where a person watches a terminal
@@ -71,6 +81,9 @@ def local_builder(config: SeglakeConfig) -> SparkSession.Builder:
         .config("spark.driver.extraJavaOptions", java_opts)
         .config("spark.jars", ",".join(jars))
     )
+    partitions = spark_cfg.shuffle_partitions or local_cores(spark_cfg.master)
+    if partitions:  # 0 on a cluster master: Spark's own default
+        builder = builder.config("spark.sql.shuffle.partitions", str(partitions))
     for key, value in RUNTIME_CONF.items():
         builder = builder.config(key, value)
     if _delta_jars_configured(config, jars, extra):

@@ -290,17 +290,18 @@ def generate(spark: SparkSession, spec: DemoSpec, landing_root: str, truth_root:
         log.info("rendered %s (%.1f s)", name, time.monotonic() - t)
     rendered = spark.read.parquet(rendered_path)
 
-    files = 0
-    for name, source in SOURCES.items():
-        lines = rendered.where(F.col("source") == name).select("batch_day", "line", "text")
-        if source.kind == "csv":
-            days = spark.range(1 if name == "products" else spec.days).select(
-                F.col("id").cast("int").alias("batch_day"), F.lit(0).alias("line"),
-                F.lit(source.header).alias("text"))
-            lines = days.unionByName(lines)
-        files += storage.write_daily_files(lines, f"{work}/{name}", landing_root, name,
-                                           lambda d, s=source: s.file_name(world.day(d)))
-        log.info("wrote %s", name)
+    headers = [spark.range(1 if name == "products" else spec.days).select(
+        F.lit(name).alias("source"), F.col("id").cast("int").alias("batch_day"),
+        F.lit(0).alias("line"), F.lit(source.header).alias("text"))
+        for name, source in SOURCES.items() if source.kind == "csv"]
+    lines = rendered.select("source", "batch_day", "line", "text")
+    for header in headers:
+        lines = lines.unionByName(header)
+    t = time.monotonic()
+    files = storage.write_daily_files(
+        lines.withColumnRenamed("source", "folder"), f"{work}/files", landing_root,
+        lambda name, d: SOURCES[name].file_name(world.day(d)))
+    log.info("wrote %d daily files (%.1f s)", files, time.monotonic() - t)
 
     _write_truth(world, spec, persons, crm, orders, rendered, truth_root)
     counts = rendered.groupBy("source").agg(

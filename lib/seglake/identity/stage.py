@@ -75,6 +75,14 @@ def _ids(frames: list[tuple[DataFrame | None, str]]) -> DataFrame:
     return out.where(F.col("id_value").isNotNull()).distinct()
 
 
+def crm_records(lakehouse: Lakehouse) -> DataFrame:
+    """Every CRM record with its personal data: what linkage compares."""
+    pii = lakehouse.read("silver.customers_raw_pii").drop("_source", "_source_file",
+                                                         "_batch_id", "system", "source_id",
+                                                         "postcode", "city")
+    return lakehouse.read("silver.customers_raw").join(pii, "record_key")
+
+
 def run_resolve(spark: SparkSession, config: SeglakeConfig,
                 runlog: RunLog | None = None) -> ResolveResult:
     """Link, key, stitch and write; see the module docstring for what is read and written."""
@@ -90,11 +98,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         spark.sparkContext.setCheckpointDir(f"{config.lakehouse.root}/_checkpoints/resolve")
     versions = {n: lakehouse.version(n) for n in INPUTS if lakehouse.exists(n)}
 
-    raw = lakehouse.read("silver.customers_raw")
-    pii = lakehouse.read("silver.customers_raw_pii").drop("_source", "_source_file",
-                                                         "_batch_id", "system", "source_id",
-                                                         "postcode", "city")
-    records = raw.join(pii, "record_key").persist()
+    records = crm_records(lakehouse).persist()
     n_records = records.count()
     log.info("resolve: %d CRM records", n_records)
     try:  # config that names what the data lacks fails before any Splink work
@@ -110,7 +114,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         log.warning("identity.reuse_model is on but ops.models holds no %s model: training",
                     MODEL_KIND)
     linkage = link(spark, frame, ident,
-                   json.loads(previous_model["artifact"]) if previous_model else None)
+                   json.loads(previous_model["artifact"]) if previous_model else None,
+                   records=n_records)
     clusters = linkage.clusters.select(F.col(ID).alias("record_key"),
                                        F.col("cluster_id").alias("group"))
     matched = linkage.pairs.where(F.col("match_probability") >= ident.match_threshold) \

@@ -64,7 +64,9 @@ def identity_map(records: DataFrame, clusters: DataFrame, emails: DataFrame,
 
     ``logins``: client_id, customer_id, event_ts of events with a user id; ``clients``: one
     column ``id_value`` of every cookie and device id seen."""
-    keyed = assign_keys(anchors(records, clusters, emails, accounts), previous, key)
+    # materialised once: four branches below read it, and its keys come from a pandas UDF
+    keyed = assign_keys(anchors(records, clusters, emails, accounts), previous, key) \
+        .localCheckpoint()
     known = keyed.select("id_kind", "id_value", "customer_key")
     phones = _latest(records.join(clusters, "record_key").where(F.col("phone_hash").isNotNull()),
                      "phone_hash", [F.col("created_at").desc_nulls_last(), F.col("record_key")]) \
