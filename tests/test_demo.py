@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 
 from seglake import cli
 from seglake.demo import DemoError, generate, resolve_scale
+from seglake.demo.files import Storage
 from seglake.demo.landing import SOURCES
 
 
@@ -81,6 +82,27 @@ def test_another_seed_gives_another_world(spark, tmp_path):
 
     assert names(1) == names(1)
     assert sum(a != b for a, b in zip(names(1), names(2), strict=True)) > 40
+
+
+@pytest.mark.parametrize("through", ["os", "hadoop"])
+def test_daily_files_hold_their_lines_in_order_on_either_file_system(spark, tmp_path, through,
+                                                                      monkeypatch):
+    """Local paths move with os (fast), others through Hadoop's FileSystem: same files."""
+    storage = Storage(spark)
+    assert storage.local(str(tmp_path)) == str(tmp_path)
+    assert storage.local(f"file://{tmp_path}") == str(tmp_path)
+    if through == "hadoop":
+        monkeypatch.setattr(Storage, "local", lambda self, path: None)
+    rows = [(folder, day, line, f"{folder} {day} {line}") for folder in ("a", "b")
+            for day in (0, 3) for line in (2, 0, 1)]
+    lines = spark.createDataFrame(rows, "folder STRING, batch_day INT, line INT, text STRING")
+    files = storage.write_daily_files(lines, str(tmp_path / "work"), str(tmp_path / "out"),
+                                      lambda folder, day: f"{folder}_{day:02d}.txt")
+    assert files == 4 and not storage.exists(str(tmp_path / "work"))
+    assert [p.rsplit("/", 1)[1] for p in storage.list(str(tmp_path / "out" / "a"))] == [
+        "a_00.txt", "a_03.txt"]
+    assert (tmp_path / "out" / "b" / "b_03.txt").read_text() == "b 3 0\nb 3 1\nb 3 2\n"
+    assert not list((tmp_path / "out").rglob("*.crc"))
 
 
 def test_bad_input_is_refused_before_any_work(tmp_path, capsys):
