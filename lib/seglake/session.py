@@ -60,7 +60,7 @@ def local_cores(master: str) -> int | None:
         return None
     if match.group(1) is None:
         return 1
-    return os.cpu_count() or 1 if match.group(1) == "*" else int(match.group(1))
+    return (os.cpu_count() or 1) if match.group(1) == "*" else int(match.group(1))
 
 
 def local_builder(config: SeglakeConfig) -> SparkSession.Builder:

@@ -17,6 +17,9 @@ class Storage:
         self.spark = spark
         self._jvm = spark.sparkContext._jvm
         self._conf = spark.sparkContext._jsc.hadoopConfiguration()
+        # paths without a scheme are on the default file system (looked up once, not per call)
+        default = self._jvm.org.apache.hadoop.fs.FileSystem.getDefaultUri(self._conf)
+        self._default_is_local = default.getScheme() in (None, "file")
 
     def _path(self, path: str):  # noqa: ANN202 - a py4j Hadoop Path
         return self._jvm.org.apache.hadoop.fs.Path(path)
@@ -26,10 +29,10 @@ class Storage:
 
     def local(self, path: str) -> str | None:
         """The operating-system path when ``path`` is on the local file system, else None."""
-        scheme = urlparse(path).scheme
-        if scheme == "file":
-            return unquote(urlparse(path).path)
-        if scheme == "" and self._fs(path).getScheme() == "file":
+        parsed = urlparse(path)
+        if parsed.scheme == "file":
+            return unquote(parsed.path)
+        if parsed.scheme == "" and self._default_is_local:
             return os.path.abspath(path)
         return None
 

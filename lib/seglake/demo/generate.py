@@ -290,17 +290,15 @@ def generate(spark: SparkSession, spec: DemoSpec, landing_root: str, truth_root:
         log.info("rendered %s (%.1f s)", name, time.monotonic() - t)
     rendered = spark.read.parquet(rendered_path)
 
-    headers = [spark.range(1 if name == "products" else spec.days).select(
-        F.lit(name).alias("source"), F.col("id").cast("int").alias("batch_day"),
-        F.lit(0).alias("line"), F.lit(source.header).alias("text"))
-        for name, source in SOURCES.items() if source.kind == "csv"]
-    lines = rendered.select("source", "batch_day", "line", "text")
-    for header in headers:
-        lines = lines.unionByName(header)
+    lines = rendered.select(F.col("source").alias("folder"), "batch_day", "line", "text")
+    for name, source in SOURCES.items():
+        if source.kind == "csv":  # a header line opens every day's file
+            lines = lines.unionByName(spark.range(1 if name == "products" else spec.days).select(
+                F.lit(name).alias("folder"), F.col("id").cast("int").alias("batch_day"),
+                F.lit(0).alias("line"), F.lit(source.header).alias("text")))
     t = time.monotonic()
-    files = storage.write_daily_files(
-        lines.withColumnRenamed("source", "folder"), f"{work}/files", landing_root,
-        lambda name, d: SOURCES[name].file_name(world.day(d)))
+    files = storage.write_daily_files(lines, f"{work}/files", landing_root,
+                                      lambda name, d: SOURCES[name].file_name(world.day(d)))
     log.info("wrote %d daily files (%.1f s)", files, time.monotonic() - t)
 
     _write_truth(world, spec, persons, crm, orders, rendered, truth_root)

@@ -117,7 +117,7 @@ def deterministic_edges(frame: DataFrame, rules: list[list[str]]) -> DataFrame:
                         F.greatest(f"{ID}_l", f"{ID}_r").alias(f"{ID}_r"), "rule")
 
 
-ENGINES = {"spark": "spark", "duckdb": "duckdb"}  # engine -> Splink's SQL dialect
+ENGINES = ("spark", "duckdb")  # named as Splink names their SQL dialects
 
 
 def chosen_engine(config: IdentityConfig, records: int,
@@ -126,7 +126,7 @@ def chosen_engine(config: IdentityConfig, records: int,
     configured one, ``auto`` meaning DuckDB up to ``local_max_records`` records."""
     if model_json is not None:
         dialect = model_json.get("sql_dialect", "spark")
-        return next((e for e, d in ENGINES.items() if d == dialect), "spark")
+        return dialect if dialect in ENGINES else "spark"
     if config.engine != "auto":
         return config.engine
     return "duckdb" if records <= config.local_max_records else "spark"
@@ -146,8 +146,9 @@ class _Engine:
 
             self.api = SparkAPI(spark_session=spark)
 
-    def register(self, frame: DataFrame) -> Any:
-        return self.api.register(frame.toArrow() if self.name == "duckdb" else frame)
+    def local(self, frame: DataFrame) -> Any:
+        """``frame`` as this engine reads it: Arrow in the driver for DuckDB."""
+        return frame.toArrow() if self.name == "duckdb" else frame
 
     def to_spark(self, table: Any) -> DataFrame:
         if self.name == "spark":
@@ -161,7 +162,7 @@ class _Engine:
     def count(self, table: Any) -> int:
         if self.name == "spark":
             return int(table.as_spark_dataframe().count())
-        return int(table.as_pyarrow_table().num_rows)
+        return int(table.as_duckdbpyrelation().aggregate("count(*)").fetchall()[0][0])
 
 
 def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
@@ -173,7 +174,8 @@ def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
     engine = _Engine(spark, chosen_engine(
         config, frame.count() if records is None else records, model_json))
     log.info("linkage on %s (identity.engine %s)", engine.name, config.engine)
-    linker = Linker(engine.register(frame), model_json or splink_settings(config))
+    records_in = engine.local(frame)
+    linker = Linker(engine.api.register(records_in), model_json or splink_settings(config))
     if model_json is None:
         log.info("training the linkage model (u by sampling %d pairs, EM on %d blocks)",
                  config.u_max_pairs, len(config.training_blocks))
@@ -208,11 +210,10 @@ def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
     pairs = exact.unionByName(scored).persist()
     edges = pairs.where(F.col("match_probability") >= config.match_threshold) \
         .groupBy(f"{ID}_l", f"{ID}_r").agg(F.max("match_probability").alias("match_probability"))
-    nodes = frame.select(ID)
-    if engine.name == "duckdb":
-        nodes, edges = nodes.toArrow(), edges.toArrow()
+    nodes = records_in.select([ID]) if engine.name == "duckdb" else frame.select(ID)
     clusters = engine.to_spark(cluster_pairwise_predictions_at_threshold(
-        nodes, edges, engine.api, ID, threshold_match_probability=config.match_threshold,
+        nodes, engine.local(edges), engine.api, ID,
+        threshold_match_probability=config.match_threshold,
     )).select(ID, F.col("cluster_id").cast("string")).persist()
     charts = {"match_weights": linker.visualisations.match_weights_chart(),
               "m_u_parameters": linker.visualisations.m_u_parameters_chart()}
