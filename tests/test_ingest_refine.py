@@ -339,6 +339,7 @@ def test_a_blocking_suite_stops_the_commit_and_a_warning_suite_records(
     assert lake.read("ops.quality_results").where("NOT success AND NOT blocking").count() == 1
     docs = list(Path(cfg.reports.root).rglob("quality/index.html"))
     assert docs, "GX Data Docs were not written"
+    assert all("silver.orders" in d.read_text() for d in docs)  # built once, after the checks
     with pytest.raises(QualityError):
         gate = QualityGate(lake, cfg.quality, "t", Path(cfg.reports.root) / "t", strict)
         gate.check("silver.orders", lake.read("silver.orders"))

@@ -54,10 +54,10 @@ def _weekly_visits(world: World, persons: DataFrame, rate: str, tag: str) -> Dat
     needed = ["person_id", "archetype", "archetype2", "mix_weight", "activity", "signup_day",
               "churn_day", "p_sale_sensitivity", "p_gift_sensitivity", "p_app_share", rate]
     df = persons.select(needed).crossJoin(weeks)
-    for i in range(7):  # materialised: each weight is used several times below
-        df = df.withColumn(f"_w{i}", _day_weight(world, _col("week") * 7 + i))
-    for i in range(7):
-        df = df.withColumn(f"_c{i}", sum((_col(f"_w{j}") for j in range(1, i + 1)), _col("_w0")))
+    # materialised: each weight is used several times below
+    df = df.withColumns({f"_w{i}": _day_weight(world, _col("week") * 7 + i) for i in range(7)})
+    df = df.withColumns({f"_c{i}": sum((_col(f"_w{j}") for j in range(1, i + 1)), _col("_w0"))
+                         for i in range(7)})
     df = df.withColumn("_lam", _col(rate) / 7 * _col("activity") * _col("_c6")
                        * _decay(_col("week") * 7 + 3))
     df = df.withColumn("_n", draws.geometric(_col("_lam"), tag, _col("person_id"), _col("week")))

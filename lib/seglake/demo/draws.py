@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 from itertools import accumulate
 from typing import Any
 
@@ -68,8 +69,7 @@ def index_below(u: Column, weights: Sequence[float]) -> Column:
         for bound in bounds:
             result = result + F.when(u >= bound, 1).otherwise(0)
         return result
-    array = F.array(*[F.lit(b) for b in bounds])
-    return F.size(F.filter(array, lambda b: b <= u))
+    return F.size(F.filter(literal_array(bounds), lambda b: b <= u))
 
 
 def hex16(hash_value: Column) -> Column:
@@ -79,7 +79,18 @@ def hex16(hash_value: Column) -> Column:
 
 def pick(values: Sequence[Any], index: Column) -> Column:
     """``values[index]`` for a literal list (0-based)."""
-    return F.element_at(F.array(*[F.lit(v) for v in values]), index.cast("int") + 1)
+    return F.element_at(literal_array(values), index.cast("int") + 1)
+
+
+def literal_array(values: Sequence[Any]) -> Column:
+    """An array literal, built once per distinct list: every ``F.lit`` is a round trip to the
+    JVM, and the demo's plans pick from the same long lists (calendar, catalogue) many times."""
+    return _literal_array(tuple((type(v), v) for v in values))  # 1 and 1.0 stay apart
+
+
+@lru_cache(maxsize=512)
+def _literal_array(typed: tuple[tuple[type, Any], ...]) -> Column:
+    return F.array(*[F.lit(v) for _, v in typed])
 
 
 def by_archetype(values: Sequence[float], archetype: Column) -> Column:

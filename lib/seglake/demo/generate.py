@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from seglake import __version__
 from seglake.demo import behaviour, population
 from seglake.demo.archetypes import archetype_names
-from seglake.demo.draws import hex16
+from seglake.demo.draws import hex16, literal_array
 from seglake.demo.files import Storage
 from seglake.demo.landing import SOURCES, french_decimal, render
 from seglake.demo.world import World
@@ -141,7 +141,7 @@ def _event_records(world: World, events: DataFrame, channel: str) -> DataFrame:
         .when(t == "checkout_start", "checkout").when(t == "purchase", "order_confirmation") \
         .when(t == "search", "search").when(F.col("pos") == 0, "home").otherwise("category")
     versions = ["4.12.0", "4.13.1", "5.0.0", "5.1.2", "5.2.0", "5.3.1", "5.4.0", "5.5.2"]
-    version = F.element_at(F.array(*[F.lit(v) for v in versions]),
+    version = F.element_at(literal_array(versions),
                            F.least(F.floor(F.col("day") / 45), F.lit(len(versions) - 1))
                            .cast("int") + 1)
     late = world.draws.uniform("late", key, F.col("pos"))
@@ -316,7 +316,7 @@ def generate(spark: SparkSession, spec: DemoSpec, landing_root: str, truth_root:
 def _write_truth(world: World, spec: DemoSpec, persons: DataFrame, crm: DataFrame,
                  orders: DataFrame, rendered: DataFrame, truth_root: str) -> None:
     names = archetype_names()
-    arch = F.array(*[F.lit(n) for n in names])
+    arch = literal_array(names)
     persons.select(
         "person_id", F.element_at(arch, F.col("archetype") + 1).alias("archetype"),
         F.when(F.col("archetype2").isNotNull(), F.element_at(arch, F.col("archetype2") + 1))

@@ -119,11 +119,9 @@ class QualityGate:
                 gx.ExpectationSuite(name=table, expectations=self.suites[table]))
             validation = self._context.validation_definitions.add(
                 gx.ValidationDefinition(name=table, data=batch, suite=suite))
-            actions = [gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["seglake"])] \
-                if self.config.data_docs else []
+            # no Data Docs action: it re-renders the whole site per run; ``finish`` builds it once
             self._checkpoints[table] = self._context.checkpoints.add(gx.Checkpoint(
-                name=table, validation_definitions=[validation], actions=actions,
-                result_format="SUMMARY"))
+                name=table, validation_definitions=[validation], result_format="SUMMARY"))
         return self._checkpoints[table]
 
     def check(self, table: str, candidate: DataFrame, source: str = "") -> bool:
@@ -161,7 +159,8 @@ class QualityGate:
         return False
 
     def finish(self) -> None:
-        """Write the collected results to ``ops.quality_results``."""
+        """Write the collected results to ``ops.quality_results`` and the Data Docs of every
+        validation so far."""
         if not self.results:
             return
         spark = self.lakehouse.spark
@@ -169,4 +168,5 @@ class QualityGate:
                                                                      RESULTS_SCHEMA))
         self.results = []
         if self.config.data_docs:
+            self._context.build_data_docs(site_names=["seglake"])
             log.info("quality: GX Data Docs in %s", self.docs_dir / "index.html")

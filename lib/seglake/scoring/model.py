@@ -60,7 +60,7 @@ def tuned_forest(train: DataFrame, inputs: list[str], config: ScoringConfig) -> 
         .addGrid(forest.maxDepth, config.max_depth).build()
     cv = CrossValidator(estimator=pipeline, estimatorParamMaps=grid, numFolds=config.num_folds,
                         evaluator=BinaryClassificationEvaluator(labelCol=LABEL),
-                        seed=config.seed)
+                        seed=config.seed, parallelism=config.parallelism)
     fitted = cv.fit(train)
     points = [{"num_trees": p[forest.numTrees], "max_depth": p[forest.maxDepth],
                "roc_auc": float(m)} for p, m in zip(grid, fitted.avgMetrics, strict=True)]
