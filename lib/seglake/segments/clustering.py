@@ -8,7 +8,9 @@ Everything here is a function of a features frame and ``config.clustering``; the
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pyspark.ml import Pipeline, PipelineModel, Transformer
@@ -94,11 +96,18 @@ def k_scores(vectors: DataFrame, config: ClusteringConfig) -> list[KScore]:
     evaluator = ClusteringEvaluator(featuresCol=VECTOR, predictionCol=RAW)
     seeds = range(config.seed, config.seed + (config.starts if config.algorithm == "kmeans"
                                               else 1))
+    ks = range(config.k_min, config.k_max + 1)
+
+    def fit(k: int, seed: int) -> tuple[float, int, Any]:
+        model = clusterer(config, k, seed=seed).fit(vectors)
+        return float(model.summary.trainingCost), seed, model
+
+    # each small fit is mostly job latency: Spark runs the jobs of parallel fits side by side
+    with ThreadPoolExecutor(config.parallelism) as pool:
+        fits = {k: [pool.submit(fit, k, s) for s in seeds] for k in ks}
     scores = []
-    for k in range(config.k_min, config.k_max + 1):
-        cost, seed, model = min(((float(m.summary.trainingCost), s, m) for s in seeds
-                                 for m in [clusterer(config, k, seed=s).fit(vectors)]),
-                                key=lambda fit: fit[:2])
+    for k in ks:
+        cost, seed, model = min((f.result() for f in fits[k]), key=lambda fit: fit[:2])
         scores.append(KScore(k, float(evaluator.evaluate(model.transform(vectors))), cost, seed))
     return scores
 
