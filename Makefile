@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SCALE ?= small
 
-.PHONY: venv demo test bench lint dist clean
+.PHONY: venv browser demo test bench lint dist clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,17 @@ venv: $(STAMP)
 demo: $(STAMP)
 	SEGLAKE__PRIVACY__DEMO_MODE=true $(BIN)/seglake run --demo --scale $(SCALE)
 
-test: $(STAMP)
+# the report test opens the report in headless Chromium: Debian's package, installed when missing
+# (as root, or through sudo); Playwright's own browser download is not used
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "make: installing Chromium (Debian package) for the report's browser test"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -q >/dev/null || true; \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q chromium >/dev/null; \
+	  command -v chromium >/dev/null 2>&1 || { echo "make: no chromium: install it (apt-get install chromium)"; exit 1; }; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -18,12 +18,13 @@ from common import refined_world
 from pyspark.sql import functions as F
 
 from seglake.config import SeglakeConfig
-from seglake.features import FEATURES, run_features
+from seglake.declarations import CLUSTERS, FEATURES, SCORES
+from seglake.features import run_features
 from seglake.identity import run_resolve
 from seglake.lakehouse import Lakehouse
-from seglake.scoring import SCORES, run_score
+from seglake.scoring import run_score
 from seglake.scoring.evaluation import future_roc_auc
-from seglake.segments import CLUSTERS, run_segment
+from seglake.segments import run_segment
 from seglake.segments.evaluation import archetype_ari, customer_archetypes
 from seglake.session import get_spark
 

@@ -66,7 +66,7 @@ display(tiers.orderBy(F.desc("max_score")))
 
 from pyspark.ml import PipelineModel
 
-from seglake.features import feature_catalogue
+from seglake.behaviour import feature_catalogue
 from seglake.scoring import model as rf
 
 pipeline = PipelineModel.load(json.loads(models["propensity"]["artifact"])["pipeline"])

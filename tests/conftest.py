@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -35,14 +40,60 @@ def spark(config: SeglakeConfig):
     session.stop()
 
 
+# generated demo worlds, kept between runs: a world is the same while its spec and the
+# generator's code are (SEGLAKE_TEST_CACHE= with an empty value turns the cache off)
+WORLD_CACHE = os.environ.get("SEGLAKE_TEST_CACHE",
+                             str(Path.home() / ".cache" / "seglake" / "test-worlds"))
+
+
+def world_fingerprint(spec) -> str:
+    """A hash of the spec and of every source file of the demo generator."""
+    import seglake
+    import seglake.demo
+
+    digest = hashlib.sha256(repr(spec).encode())
+    package = Path(seglake.demo.__file__).parent
+    for path in [Path(seglake.__file__), *sorted(package.rglob("*.py"))]:
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def cached_world(spark, spec, landing_root: str, truth_root: str):
+    """Generate ``spec`` into the roots, or copy it from the cache when it was made before."""
+    from seglake.demo import generate
+    from seglake.demo.generate import DemoResult
+
+    if not WORLD_CACHE:
+        return generate(spark, spec, landing_root, truth_root, clean=True)
+    cached = Path(WORLD_CACHE) / world_fingerprint(spec)
+    if not (cached / "result.json").is_file():
+        result = generate(spark, spec, landing_root, truth_root, clean=True)
+        partial = cached.with_name(cached.name + f".{os.getpid()}.tmp")
+        shutil.copytree(landing_root, partial / "landing")
+        shutil.copytree(truth_root, partial / "truth")
+        fields = {k: v for k, v in dataclasses.asdict(result).items() if k != "spec"}
+        (partial / "result.json").write_text(json.dumps(fields), encoding="utf-8")
+        try:
+            partial.rename(cached)
+        except OSError:  # another run cached it first
+            shutil.rmtree(partial, ignore_errors=True)
+        return result
+    shutil.rmtree(landing_root, ignore_errors=True)
+    shutil.rmtree(truth_root, ignore_errors=True)
+    shutil.copytree(cached / "landing", landing_root)
+    shutil.copytree(cached / "truth", truth_root)
+    fields = json.loads((cached / "result.json").read_text(encoding="utf-8"))
+    return DemoResult(spec=spec, **fields)
+
+
 @pytest.fixture(scope="session")
 def world(spark, config):
-    """The small demo world (≈2,000 customers, 90 days) in the config's roots, made once."""
-    from seglake.demo import generate, resolve_scale
+    """The small demo world (≈2,000 customers, 90 days) in the config's roots, made once (and
+    copied from the cache of generated worlds when its generator has not changed)."""
+    from seglake.demo import resolve_scale
 
     spec = resolve_scale("small", seed=config.demo.seed)
-    result = generate(spark, spec, config.landing.root, config.truth.root, clean=True)
-    return spec, result
+    return spec, cached_world(spark, spec, config.landing.root, config.truth.root)
 
 
 @pytest.fixture(scope="session")

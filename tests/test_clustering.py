@@ -13,10 +13,10 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import functions as F
 
 from seglake.config import ClusteringConfig, SeglakeConfig
-from seglake.features import FEATURES
+from seglake.declarations import CLUSTERS, FEATURES, PROFILES
 from seglake.lakehouse import Lakehouse
 from seglake.models import latest_model
-from seglake.segments import CLUSTERS, PROFILES, SegmentError, checked_rules, run_segment
+from seglake.segments import SegmentError, checked_rules, run_segment
 from seglake.segments.clustering import (
     RAW,
     adjusted_rand_index,

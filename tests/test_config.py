@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -100,9 +101,13 @@ def test_cli_reports_config_errors_before_spark_starts(tmp_path, monkeypatch, ca
     assert "spark.shuffle_partitions" in err and "spark.master" in err
 
 
-def test_readme_holds_the_generated_config_reference():
+def test_docs_hold_the_generated_config_reference_and_the_readme_fits_on_a_screen():
     from seglake.config import config_reference
 
+    docs = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert config_reference() in docs, "run `seglake config --reference` and paste it"
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert config_reference() in readme, "run `seglake config --reference` and paste it"
     assert "make demo" in readme and "make test" in readme
+    assert len(readme.splitlines()) < 200
+    for link in re.findall(r"\]\((docs/[^)#]+)", readme):  # every linked page exists
+        assert (REPO / link).is_file(), link

@@ -19,9 +19,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import MapType
 
 from seglake.config import PrivacyConfig, SeglakeConfig
+from seglake.declarations import INGEST_FILES, QUARANTINE, RUN_LOG
 from seglake.demo import DemoSpec, generate
 from seglake.demo.landing import SOURCES
-from seglake.ingest import INGEST_FILES, run_ingest
+from seglake.ingest import run_ingest
 from seglake.lakehouse import Lakehouse
 from seglake.privacy import (
     DEMO_KEY,
@@ -35,8 +36,7 @@ from seglake.privacy import (
 )
 from seglake.refine import QualityError, RefineError, run_refine
 from seglake.refine.quality import QualityGate, suites
-from seglake.refine.stage import QUARANTINE
-from seglake.runlog import RUN_LOG, RunLog
+from seglake.runlog import RunLog
 
 # what each injected defect must be quarantined as (detail = the field the generator spoiled)
 RULE_OF_DEFECT = {"malformed": "parseable", "missing_required": "required",

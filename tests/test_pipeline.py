@@ -7,6 +7,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from seglake.cli import main
+from seglake.declarations import RUN_LOG
 from seglake.lakehouse import Lakehouse, make_backend
 from seglake.pipeline import (
     STAGES,
@@ -16,7 +17,6 @@ from seglake.pipeline import (
     run_stages,
     selected_stages,
 )
-from seglake.runlog import RUN_LOG
 
 
 def test_selected_stages_from_only_and_demo():

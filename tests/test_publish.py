@@ -5,12 +5,21 @@ consenting customers, with email addresses only when asked (and logged)."""
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 
 from pyspark.sql import functions as F
 
+from seglake.declarations import (
+    CHANGES,
+    CUSTOMER_SEGMENTS,
+    MEMBERSHIP,
+    RULE_SEGMENTS,
+    SUMMARY,
+)
+from seglake.features import run_features
 from seglake.lakehouse import Lakehouse
-from seglake.publish import CHANGES, CUSTOMER_SEGMENTS, MEMBERSHIP, SUMMARY, run_publish
-from seglake.segments import RULE_SEGMENTS, run_segment
+from seglake.publish import run_publish
+from seglake.segments import run_segment
 
 
 def test_customer_segments_assemble_every_stage(spark, config, published):
@@ -66,9 +75,15 @@ def test_exports_hold_only_consenting_customers_and_emails_only_when_asked(
 
 
 def test_segment_changes_are_the_set_difference_with_the_previous_run(spark, config,
-                                                                     published):
+                                                                     published, tmp_path):
+    # on a copy of the shared lakehouse: the tests that read it after this one see it unchanged
+    shutil.copytree(config.lakehouse.root, tmp_path / "lakehouse")
+    config = config.model_copy(update={
+        "lakehouse": config.lakehouse.model_copy(update={"root": str(tmp_path / "lakehouse")}),
+        "reports": config.reports.model_copy(update={"root": str(tmp_path / "reports")})})
     lake = Lakehouse.from_config(spark, config)
-    earlier = published.as_of - dt.timedelta(days=config.scoring.horizon_days)  # features exist
+    earlier = published.as_of - dt.timedelta(days=config.scoring.horizon_days)
+    run_features(spark, config, as_of=earlier)
     rules_only = config.model_copy(update={"clustering": config.clustering.model_copy(
         update={"enabled": False})})
     run_segment(spark, rules_only, as_of=earlier)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
+from seglake.declarations import RUN_LOG
 from seglake.lakehouse import Lakehouse
 from seglake.report import SECTIONS, run_report
-from seglake.runlog import RUN_LOG
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

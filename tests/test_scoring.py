@@ -13,14 +13,15 @@ from pyspark.ml import PipelineModel
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.sql import functions as F
 
+from seglake.behaviour import feature_catalogue
 from seglake.config import FeaturesConfig, ScoringConfig
-from seglake.features import FEATURES, feature_catalogue
+from seglake.declarations import FEATURES, SCORES
 from seglake.lakehouse import Lakehouse
 from seglake.models import latest_model
-from seglake.scoring import SCORES, ScoreError, run_score
+from seglake.scoring import ScoreError, run_score
 from seglake.scoring import model as rf
 from seglake.scoring.model import model_inputs, prepared, tiered
-from seglake.scoring.stage import purchasers
+from seglake.scoring.stage import purchasers, training_features
 
 CATALOGUE = feature_catalogue(FeaturesConfig())
 # ROC-AUC of propensity at as_of for a completed purchase in the 30 days after it (orders the
@@ -120,7 +121,9 @@ def test_training_labels_do_not_leak_the_scoring_window(spark, config, scored):
     """Labels are the purchases between the training as_of and the scoring as_of only."""
     lake = Lakehouse.from_config(spark, config)
     t, as_of = scored.trained_as_of, scored.as_of
-    known_at_t = lake.read(FEATURES).where((F.col("as_of") == t) & ~F.col("is_anonymous")) \
+    # only the features stage writes gold.customer_features: the training date was computed
+    assert lake.read(FEATURES).where(F.col("as_of") == t).count() == 0
+    known_at_t = training_features(lake, config, t).where(~F.col("is_anonymous")) \
         .select("customer_key")
     assert scored.models["propensity"].trained_on == known_at_t.count()
     in_window = known_at_t.join(purchasers(lake, t, as_of), "customer_key").count()

@@ -7,11 +7,11 @@ import pytest
 from pyspark.sql import functions as F
 
 from seglake import cli
+from seglake.behaviour import feature_catalogue
 from seglake.config import FeaturesConfig, SeglakeConfig
-from seglake.features import FEATURES, feature_catalogue
+from seglake.declarations import FEATURES, RULE_SEGMENTS
 from seglake.lakehouse import Lakehouse
 from seglake.segments import (
-    RULE_SEGMENTS,
     RuleError,
     RuleSet,
     SegmentError,

@@ -9,18 +9,47 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from importlib import metadata
+from typing import Any
 
 import yaml
 
 from seglake import __version__
 from seglake.config import ConfigError, SeglakeConfig, config_reference, load_config
 from seglake.pipeline import STAGES
+from seglake.stages import STAGES as DECLARED_STAGES
 
-Command = Callable[[SeglakeConfig, argparse.Namespace], int]
+
+@dataclass
+class StageOptions:
+    """What a stage reads from its command line; ``seglake run`` builds one per stage."""
+
+    as_of: dt.date | None = None
+    include_email: bool = False
+    scale: str = "small"
+    seed: int | None = None
+    days: int | None = None
+    start: dt.date | None = None
+    clean: bool = False
+    source: list[str] | None = None
+    catalogue: bool = False
+    check: bool = False
+    reference: bool = False
+    email: str | None = None
+    customer_key: str | None = None
+    vacuum: bool = False
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> StageOptions:
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)
+                      if hasattr(args, f.name)})
 
 
-def _version(_: SeglakeConfig | None, __: argparse.Namespace) -> int:
+Command = Callable[[SeglakeConfig, StageOptions], int]
+
+
+def _version(_: SeglakeConfig | None, __: StageOptions) -> int:
     print(f"seglake {__version__}")
     for package in ("pyspark", "delta-spark", "deltalake", "great-expectations", "splink"):
         try:
@@ -30,7 +59,7 @@ def _version(_: SeglakeConfig | None, __: argparse.Namespace) -> int:
     return 0
 
 
-def _show_config(config: SeglakeConfig, args: argparse.Namespace) -> int:
+def _show_config(config: SeglakeConfig, args: StageOptions) -> int:
     if getattr(args, "reference", False):
         print(config_reference())
         return 0
@@ -38,7 +67,7 @@ def _show_config(config: SeglakeConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(config: SeglakeConfig, _: argparse.Namespace) -> int:
+def _check(config: SeglakeConfig, _: StageOptions) -> int:
     """Start Spark, pick the Delta backend, and round-trip a small table through the lakehouse."""
     from pyspark.sql import functions as F
 
@@ -57,7 +86,7 @@ def _check(config: SeglakeConfig, _: argparse.Namespace) -> int:
     return 0 if rows == 1000 else 1
 
 
-def _demo(config: SeglakeConfig, args: argparse.Namespace) -> int:
+def _demo(config: SeglakeConfig, args: StageOptions) -> int:
     """Generate the demo world's landing files and ground truth."""
     from seglake.demo import DemoError, generate, resolve_scale
     from seglake.session import get_spark
@@ -90,7 +119,7 @@ def _demo(config: SeglakeConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def _ingest(config: SeglakeConfig, args: argparse.Namespace) -> int:
+def _ingest(config: SeglakeConfig, args: StageOptions) -> int:
     """Landing -> bronze, each new landing file exactly once."""
     from seglake.ingest import IngestError, run_ingest
     from seglake.session import get_spark
@@ -109,7 +138,7 @@ def _ingest(config: SeglakeConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def _refine(config: SeglakeConfig, args: argparse.Namespace) -> int:
+def _refine(config: SeglakeConfig, args: StageOptions) -> int:
     """Bronze -> silver with rules, quarantine, quality gates and pseudonymisation."""
     from seglake.lakehouse import Lakehouse
     from seglake.privacy import PrivacyError
@@ -135,7 +164,7 @@ def _refine(config: SeglakeConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve(config: SeglakeConfig, args: argparse.Namespace) -> int:
+def _resolve(config: SeglakeConfig, args: StageOptions) -> int:
     """CRM records -> customers (Splink on Spark), stable keys, golden records, identity map."""
     from seglake.identity import ResolveError, run_resolve
     from seglake.privacy import PrivacyError
@@ -161,7 +190,7 @@ def _resolve(config: SeglakeConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def _features(config: SeglakeConfig, args: argparse.Namespace) -> int:
+def _features(config: SeglakeConfig, args: StageOptions) -> int:
     """Silver + identity map -> gold.customer_features as of a date (point in time)."""
     if args.catalogue:
         from seglake.features import catalogue_markdown
@@ -188,7 +217,7 @@ def _features(config: SeglakeConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def _segment(config: SeglakeConfig, args: argparse.Namespace) -> int:
+def _segment(config: SeglakeConfig, args: StageOptions) -> int:
     """gold.customer_features -> gold.rule_segments (exclusive segments and tags by rule), then
     gold.customer_clusters and gold.cluster_profiles (MLlib clusters)."""
     from seglake.segments import SegmentError, checked_rules, run_segment
@@ -228,7 +257,7 @@ def _segment(config: SeglakeConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def _score(config: SeglakeConfig, args: argparse.Namespace) -> int:
+def _score(config: SeglakeConfig, args: StageOptions) -> int:
     """gold.customer_features -> gold.customer_scores: propensity and churn, with tiers."""
     from seglake.scoring import ScoreError, run_score
     from seglake.session import get_spark
@@ -254,7 +283,7 @@ def _score(config: SeglakeConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def _publish(config: SeglakeConfig, args: argparse.Namespace) -> int:
+def _publish(config: SeglakeConfig, args: StageOptions) -> int:
     """Segments, clusters and scores -> the published gold tables and the exports."""
     from seglake.publish import PublishError, run_publish
     from seglake.session import get_spark
@@ -276,7 +305,7 @@ def _publish(config: SeglakeConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(config: SeglakeConfig, _: argparse.Namespace) -> int:
+def _report(config: SeglakeConfig, _: StageOptions) -> int:
     """The lakehouse as one self-contained HTML report."""
     from seglake.report import ReportError, run_report
     from seglake.session import get_spark
@@ -314,16 +343,14 @@ def _run(config: SeglakeConfig, args: argparse.Namespace) -> int:
         stages = selected_stages(first, args.only, args.demo)
     except PipelineError as exc:
         return _failed("run", exc, 2)
-    parser = build_parser()
 
     def run_stage(stage: str) -> int:
-        argv = ["demo", "generate", "--scale", args.scale] if stage == "demo" else [stage]
+        options = StageOptions(scale=args.scale)
         if args.as_of is not None and stage in AS_OF_HELP:
-            argv += ["--as-of", args.as_of.isoformat()]
-        if args.include_email and stage == "publish":
-            argv.append("--include-email")
-        print(f"== seglake {' '.join(argv)}", flush=True)
-        return COMMANDS[stage][1](config, parser.parse_args(argv))
+            options.as_of = args.as_of
+        options.include_email = args.include_email and stage == "publish"
+        print(f"== seglake {stage}", flush=True)
+        return _HANDLERS[stage](config, options)
 
     started = time.monotonic()
     outcomes = run_stages(Lakehouse.from_config(get_spark(config), config), stages, run_stage)
@@ -362,13 +389,39 @@ def _print_segment_summary(lakehouse) -> None:
               f"{r.revenue_share:>8.1%} {r.consenting:>11,}")
 
 
+def _tables(config: SeglakeConfig, args: argparse.Namespace) -> int:
+    """The registry; with rows and version of each table that exists (Spark only then)."""
+    from seglake.tables import reference_markdown, registry
+
+    reg = registry(config)
+    if args.markdown:
+        print(reference_markdown(reg), end="")
+        return 0
+    found: dict[str, tuple[int, int]] = {}
+    if not args.no_spark:
+        from seglake.lakehouse import Lakehouse
+        from seglake.session import get_spark
+
+        lakehouse = Lakehouse.from_config(get_spark(config), config, reg)
+        found = {name: (lakehouse.version(name), lakehouse.read(name).count())
+                 for name in reg if lakehouse.exists(name)}
+    print(f"  {'table':<28} {'owner':<9} {'PII':<13} {'partitioned by':<15} {'version':>7} "
+          f"{'rows':>11}")
+    for name, t in reg.items():
+        version, rows = found.get(name, (None, None))
+        print(f"  {name:<28} {t.owner:<9} {t.pii:<13} {','.join(t.partition_by) or '-':<15} "
+              f"{'-' if version is None else version:>7} "
+              f"{'-' if rows is None else format(rows, ','):>11}")
+    return 0
+
+
 def _failed(stage: str, exc: Exception | str, code: int) -> int:
     """Print a stage's error as ``seglake <stage>: <message>`` and return the exit code."""
     print(f"seglake {stage}: {exc}", file=sys.stderr)
     return code
 
 
-def _erase(config: SeglakeConfig, args: argparse.Namespace) -> int:
+def _erase(config: SeglakeConfig, args: StageOptions) -> int:
     """Delete one data subject from every table (and, with --vacuum, from old versions)."""
     from seglake.erasure import ErasureError, erase
     from seglake.privacy import PrivacyError
@@ -393,37 +446,23 @@ def _erase(config: SeglakeConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, tuple[str, Command]] = {
+_HANDLERS: dict[str, Command] = {
+    "demo": _demo, "ingest": _ingest, "refine": _refine, "resolve": _resolve,
+    "features": _features, "segment": _segment, "score": _score, "publish": _publish,
+    "report": _report, "erase": _erase,
+}
+COMMANDS: dict[str, tuple[str, Callable[[SeglakeConfig, Any], int]]] = {
     "version": ("print the versions of seglake and its engines", _version),
     "config": ("print the configuration after file and environment overrides", _show_config),
     "check": ("start Spark and round-trip a table through the lakehouse", _check),
-    "demo": ("generate demo landing files with ground truth (demo generate ...)", _demo),
-    "ingest": ("landing -> bronze: every new landing file exactly once", _ingest),
-    "refine": ("bronze -> silver: types, rules, quarantine, quality gates, pseudonyms",
-               _refine),
-    "resolve": ("resolve identities: de-duplicated customers, keys, golden records, map",
-                _resolve),
-    "features": ("gold customer features as of a date (RFM, email, browsing, funnel, intent)",
-                 _features),
-    "segment": ("rule segments and tags (conf/segments.yaml), then MLlib clusters", _segment),
-    "score": ("purchase propensity and churn scores (random forests trained by time split)",
-              _score),
-    "publish": ("gold segment tables (current, history, changes, summary) and consented exports",
-                _publish),
-    "erase": ("delete a data subject from every table (right to erasure)", _erase),
-    "report": ("the self-contained HTML report of the lakehouse (figures embedded)", _report),
+    **{s.name: (s.summary, _HANDLERS[s.name]) for s in DECLARED_STAGES},
+    "tables": ("the table registry: every table, its owner, PII class and partitioning "
+               "(--markdown: the docs reference)", _tables),
     "run": ("every stage in order in one Spark application (--from STAGE / --only STAGE)",
             _run),
 }
-AS_OF_HELP = {
-    "features": "use only what happened strictly before this day, YYYY-MM-DD (default: the "
-                "day after the latest order, event or email event)",
-    "segment": "the features of this as_of (default: the latest in gold.customer_features)",
-    "score": "score the features of this as_of (default: the latest); training uses the "
-             "features scoring.horizon_days earlier, built when missing",
-    "publish": "publish the segments of this as_of (default: the latest rule segments)",
-    "run": "passed to features, segment, score and publish",
-}
+AS_OF_HELP = {**{s.name: s.as_of for s in DECLARED_STAGES if s.as_of},
+              "run": "passed to features, segment, score and publish"}
 
 
 def _common(default: object) -> argparse.ArgumentParser:
@@ -448,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     }
     commands["config"].add_argument(
         "--reference", action="store_true",
-        help="print the reference of every key (Markdown, as in the README)")
+        help="print the reference of every key (Markdown, as in docs/configuration.md)")
     for name in ("ingest", "refine"):
         commands[name].add_argument("--source", action="append", metavar="NAME",
                                     help="only this declared source (repeatable)")
@@ -456,7 +495,13 @@ def build_parser() -> argparse.ArgumentParser:
         commands[name].add_argument("--as-of", type=_date, metavar="DATE", help=text)
     commands["features"].add_argument(
         "--catalogue", action="store_true",
-        help="print the feature catalogue (Markdown, as in the README) and exit")
+        help="print the feature catalogue (Markdown, as in docs/features.md) and exit")
+    commands["tables"].add_argument(
+        "--markdown", action="store_true",
+        help="print the table reference (Markdown, as in docs/tables.md) and exit")
+    commands["tables"].add_argument(
+        "--no-spark", action="store_true",
+        help="only the declarations: do not start Spark to count rows")
     commands["segment"].add_argument(
         "--check", action="store_true",
         help="only check the rules file against the feature catalogue (no Spark)")
@@ -524,7 +569,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"seglake: {exc}", file=sys.stderr)
         return 2
-    return command(config, args)
+    if args.command in ("run", "tables"):
+        return command(config, args)
+    options = StageOptions.of(args)
+    if args.command in _HANDLERS and not (options.catalogue or options.check):
+        return _staged(config, args.command, options)
+    return command(config, options)
+
+
+def _staged(config: SeglakeConfig, stage: str, options: StageOptions) -> int:
+    """One stage through the runner: session, run log, ownership of what it writes."""
+    from seglake.lakehouse import Lakehouse
+    from seglake.pipeline import run_stages
+    from seglake.session import get_spark
+
+    lakehouse = Lakehouse.from_config(get_spark(config), config)
+    outcome = run_stages(lakehouse, [stage], lambda name: _HANDLERS[name](config, options))[0]
+    if outcome.error:
+        return _failed(stage, outcome.error, outcome.code)
+    return outcome.code
 
 
 if __name__ == "__main__":

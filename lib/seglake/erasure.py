@@ -19,43 +19,21 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from seglake.config import SeglakeConfig
-from seglake.ingest import CORRUPT, bronze_table
+from seglake.declarations import (
+    CUSTOMERS_RAW,
+    CUSTOMERS_RAW_PII,
+    ERASURE_LOG,
+    EVENTS,
+    IDENTITY_MAP,
+    ORDERS,
+    declared,
+)
 from seglake.lakehouse import Lakehouse
 from seglake.privacy import canonical_email, email_key, keyed_hash, pseudonymization_key
 from seglake.runlog import RunLog, utc_now
+from seglake.tables import Registry, registry
 
 log = logging.getLogger(__name__)
-
-ERASURE_LOG = "ops.erasure_log"
-IDENTITY_MAP = "silver.identity_map"
-# tables seglake writes that hold a subject: column -> the kind of identifier it holds
-SUBJECT_TABLES: dict[str, dict[str, str]] = {
-    "silver.events": {"user_id": "customer_id", "cookie_id": "client_id",
-                      "device_id": "client_id"},
-    "silver.orders": {"customer_email_hash": "email_hash", "customer_id": "customer_id",
-                      "order_id": "order_id"},
-    "silver.order_lines": {"order_id": "order_id"},
-    "silver.email_events": {"email_hash": "email_hash"},
-    "silver.customers_raw": {"email_hash": "email_hash", "source_id": "customer_id"},
-    "silver.customers_raw_pii": {"email": "email", "source_id": "customer_id"},
-    "silver.consents": {"subject_hash": "email_hash"},
-    "silver.quarantine": {"subject_hash": "email_hash", "raw_record": "text"},
-    IDENTITY_MAP: {"customer_key": "customer_key"},
-    "silver.customers": {"customer_key": "customer_key"},
-    "silver.customers_pii": {"customer_key": "customer_key"},
-    "silver.identity_merges": {"old_key": "customer_key", "new_key": "customer_key"},
-    "gold.customer_features": {"customer_key": "customer_key"},
-    "gold.rule_segments": {"customer_key": "customer_key"},
-    "gold.customer_clusters": {"customer_key": "customer_key"},
-    "gold.customer_scores": {"customer_key": "customer_key"},
-    "gold.customer_segments": {"customer_key": "customer_key"},
-    "gold.segment_membership": {"customer_key": "customer_key"},
-    "gold.segment_changes": {"customer_key": "customer_key"},
-}
-LOG_SCHEMA = (  # DDL: createDataFrame takes it as the schema
-    "request_id STRING, requested_at TIMESTAMP, subject_hash STRING, requested_by STRING, "
-    "tables ARRAY<STRING>, rows_deleted BIGINT, landing_files ARRAY<STRING>, vacuumed BOOLEAN")
-
 
 class ErasureError(RuntimeError):
     """The request cannot be carried out as asked."""
@@ -124,7 +102,7 @@ def _distinct(lakehouse: Lakehouse, table: str, where: str | None, column: str) 
     return [r[0] for r in lakehouse.read(table).where(where).select(column).distinct().collect()]
 
 
-def find_subject(lakehouse: Lakehouse, config: SeglakeConfig, key: bytes, *,
+def find_subject(lakehouse: Lakehouse, reg: Registry, key: bytes, *,
                  email: str | None = None, customer_key: str | None = None) -> Subject:
     """Gather the subject's identifiers from silver (and the identity map when there is one)."""
     spark = lakehouse.spark
@@ -148,29 +126,31 @@ def find_subject(lakehouse: Lakehouse, config: SeglakeConfig, key: bytes, *,
             raise ErasureError(f"not an email address: {email!r}")
         subject = Subject(hashed)
         subject.add("email", [canonical])
-    subject.add("customer_id", _distinct(lakehouse, "silver.customers_raw", condition(
+    subject.add("customer_id", _distinct(lakehouse, CUSTOMERS_RAW, condition(
         {"email_hash": "email_hash"}, subject), "source_id"))
     if email and lakehouse.exists(IDENTITY_MAP):  # every record resolved to the same customer
         found = " OR ".join(f"(id_kind = '{kind}' AND id_value IN ({_quoted(subject.of(kind))}))"
                             for kind in ("email_hash", "customer_id") if subject.of(kind))
         subject.add("customer_key", _distinct(lakehouse, IDENTITY_MAP, found, "customer_key"))
         _with_identity(lakehouse, subject)
-    for name, source in config.sources.items():  # bronze CRM rows carry the raw email
-        emails = [c for c, kind in source.subject.items() if kind == "email"]
-        ids = [c for c, kind in source.subject.items() if kind == "customer_id"]
+    for table in reg.values():  # bronze CRM rows carry the raw email next to the account id
+        if table.layer != "bronze":
+            continue
+        emails = [c for c, kind in table.subjects.items() if kind == "email"]
+        ids = [c for c, kind in table.subjects.items() if kind == "customer_id"]
         if emails and ids and subject.of("email"):
             where = " OR ".join(f"lower(trim(`{c}`)) IN ({_quoted(subject.of('email'))})"
                                 for c in emails)
             for c in ids:
-                subject.add("customer_id", _distinct(lakehouse, bronze_table(name), where, c))
+                subject.add("customer_id", _distinct(lakehouse, table.name, where, c))
     accounts = subject.of("customer_id")
     if accounts:
         for column in ("cookie_id", "device_id"):
             subject.add("client_id", _distinct(
-                lakehouse, "silver.events", f"user_id IN ({_quoted(accounts)})", column))
+                lakehouse, EVENTS, f"user_id IN ({_quoted(accounts)})", column))
     order_where = condition({"customer_email_hash": "email_hash",
                              "customer_id": "customer_id"}, subject)
-    subject.add("order_id", _distinct(lakehouse, "silver.orders", order_where, "order_id"))
+    subject.add("order_id", _distinct(lakehouse, ORDERS, order_where, "order_id"))
     return subject
 
 
@@ -185,48 +165,42 @@ def _with_identity(lakehouse: Lakehouse, subject: Subject) -> None:
     for r in rows:  # id kinds: record_key, email_hash, customer_id, phone_hash, client_id
         subject.add(r["id_kind"], [r["id_value"]])
     records = subject.of("record_key")
-    if records and lakehouse.exists("silver.customers_raw_pii"):
-        subject.add("email", _distinct(lakehouse, "silver.customers_raw_pii",
+    if records and lakehouse.exists(CUSTOMERS_RAW_PII):
+        subject.add("email", _distinct(lakehouse, CUSTOMERS_RAW_PII,
                                        f"record_key IN ({_quoted(records)})", "email"))
 
 
-def subject_tables(lakehouse: Lakehouse, config: SeglakeConfig,
-                   subject: Subject) -> dict[str, str]:
-    """Every existing table that can hold the subject, with the predicate of its rows."""
+def subject_tables(lakehouse: Lakehouse, reg: Registry, subject: Subject) -> dict[str, str]:
+    """Every existing table the registry says can hold a subject, with the predicate of the
+    subject's rows there."""
     tables: dict[str, str] = {}
-    for name, source in config.sources.items():
-        table = bronze_table(name)
-        if not source.subject or not lakehouse.exists(table):
+    for name, columns in reg.erasable().items():
+        if not lakehouse.exists(name):
             continue
-        columns = dict(source.subject)
-        if CORRUPT in lakehouse.read(table).columns:
-            columns[CORRUPT] = "text"
-        where = condition(columns, subject)
+        present = set(lakehouse.read(name).columns)  # e.g. a bronze corrupt-record column
+        where = condition({c: kind for c, kind in columns.items() if c in present}, subject)
         if where:
-            tables[table] = where
-    for table, columns in SUBJECT_TABLES.items():
-        where = condition(columns, subject)
-        if where and lakehouse.exists(table):
-            tables[table] = where
+            tables[name] = where
     return tables
 
 
 def erase(spark: SparkSession, config: SeglakeConfig, *, email: str | None = None,
           customer_key: str | None = None, vacuum: bool = False,
-          requested_by: str = "cli") -> ErasureResult:
-    """Delete the subject everywhere; record the request (keyed hash only) in ops.erasure_log."""
+          requested_by: str = "cli", reg: Registry | None = None) -> ErasureResult:
+    """Delete the subject from every table the registry (default: the configured one) declares
+    with subject columns; record the request (keyed hash only) in ops.erasure_log."""
     if bool(email) == bool(customer_key):
         raise ErasureError("give exactly one of --email or --customer-key")
     key = pseudonymization_key(config.privacy)
-    lakehouse = Lakehouse.from_config(spark, config)
+    reg = reg if reg is not None else registry(config)
+    lakehouse = Lakehouse.from_config(spark, config, reg)
     runlog = RunLog(lakehouse, "erase")
-    subject = find_subject(lakehouse, config, key, email=email, customer_key=customer_key)
-    tables = subject_tables(lakehouse, config, subject)
+    subject = find_subject(lakehouse, reg, key, email=email, customer_key=customer_key)
+    tables = subject_tables(lakehouse, reg, subject)
     landing: set[str] = set()
-    for name in config.sources:
-        where = tables.get(bronze_table(name))
-        if where:
-            landing.update(_distinct(lakehouse, bronze_table(name), where, "_source_file"))
+    for name, where in tables.items():
+        if reg[name].layer == "bronze":
+            landing.update(_distinct(lakehouse, name, where, "_source_file"))
     deleted: dict[str, int] = {}
     for table, where in tables.items():
         before = lakehouse.read(table).count()
@@ -244,7 +218,7 @@ def erase(spark: SparkSession, config: SeglakeConfig, *, email: str | None = Non
     request_id = uuid.uuid4().hex
     entry = (request_id, utc_now(), subject.email_hash, requested_by, sorted(tables),
              sum(deleted.values()), sorted(landing), vacuum)
-    lakehouse.append(ERASURE_LOG, spark.createDataFrame([entry], LOG_SCHEMA))
+    lakehouse.append(ERASURE_LOG, spark.createDataFrame([entry], declared(ERASURE_LOG).ddl))
     runlog.flush()
     if landing:
         log.warning("the subject is still in %s landing file(s), which seglake does not "

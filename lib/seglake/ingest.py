@@ -18,18 +18,13 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from seglake.config import SeglakeConfig, SourceConfig
+from seglake.declarations import INGEST_FILES, declared
 from seglake.lakehouse import Lakehouse, Txn
 from seglake.runlog import RunLog
+from seglake.tables import CORRUPT, KEEPS_CORRUPT, bronze_table
 
 log = logging.getLogger(__name__)
 
-CORRUPT = "_corrupt_record"
-# readers that keep the text of a record they cannot parse in a column of that name
-KEEPS_CORRUPT = {"json", "csv"}
-INGEST_FILES = "ops.ingest_files"
-FILES_SCHEMA = (  # DDL: createDataFrame takes it as the schema
-    "source STRING, file STRING, batch_id BIGINT, records BIGINT, corrupt_records BIGINT, "
-    "status STRING, reason STRING, run_id STRING")
 UNDECODABLE = ("\ufffd", "\u0000")  # what a wrong encoding or binary junk decodes to
 
 
@@ -45,10 +40,6 @@ class SourceResult:
     rows_loaded: int = 0
     files_loaded: int = 0
     files_rejected: list[tuple[str, str]] = field(default_factory=list)
-
-
-def bronze_table(source: str) -> str:
-    return f"bronze.{source}"
 
 
 def declared_schema(source: SourceConfig) -> T.StructType:
@@ -135,7 +126,7 @@ def ingest_source(
             files = spark.createDataFrame(
                 [(name, file, batch_id, records, corrupt, "rejected" if reason else "loaded",
                   reason or None, runlog.run_id)
-                 for file, records, corrupt, reason in verdicts], FILES_SCHEMA)
+                 for file, records, corrupt, reason in verdicts], declared(INGEST_FILES).ddl)
             lakehouse.append(INGEST_FILES, files, txn=Txn(app_id, batch_id))
         finally:
             batch.unpersist()

@@ -8,12 +8,11 @@ from typing import Any
 
 from pyspark.sql import functions as F
 
+from seglake.declarations import MODELS, declared
 from seglake.lakehouse import Lakehouse
 from seglake.runlog import utc_now
 
-MODELS = "ops.models"
-SCHEMA = ("kind STRING, version BIGINT, run_id STRING, trained_at TIMESTAMP, params STRING, "
-          "metrics STRING, data_versions STRING, artifact STRING")
+SCHEMA = declared(MODELS).ddl
 
 
 def record_model(lakehouse: Lakehouse, kind: str, run_id: str, *, params: dict[str, Any],
@@ -26,6 +25,11 @@ def record_model(lakehouse: Lakehouse, kind: str, run_id: str, *, params: dict[s
            json.dumps(data_versions, sort_keys=True), artifact)
     lakehouse.append(MODELS, lakehouse.spark.createDataFrame([row], SCHEMA))
     return version
+
+
+def model_path(lakehouse: Lakehouse, kind: str, version: int) -> str:
+    """Where version ``version`` of model ``kind`` is persisted: the one model-store layout."""
+    return f"{lakehouse.root.rstrip('/')}/_models/{kind}/v{version}"
 
 
 def latest_version(lakehouse: Lakehouse, kind: str) -> int:

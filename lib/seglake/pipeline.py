@@ -1,6 +1,8 @@
-"""``seglake run``: every stage in order in one Spark application, each recorded in
-``ops.run_log`` (stage ``run``: start, end, status, error, table versions written), stopping at
-the first failure with the command that resumes there."""
+"""The one runner of stages: ``seglake run`` (every stage in order in one Spark application),
+each ``seglake <stage>`` command and ``jobs/*.py``. Each stage run is recorded in ``ops.run_log``
+(stage ``run``: start, end, status, error, table versions written); a stage that writes a table
+the registry gives to another stage fails; a run stops at the first failure with the command
+that resumes there."""
 
 from __future__ import annotations
 
@@ -10,14 +12,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from seglake.stages import PIPELINE as STAGES  # the order; "demo" runs only when asked for
+from seglake.stages import stage as declared_stage
+
 if TYPE_CHECKING:  # the CLI imports STAGES without starting Spark
     from seglake.lakehouse import Lakehouse
 
 log = logging.getLogger(__name__)
 
-# the order of the pipeline; "demo" runs only when asked for
-STAGES: tuple[str, ...] = ("demo", "ingest", "refine", "resolve", "features", "segment", "score",
-                           "publish", "report")
 
 
 class PipelineError(ValueError):
@@ -50,7 +52,7 @@ def resume_point(lakehouse: Lakehouse) -> str | None:
     """The stage the latest ``seglake run`` failed at, or None when it completed (or none ran)."""
     from pyspark.sql import functions as F
 
-    from seglake.runlog import RUN_LOG
+    from seglake.declarations import RUN_LOG
 
     if not lakehouse.exists(RUN_LOG):
         return None
@@ -60,7 +62,22 @@ def resume_point(lakehouse: Lakehouse) -> str | None:
 
 
 def versions(lakehouse: Lakehouse) -> dict[str, int]:
-    return {name: lakehouse.version(name) for name in lakehouse.tables()}
+    """The version of every table: the declared ones when the lakehouse has a registry."""
+    if lakehouse.registry is None:
+        return {name: lakehouse.version(name) for name in lakehouse.tables()}
+    return {name: lakehouse.version(name) for name in lakehouse.registry
+            if lakehouse.exists(name)}
+
+
+def foreign_writes(lakehouse: Lakehouse, stage: str, written: dict[str, int]) -> list[str]:
+    """Tables ``stage`` wrote that the registry gives to another stage."""
+    from seglake.tables import ANY_STAGE
+
+    registry = lakehouse.registry
+    if registry is None or stage not in STAGES or declared_stage(stage).writes_any:
+        return []
+    return sorted(t for t in written
+                  if t in registry and registry[t].owner not in (stage, ANY_STAGE))
 
 
 def run_stages(lakehouse: Lakehouse, stages: Sequence[str],
@@ -83,6 +100,10 @@ def run_stages(lakehouse: Lakehouse, stages: Sequence[str],
             log.exception("run %s: stage %s raised", runlog.run_id, stage)
         after = versions(lakehouse)
         written = {t: v for t, v in after.items() if before.get(t) != v}
+        foreign = foreign_writes(lakehouse, stage, written)
+        if foreign and code == 0:
+            code, error = 1, (f"stage {stage} wrote {', '.join(foreign)}, which the table "
+                              "registry gives to another stage (only the owner writes a table)")
         outcome = StageOutcome(stage, code, time.monotonic() - started, written, error)
         outcomes.append(outcome)
         runlog.record(source=stage, status="ok" if code == 0 else "failed",

@@ -21,18 +21,21 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from seglake.config import SeglakeConfig
-from seglake.features import FEATURES
+from seglake.declarations import (
+    CHANGES,
+    CLUSTERS,
+    CUSTOMER_SEGMENTS,
+    FEATURES,
+    MEMBERSHIP,
+    RULE_SEGMENTS,
+    SCORES,
+    SUMMARY,
+)
 from seglake.lakehouse import Lakehouse
 from seglake.runlog import RunLog
-from seglake.scoring import SCORES
-from seglake.segments import CLUSTERS, RULE_SEGMENTS
 
 log = logging.getLogger(__name__)
 
-CUSTOMER_SEGMENTS = "gold.customer_segments"
-MEMBERSHIP = "gold.segment_membership"
-CHANGES = "gold.segment_changes"
-SUMMARY = "gold.segment_summary"
 # membership kinds: a column of gold.customer_segments each (tags: one membership per tag)
 KINDS = {"rule": "rule_segment", "rfm": "rfm_segment", "cluster": "cluster_name",
          "propensity_tier": "propensity_tier", "churn_tier": "churn_tier"}
@@ -162,7 +165,6 @@ def run_publish(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | Non
     members = memberships(segments).persist()
     n_members = members.count()
 
-    where = f"as_of = DATE'{as_of.isoformat()}'"
     previous_as_of = None
     if lakehouse.exists(MEMBERSHIP):
         previous_as_of = lakehouse.read(MEMBERSHIP).where(F.col("as_of") < F.lit(as_of)) \
@@ -176,13 +178,10 @@ def run_publish(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | Non
 
     stamp = [F.lit(as_of).alias("as_of"), F.lit(runlog.run_id).alias("run_id")]
     lakehouse.overwrite(CUSTOMER_SEGMENTS, segments.drop("monetary_365d"), overwrite_schema=True)
-    lakehouse.overwrite(MEMBERSHIP, members.select("*", *stamp), partition_by=["as_of"],
-                        replace_where=where)
-    lakehouse.overwrite(CHANGES, moved.select(
-        "*", F.lit(previous_as_of).cast("date").alias("previous_as_of"), *stamp),
-        partition_by=["as_of"], replace_where=where)
-    lakehouse.overwrite(SUMMARY, summarised.select("*", *stamp), partition_by=["as_of"],
-                        replace_where=where)
+    lakehouse.overwrite_as_of(MEMBERSHIP, members.select("*", *stamp), as_of)
+    lakehouse.overwrite_as_of(CHANGES, moved.select(
+        "*", F.lit(previous_as_of).cast("date").alias("previous_as_of"), *stamp), as_of)
+    lakehouse.overwrite_as_of(SUMMARY, summarised.select("*", *stamp), as_of)
     exported, root = _export(lakehouse, config, segments, members, as_of, include_email)
 
     runlog.record(source=RULE_SEGMENTS, table=CUSTOMER_SEGMENTS, rows_in=n, rows_out=n,

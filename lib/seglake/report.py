@@ -30,9 +30,20 @@ from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from seglake.config import SeglakeConfig  # noqa: E402
+from seglake.declarations import (  # noqa: E402
+    CHANGES,
+    CLUSTERS,
+    CUSTOMERS,
+    PROFILES,
+    QUALITY_RESULTS,
+    RUN_LOG,
+    SCORES,
+    SUMMARY,
+)
 from seglake.lakehouse import Lakehouse  # noqa: E402
 from seglake.models import latest_model  # noqa: E402
-from seglake.runlog import RUN_LOG, RunLog  # noqa: E402
+from seglake.runlog import RunLog  # noqa: E402
+from seglake.tables import registry  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +115,17 @@ def overview(lakehouse: Lakehouse) -> Section:
     return section
 
 
+def _hint(lakehouse: Lakehouse, table: str) -> str:
+    """What to run so that ``table`` exists, from its owner in the table registry."""
+    return (lakehouse.registry or registry()).hint(table)
+
+
 def quality(lakehouse: Lakehouse) -> Section:
     section = Section("quality", "Data quality",
                       "Expectations of the latest refine run per table: checked, passed, failed "
                       "(a failed blocking expectation stops the table from publishing).")
     if not lakehouse.exists("ops.quality_results"):
-        section.missing = "no quality results yet: run `seglake refine`"
+        section.missing = f"no quality results yet: {_hint(lakehouse, QUALITY_RESULTS)}"
         return section
     results, latest = latest_rows(lakehouse, "ops.quality_results", "run_id")
     summary = results.groupBy("table").agg(
@@ -130,7 +146,7 @@ def identity(lakehouse: Lakehouse) -> Section:
                       "CRM records matched into customers (Splink); records per customer.")
     metrics = _model_metrics(lakehouse, "identity-linkage")
     if metrics is None or not lakehouse.exists("silver.customers"):
-        section.missing = "no identity model yet: run `seglake resolve`"
+        section.missing = f"no identity model yet: {_hint(lakehouse, CUSTOMERS)}"
         return section
     pairs = [("CRM records", metrics["records"]),
              ("candidate pairs", metrics["candidate_pairs"]),
@@ -160,7 +176,7 @@ def segments(lakehouse: Lakehouse) -> Section:
                       "Size, revenue share (365 days), consenting customers and movement of "
                       "every published segment at the latest as_of.")
     if not lakehouse.exists("gold.segment_summary"):
-        section.missing = "no published segments yet: run `seglake publish`"
+        section.missing = f"no published segments yet: {_hint(lakehouse, SUMMARY)}"
         return section
     summary, as_of = latest_rows(lakehouse, "gold.segment_summary", "as_of")
     frame = summary.orderBy("kind", F.desc("customers")) \
@@ -190,7 +206,8 @@ def profiles(lakehouse: Lakehouse) -> Section:
                       "Mean z-score of every clustering input per cluster (red above the "
                       "average customer, blue below); names are read off these profiles.")
     if not lakehouse.exists("gold.cluster_profiles"):
-        section.missing = "no clusters yet: run `seglake segment` with clustering enabled"
+        section.missing = (f"no clusters yet: {_hint(lakehouse, PROFILES)} with clustering "
+                           "enabled")
         return section
     table, version = latest_rows(lakehouse, "gold.cluster_profiles", "model_version")
     rows = table.orderBy("cluster").collect()
@@ -220,7 +237,7 @@ def k_selection(lakehouse: Lakehouse) -> Section:
                       "refits (adjusted Rand index).")
     metrics = _model_metrics(lakehouse, "clustering")
     if metrics is None:
-        section.missing = "no clustering model yet: run `seglake segment`"
+        section.missing = f"no clustering model yet: {_hint(lakehouse, CLUSTERS)}"
         return section
     scores = pd.DataFrame(metrics["k_scores"])
     scores = scores[[c for c in ("k", "silhouette", "wssse", "seed") if c in scores]]
@@ -246,7 +263,7 @@ def pca(lakehouse: Lakehouse) -> Section:
                       "The first two principal components of the scaled clustering inputs, "
                       "coloured by cluster.")
     if not lakehouse.exists("gold.customer_clusters"):
-        section.missing = "no clusters yet: run `seglake segment`"
+        section.missing = f"no clusters yet: {_hint(lakehouse, CLUSTERS)}"
         return section
     points, version = latest_rows(lakehouse, "gold.customer_clusters", "model_version")
     n = points.count()
@@ -272,7 +289,7 @@ def propensity(lakehouse: Lakehouse) -> Section:
     found = {kind: _model_metrics(lakehouse, kind) for kind in ("propensity", "churn")}
     found = {kind: m for kind, m in found.items() if m is not None}
     if not found:
-        section.missing = "no scoring models yet: run `seglake score`"
+        section.missing = f"no scoring models yet: {_hint(lakehouse, SCORES)}"
         return section
     section.tables.append(("Holdout metrics", pd.DataFrame(
         [(kind, m["version"], m["trained_as_of"], m["roc_auc"], m["pr_auc"], m["precision"],
@@ -309,7 +326,7 @@ def changes(lakehouse: Lakehouse) -> Section:
     section = Section("changes", "Segment changes",
                       "Customers who entered or left each segment since the previous publish.")
     if not lakehouse.exists("gold.segment_changes"):
-        section.missing = "no published segments yet: run `seglake publish`"
+        section.missing = f"no published segments yet: {_hint(lakehouse, CHANGES)}"
         return section
     table, as_of = latest_rows(lakehouse, "gold.segment_changes", "as_of")
     frame = table.groupBy("kind", "segment") \

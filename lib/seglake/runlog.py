@@ -9,17 +9,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from seglake.declarations import RUN_LOG, declared
 from seglake.lakehouse import Lakehouse
 
 log = logging.getLogger(__name__)
 
-RUN_LOG = "ops.run_log"
-SCHEMA = (  # DDL: createDataFrame takes it as the schema
-    "run_id STRING, stage STRING, source STRING, `table` STRING, batch_id BIGINT, "
-    "rows_in BIGINT, rows_out BIGINT, quarantined BIGINT, duplicates BIGINT, "
-    "rejected_files BIGINT, status STRING, message STRING, started_at TIMESTAMP, "
-    "finished_at TIMESTAMP")
-COLUMNS = [part.split()[0].strip("`") for part in SCHEMA.split(", ")]
+SCHEMA = declared(RUN_LOG).ddl
+COLUMNS = declared(RUN_LOG).column_names
 
 
 def new_run_id(stage: str) -> str:

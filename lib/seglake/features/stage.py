@@ -14,17 +14,16 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from seglake.behaviour import activity, end_of_data, features_of, silver_sources
+from seglake.behaviour.inputs import KEYED, TABLES
 from seglake.config import SeglakeConfig
-from seglake.features.build import features_of
-from seglake.features.inputs import TABLES, TIME_COLUMN, Sources, activity
+from seglake.declarations import FEATURES
 from seglake.lakehouse import Lakehouse
 from seglake.runlog import RunLog
 
 log = logging.getLogger(__name__)
 
-FEATURES = "gold.customer_features"
 REQUIRED = ("identity_map", "customers")
-KEYED = ("events", "orders", "email_events")
 
 
 class FeaturesError(RuntimeError):
@@ -41,20 +40,6 @@ class FeaturesResult:
     rows_in: dict[str, int]
     unkeyed: dict[str, int]
     seconds: float
-
-
-def end_of_data(sources: Sources) -> dt.date | None:
-    """The day after the latest order, event or email event: the default ``as_of``."""
-    latest = [getattr(sources, name).agg(F.max(TIME_COLUMN[name])).first()[0]
-              for name in KEYED]
-    latest = [ts for ts in latest if ts is not None]
-    return max(latest).date() + dt.timedelta(days=1) if latest else None
-
-
-def silver_sources(lakehouse: Lakehouse) -> Sources:
-    """The silver tables features (and scoring labels) read; a missing one is empty."""
-    return Sources.of(lakehouse.spark, {name: lakehouse.read(table) if lakehouse.exists(table)
-                                        else None for name, table in TABLES.items()})
 
 
 def run_features(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None = None,
@@ -98,8 +83,7 @@ def run_features(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | No
                             "--as-of")
     log.info("features: %d rows (%d customers, %d anonymous visitors) (%.1f s)", rows,
              rows - anonymous, anonymous, time.monotonic() - started)
-    lakehouse.overwrite(FEATURES, features, partition_by=["as_of"],
-                        replace_where=f"as_of = DATE'{as_of.isoformat()}'")
+    lakehouse.overwrite_as_of(FEATURES, features, as_of)
     for name in KEYED:
         runlog.record(source=TABLES[name], table=FEATURES, rows_in=rows_in[name],
                       rows_out=rows_in[name] - unkeyed[name],

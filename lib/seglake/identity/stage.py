@@ -19,6 +19,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from seglake.config import SeglakeConfig
+from seglake.declarations import (
+    CUSTOMERS,
+    CUSTOMERS_PII,
+    CUSTOMERS_RAW,
+    CUSTOMERS_RAW_PII,
+    IDENTITY_MAP,
+    MERGES,
+)
 from seglake.identity import diagnostics
 from seglake.identity.golden import (
     CUSTOMER_COLUMNS,
@@ -33,13 +41,10 @@ from seglake.lakehouse import Lakehouse
 from seglake.models import latest_model, record_model
 from seglake.privacy import pseudonymization_key, with_consent
 from seglake.runlog import RunLog, utc_now
+from seglake.tables import LINEAGE
 
 log = logging.getLogger(__name__)
 
-IDENTITY_MAP = "silver.identity_map"
-CUSTOMERS = "silver.customers"
-CUSTOMERS_PII = "silver.customers_pii"
-MERGES = "silver.identity_merges"
 MODEL_KIND = "identity-linkage"
 INPUTS = ("silver.customers_raw", "silver.customers_raw_pii", "silver.orders",
           "silver.email_events", "silver.consents", "silver.events")
@@ -77,10 +82,9 @@ def _ids(frames: list[tuple[DataFrame | None, str]]) -> DataFrame:
 
 def crm_records(lakehouse: Lakehouse) -> DataFrame:
     """Every CRM record with its personal data: what linkage compares."""
-    pii = lakehouse.read("silver.customers_raw_pii").drop("_source", "_source_file",
-                                                         "_batch_id", "system", "source_id",
-                                                         "postcode", "city")
-    return lakehouse.read("silver.customers_raw").join(pii, "record_key")
+    pii = lakehouse.read(CUSTOMERS_RAW_PII).drop(*LINEAGE, "system", "source_id", "postcode",
+                                                 "city")
+    return lakehouse.read(CUSTOMERS_RAW).join(pii, "record_key")
 
 
 def run_resolve(spark: SparkSession, config: SeglakeConfig,

@@ -1,7 +1,7 @@
 """Delta tables by name: ``bronze.web_events`` -> ``<root>/bronze/web_events``.
 
-One interface over two backends (see DESIGN.md): delta-spark when the Delta jars are on the JVM
-classpath, delta-rs otherwise. Every write is one Delta commit.
+One interface over two backends (see docs/architecture.md): delta-spark when the Delta jars
+are on the JVM classpath, delta-rs otherwise. Every write is one Delta commit.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -32,6 +32,9 @@ __all__ = [
     "Txn",
     "make_backend",
 ]
+
+if TYPE_CHECKING:
+    from seglake.tables import Registry
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +64,39 @@ class Lakehouse:
     """Named Delta tables under one root, read and written through one backend."""
 
     def __init__(
-        self, spark: SparkSession, root: str, backend: Backend, retention_hours: int = 168
+        self, spark: SparkSession, root: str, backend: Backend, retention_hours: int = 168,
+        registry: Registry | None = None,
     ) -> None:
         self.spark = spark
         self.root = root if "://" in root else os.path.abspath(root)
         self.backend = backend
         self.retention_hours = retention_hours
+        self.registry = registry  # when set, every write is checked against its declaration
 
     @classmethod
-    def from_config(cls, spark: SparkSession, config: SeglakeConfig) -> Lakehouse:
+    def from_config(cls, spark: SparkSession, config: SeglakeConfig,
+                    registry: Registry | None = None) -> Lakehouse:
+        """The configured lakehouse, its writes checked against the table registry."""
+        from seglake.tables import registry as declared
+
         backend = make_backend(spark, config.lakehouse.backend)
         log.info("lakehouse at %s (%s backend)", config.lakehouse.root, backend.name)
-        return cls(spark, config.lakehouse.root, backend, config.lakehouse.vacuum_retention_hours)
+        return cls(spark, config.lakehouse.root, backend, config.lakehouse.vacuum_retention_hours,
+                   registry if registry is not None else declared(config))
+
+    def _declared(self, name: str, df: DataFrame,
+                  partition_by: list[str] | None) -> list[str] | None:
+        """Check ``df`` against the declaration of ``name``; the declared partitioning."""
+        if self.registry is None:
+            return partition_by
+        from seglake.tables import TableSchemaError
+
+        table = self.registry.declared(name)
+        table.check(df.schema)
+        if partition_by is not None and list(partition_by) != list(table.partition_by):
+            raise TableSchemaError(f"{name}: written partitioned by {list(partition_by)}, "
+                                   f"declared {list(table.partition_by)}")
+        return list(table.partition_by) or None
 
     def path(self, name: str) -> str:
         """Where table ``layer.table`` lives."""
@@ -116,8 +140,8 @@ class Lakehouse:
         txn: Txn | None = None,
     ) -> Commit:
         """Add rows; new nullable columns extend the schema, incompatible changes fail."""
-        return self.backend.write(self.path(name), df, mode="append", partition_by=partition_by,
-                                  txn=txn)
+        return self.backend.write(self.path(name), df, mode="append",
+                                  partition_by=self._declared(name, df, partition_by), txn=txn)
 
     def overwrite(
         self, name: str, df: DataFrame, partition_by: list[str] | None = None,
@@ -127,8 +151,20 @@ class Lakehouse:
         """Replace the table, or only the rows matching ``replace_where`` (all rows of ``df``
         must match it)."""
         return self.backend.write(self.path(name), df, mode="overwrite",
-                                  partition_by=partition_by, replace_where=replace_where,
+                                  partition_by=self._declared(name, df, partition_by),
+                                  replace_where=replace_where,
                                   overwrite_schema=overwrite_schema, txn=txn)
+
+    def overwrite_as_of(self, name: str, df: DataFrame, as_of: Any,
+                        txn: Txn | None = None) -> Commit:
+        """Replace the rows of one ``as_of`` of a table partitioned by it (creating the table
+        on the first write): how every point-in-time stage writes, so a re-run of a date
+        replaces that date only."""
+        if self.registry is not None and \
+                list(self.registry.declared(name).partition_by) != ["as_of"]:
+            raise SchemaMismatchError(f"{name} is not declared partitioned by as_of")
+        return self.overwrite(name, df, replace_where=f"as_of = DATE'{as_of.isoformat()}'",
+                              txn=txn)
 
     def merge(
         self, name: str, source: DataFrame, on: list[str] | str, *,
@@ -138,6 +174,7 @@ class Lakehouse:
         """Upsert ``source`` on key columns. Conditions are SQL over aliases ``s`` and ``t``;
         delete wins over update when both hold. Only files holding matched keys are rewritten."""
         keys = (on,) if isinstance(on, str) else tuple(on)
+        self._declared(name, source, None)
         spec = MergeSpec(keys, when_matched_update, when_matched_delete, when_not_matched_insert)
         return self.backend.merge(self.path(name), source, spec, txn)
 

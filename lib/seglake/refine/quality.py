@@ -14,73 +14,38 @@ from typing import Any
 from pyspark.sql import DataFrame
 
 from seglake.config import QualityConfig
+from seglake.declarations import QUALITY_RESULTS, declared
 from seglake.lakehouse import Lakehouse
 from seglake.runlog import utc_now
+from seglake.tables import Expectation, Registry, registry
 
 log = logging.getLogger(__name__)
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
-QUALITY_RESULTS = "ops.quality_results"
-RESULTS_SCHEMA = (  # DDL: createDataFrame takes it as the schema
-    "run_id STRING, `table` STRING, source STRING, expectation STRING, `column` STRING, "
-    "success BOOLEAN, blocking BOOLEAN, element_count BIGINT, unexpected_count BIGINT, "
-    "details STRING, checked_at TIMESTAMP")
-_HASH = r"^[0-9a-f]{64}$"
 
 
 class QualityError(RuntimeError):
     """A blocking suite failed: the candidate was not committed."""
 
 
-def suites() -> dict[str, list[Any]]:
-    """The expectations of each silver table (GX expectation objects), in one place."""
+def suites(reg: Registry | None = None) -> dict[str, list[Any]]:
+    """The GX suite of each silver table, from the registry's expectations."""
     import great_expectations.expectations as gxe
 
-    def not_null(*columns: str) -> list[Any]:
-        return [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in columns]
+    def gx(e: Expectation) -> Any:
+        options = dict(e.options)
+        if e.kind == "unique_together":
+            return gxe.ExpectCompoundColumnsToBeUnique(column_list=list(e.columns), **options)
+        kind = {"not_null": gxe.ExpectColumnValuesToNotBeNull,
+                "unique": gxe.ExpectColumnValuesToBeUnique,
+                "in_set": gxe.ExpectColumnValuesToBeInSet,
+                "between": gxe.ExpectColumnValuesToBeBetween,
+                "regex": gxe.ExpectColumnValuesToMatchRegex}[e.kind]
+        return kind(column=e.columns[0], **options)
 
-    return {
-        "silver.events": [
-            *not_null("event_id", "event_type", "event_ts", "source"),
-            gxe.ExpectColumnValuesToBeInSet(column="source", value_set=["web", "app"]),
-            gxe.ExpectColumnValuesToBeBetween(column="duration_s", min_value=0,
-                                              max_value=86_400),
-        ],
-        "silver.orders": [
-            *not_null("order_id", "ordered_at", "status"),
-            gxe.ExpectColumnValuesToBeUnique(column="order_id"),
-            gxe.ExpectColumnValuesToBeBetween(column="gross_amount", min_value=0),
-            gxe.ExpectColumnValuesToMatchRegex(column="customer_email_hash", regex=_HASH),
-        ],
-        "silver.order_lines": [
-            *not_null("order_id", "line_no", "product_id"),
-            gxe.ExpectColumnValuesToBeBetween(column="quantity", min_value=1),
-            gxe.ExpectColumnValuesToBeBetween(column="unit_price", min_value=0),
-        ],
-        "silver.email_events": [
-            *not_null("event_id", "email_hash", "event", "event_ts"),
-            gxe.ExpectColumnValuesToMatchRegex(column="email_hash", regex=_HASH),
-        ],
-        "silver.customers_raw": [
-            *not_null("record_key", "system", "source_id", "created_at"),
-            gxe.ExpectColumnValuesToBeUnique(column="record_key"),
-            gxe.ExpectColumnValuesToMatchRegex(column="email_hash", regex=_HASH),
-            gxe.ExpectColumnValuesToNotBeNull(column="email_hash", mostly=0.9),
-        ],
-        # no value checks on PII: failing values would be copied into results and Data Docs
-        "silver.customers_raw_pii": [
-            *not_null("record_key", "last_name"),
-            gxe.ExpectColumnValuesToBeUnique(column="record_key"),
-        ],
-        "silver.consents": [
-            *not_null("subject_hash", "purpose", "status", "updated_at"),
-            gxe.ExpectCompoundColumnsToBeUnique(column_list=["subject_hash", "purpose"]),
-        ],
-        "silver.products": [
-            *not_null("product_id", "name", "category", "price"),
-            gxe.ExpectColumnValuesToBeUnique(column="product_id"),
-        ],
-    }
+    reg = reg if reg is not None else registry()
+    return {name: [gx(e) for e in table.all_expectations()] for name, table in reg.items()
+            if table.layer == "silver" and table.all_expectations()}
 
 
 class QualityGate:
@@ -165,7 +130,7 @@ class QualityGate:
             return
         spark = self.lakehouse.spark
         self.lakehouse.append(QUALITY_RESULTS, spark.createDataFrame(self.results,
-                                                                     RESULTS_SCHEMA))
+                                                                     declared(QUALITY_RESULTS).ddl))
         self.results = []
         if self.config.data_docs:
             self._context.build_data_docs(site_names=["seglake"])

@@ -17,18 +17,17 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from seglake.config import SeglakeConfig
-from seglake.ingest import CORRUPT, bronze_table
+from seglake.declarations import QUARANTINE, RUN_LOG
 from seglake.lakehouse import Lakehouse
 from seglake.privacy import keyed_hash, pseudonymization_key
 from seglake.refine.quality import QualityGate
 from seglake.refine.rules import broken_rules
-from seglake.refine.tables import LINEAGE, Context, Refinement, refinements
-from seglake.runlog import RUN_LOG, RunLog
+from seglake.refine.tables import Context, Refinement, refinements
+from seglake.runlog import RunLog
+from seglake.tables import BRONZE_LINEAGE, CORRUPT, LINEAGE, bronze_table
 
 log = logging.getLogger(__name__)
 
-QUARANTINE = "silver.quarantine"
-BRONZE_LINEAGE = ("_source_file", "_ingested_at", "_batch_id")
 
 
 class RefineError(RuntimeError):

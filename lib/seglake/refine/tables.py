@@ -17,8 +17,7 @@ from seglake.config import RefineConfig
 from seglake.privacy import canonical_email, e164_phone, email_key, keyed_hash
 from seglake.refine import rules as R
 from seglake.refine.rules import Rule, raw
-
-LINEAGE = ("_source", "_source_file", "_batch_id")  # on every silver row
+from seglake.tables import LINEAGE
 
 
 @dataclass(frozen=True)

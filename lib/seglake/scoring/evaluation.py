@@ -8,7 +8,7 @@ from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from seglake.demo.truth import customer_persons
+from seglake.truth import customer_persons
 
 
 def future_roc_auc(spark: SparkSession, scores: DataFrame, identity_map: DataFrame,

@@ -15,8 +15,8 @@ from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from seglake.behaviour.catalogue import Feature
 from seglake.config import ScoringConfig
-from seglake.features.catalogue import Feature
 
 LABEL = "label"
 PROBABILITY = "probability_1"

@@ -1,7 +1,8 @@
 """``seglake score``: purchase propensity and churn, trained by time split and scored at
 ``as_of``.
 
-Training rows are the features at ``as_of - horizon`` (built first when that date is missing),
+Training rows are the features at ``as_of - horizon`` (computed from silver, not written, when
+``gold.customer_features`` lacks that date: only the features stage writes that table),
 labelled by what the silver orders say happened in the ``horizon`` days from there up to
 ``as_of``: propensity = a completed purchase (every known customer), churn = none (customers who
 had bought before). A random forest is tuned by cross-validation on part of them; the rest
@@ -22,18 +23,17 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from seglake.behaviour import activity, cutoff, feature_catalogue, features_of, silver_sources
+from seglake.behaviour.inputs import KEYED
 from seglake.config import SeglakeConfig
-from seglake.features import FEATURES, FeaturesError, feature_catalogue, run_features
-from seglake.features.inputs import activity, cutoff
-from seglake.features.stage import silver_sources
+from seglake.declarations import FEATURES, SCORES
 from seglake.lakehouse import Lakehouse
-from seglake.models import latest_version, record_model
+from seglake.models import latest_version, model_path, record_model
 from seglake.runlog import RunLog
 from seglake.scoring import model as rf
 
 log = logging.getLogger(__name__)
 
-SCORES = "gold.customer_scores"
 TARGETS = ("propensity", "churn")
 
 
@@ -66,6 +66,17 @@ def purchasers(lakehouse: Lakehouse, start: dt.date, end: dt.date) -> DataFrame:
     orders = activity(silver_sources(lakehouse), end).orders
     return orders.where((F.col("ordered_at") >= cutoff(start)) & (F.col("status") == "completed")
                         & F.col("customer_key").isNotNull()).select("customer_key").distinct()
+
+
+def training_features(lakehouse: Lakehouse, config: SeglakeConfig,
+                      as_of: dt.date) -> DataFrame:
+    """The features at a past ``as_of``, point in time, computed in memory."""
+    act = activity(silver_sources(lakehouse), as_of)
+    if not any(getattr(act, name).limit(1).count() for name in KEYED):
+        raise ScoreError(f"training features as of {as_of} (as_of minus scoring.horizon_days "
+                         f"{config.scoring.horizon_days}) cannot be built: no order, event or "
+                         "email event before that date; use a shorter horizon or more history")
+    return features_of(act, config.features)
 
 
 def labelled(features: DataFrame, buyers: DataFrame, inputs: list[str]) -> dict[str, DataFrame]:
@@ -103,17 +114,13 @@ def run_score(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None 
     if as_of not in dates:
         raise ScoreError(f"{FEATURES} has no rows as of {as_of}: run "
                          f"`seglake features --as-of {as_of}` first")
-    if trained_as_of not in dates:
-        log.info("score: building the training features as of %s (%d days before %s)",
-                 trained_as_of, conf.horizon_days, as_of)
-        try:
-            run_features(spark, config, as_of=trained_as_of, runlog=runlog)
-        except FeaturesError as exc:
-            raise ScoreError(f"training features as of {trained_as_of} ({as_of} minus "
-                             f"scoring.horizon_days {conf.horizon_days}) cannot be built: "
-                             f"{exc}") from exc
     features = lakehouse.read(FEATURES)
-    past = features.where(F.col("as_of") == F.lit(trained_as_of))
+    if trained_as_of in dates:
+        past = features.where(F.col("as_of") == F.lit(trained_as_of))
+    else:
+        log.info("score: computing the training features as of %s (%d days before %s) from "
+                 "silver", trained_as_of, conf.horizon_days, as_of)
+        past = training_features(lakehouse, config, trained_as_of).persist()
     now = features.where((F.col("as_of") == F.lit(as_of)) & ~F.col("is_anonymous")).persist()
     buyers = purchasers(lakehouse, trained_as_of, as_of).persist()
     data_versions = {FEATURES: lakehouse.version(FEATURES)}
@@ -134,7 +141,7 @@ def run_score(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None 
         metrics = {"as_of": as_of, "trained_as_of": trained_as_of, "labelled": n,
                    "positives": positives, "grid": grid, **rf.evaluation(model, holdout, inputs)}
         version = latest_version(lakehouse, kind) + 1
-        path = f"{lakehouse.root.rstrip('/')}/_models/{kind}/v{version}"
+        path = model_path(lakehouse, kind, version)
         model.write().overwrite().save(path)
         record_model(lakehouse, kind, runlog.run_id,
                      params={**conf.model_dump(), "inputs": inputs}, metrics=metrics,
@@ -158,8 +165,7 @@ def run_score(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None 
     rows = result.count()
     tiers = {kind: {r[0]: r[1] for r in result.groupBy(f"{kind}_tier").count().collect()
                     if r[0] is not None} for kind in TARGETS}
-    lakehouse.overwrite(SCORES, result, partition_by=["as_of"],
-                        replace_where=f"as_of = DATE'{as_of.isoformat()}'")
+    lakehouse.overwrite_as_of(SCORES, result, as_of)
     runlog.record(source=FEATURES, table=SCORES, rows_in=now.count(), rows_out=rows,
                   message=f"as_of {as_of}, trained as of {trained_as_of}: " + ", ".join(
                       f"{k} v{m.version} ROC-AUC {m.metrics['roc_auc']:.3f}"

@@ -2,9 +2,6 @@
 
 from seglake.segments.rules import RuleError, RuleSet, check_rules, load_rules, rule_segments
 from seglake.segments.stage import (
-    CLUSTERS,
-    PROFILES,
-    RULE_SEGMENTS,
     ClusterResult,
     SegmentError,
     SegmentResult,
@@ -12,6 +9,6 @@ from seglake.segments.stage import (
     run_segment,
 )
 
-__all__ = ["CLUSTERS", "PROFILES", "RULE_SEGMENTS", "ClusterResult", "RuleError", "RuleSet",
+__all__ = ["ClusterResult", "RuleError", "RuleSet",
            "SegmentError", "SegmentResult", "check_rules", "checked_rules", "load_rules",
            "rule_segments", "run_segment"]

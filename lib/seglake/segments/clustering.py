@@ -21,6 +21,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.ml.stat import Summarizer
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.util import inheritable_thread_target
 from scipy.optimize import linear_sum_assignment
 
 from seglake.config import ClusteringConfig
@@ -102,12 +103,14 @@ def k_scores(vectors: DataFrame, config: ClusteringConfig) -> list[KScore]:
         model = clusterer(config, k, seed=seed).fit(vectors)
         return float(model.summary.trainingCost), seed, model
 
-    # each small fit is mostly job latency: Spark runs the jobs of parallel fits side by side
+    # each small fit is mostly job latency: Spark runs the jobs of parallel fits side by side;
+    # the threads carry the caller's Spark thread properties, as CrossValidator's do
+    fit_in_thread = inheritable_thread_target(fit)
     with ThreadPoolExecutor(config.parallelism) as pool:
-        fits = {k: [pool.submit(fit, k, s) for s in seeds] for k in ks}
+        fits = {k: [pool.submit(fit_in_thread, k, s) for s in seeds] for k in ks}
     scores = []
     for k in ks:
-        cost, seed, model = min((f.result() for f in fits[k]), key=lambda fit: fit[:2])
+        cost, seed, model = min((f.result() for f in fits[k]), key=lambda done: done[:2])
         scores.append(KScore(k, float(evaluator.evaluate(model.transform(vectors))), cost, seed))
     return scores
 

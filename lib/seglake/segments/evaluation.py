@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
 
-from seglake.demo.truth import customer_persons
 from seglake.segments.clustering import adjusted_rand_index
+from seglake.truth import customer_persons
 
 
 def customer_archetypes(spark: SparkSession, identity_map: DataFrame,

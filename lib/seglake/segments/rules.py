@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from sqlglot import exp
 
-from seglake.features.catalogue import Feature
+from seglake.behaviour.catalogue import Feature
 
 # Expression nodes a rule may contain: columns, literals, logic, comparisons, arithmetic and a
 # few pure functions.

@@ -20,10 +20,11 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from seglake.behaviour import feature_catalogue
 from seglake.config import SeglakeConfig
-from seglake.features import FEATURES, feature_catalogue
+from seglake.declarations import CLUSTERS, FEATURES, PROFILES, RULE_SEGMENTS, declared
 from seglake.lakehouse import Lakehouse
-from seglake.models import latest_version, record_model
+from seglake.models import latest_version, model_path, record_model
 from seglake.runlog import RunLog
 from seglake.segments import clustering as cl
 from seglake.segments.rules import (
@@ -38,13 +39,7 @@ from seglake.segments.rules import (
 
 log = logging.getLogger(__name__)
 
-RULE_SEGMENTS = "gold.rule_segments"
-CLUSTERS = "gold.customer_clusters"
-PROFILES = "gold.cluster_profiles"
 MODEL_KIND = "clustering"
-PROFILE_SCHEMA = ("as_of DATE, cluster INT, cluster_name STRING, customers BIGINT, share DOUBLE, "
-                  "revenue DOUBLE, revenue_share DOUBLE, z MAP<STRING, DOUBLE>, "
-                  "model_version BIGINT, run_id STRING")
 
 
 class SegmentError(RuntimeError):
@@ -117,8 +112,7 @@ def run_segment(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | Non
             out.select(F.explode("tags").alias("tag")).groupBy("tag").count().collect()}
     log.info("segment: %d customers as of %s in %d segments, %d tag memberships", rows, as_of,
              len(segments), sum(tags.values()))
-    lakehouse.overwrite(RULE_SEGMENTS, out, partition_by=["as_of"],
-                        replace_where=f"as_of = DATE'{as_of.isoformat()}'")
+    lakehouse.overwrite_as_of(RULE_SEGMENTS, out, as_of)
     runlog.record(source=FEATURES, table=RULE_SEGMENTS, rows_in=rows, rows_out=rows,
                   message=f"as_of {as_of}: " + ", ".join(
                       f"{name} {n}" for name, n in sorted(segments.items())))
@@ -175,7 +169,7 @@ def run_clusters(lakehouse: Lakehouse, config: SeglakeConfig, features: DataFram
     names = cl.cluster_names(profiles, conf.name_threshold)
 
     version = latest_version(lakehouse, MODEL_KIND) + 1
-    root = f"{lakehouse.root.rstrip('/')}/_models/{MODEL_KIND}/v{version}"
+    root = model_path(lakehouse, MODEL_KIND, version)
     model.write().overwrite().save(f"{root}/pipeline")
     gmm.write().overwrite().save(f"{root}/mixture")
     pca = vector_to_array(F.col("_pca"))
@@ -188,13 +182,12 @@ def run_clusters(lakehouse: Lakehouse, config: SeglakeConfig, features: DataFram
         "probabilities", pca[0].alias("pca_x"), pca[1].alias("pca_y"),
         F.lit(version).cast("bigint").alias("model_version"),
         F.lit(runlog.run_id).alias("run_id"))
-    where = f"as_of = DATE'{as_of.isoformat()}'"
-    lakehouse.overwrite(CLUSTERS, out, partition_by=["as_of"], replace_where=where)
+    lakehouse.overwrite_as_of(CLUSTERS, out, as_of)
     profile_rows = [(as_of, p["cluster"], names[p["cluster"]], p["customers"], p["share"],
                      p["revenue"], p["revenue_share"], p["z"], version, runlog.run_id)
                     for p in profiles]
-    lakehouse.overwrite(PROFILES, lakehouse.spark.createDataFrame(profile_rows, PROFILE_SCHEMA),
-                        partition_by=["as_of"], replace_where=where)
+    lakehouse.overwrite_as_of(PROFILES, lakehouse.spark.createDataFrame(
+        profile_rows, declared(PROFILES).ddl), as_of)
     metrics = {"as_of": as_of, "customers": n, "k": k, "silhouette": chosen.silhouette,
                "wssse": chosen.wssse, "k_scores": [asdict(s) for s in scores],
                "stability_ari": stability, "previous_version": previous_version,

@@ -1,6 +1,6 @@
 """The feature catalogue: every column of ``gold.customer_features`` declared once.
 
-The README's feature reference, the segment-rule validator and the model pipeline read this
+The feature reference in docs/, the segment-rule validator and the model pipeline read this
 list; a test checks that the table built by ``seglake features`` has exactly these columns and
 types. Windowed features exist once per configured window (``sessions_7d``, ``sessions_30d``…).
 """
@@ -69,7 +69,7 @@ _TEMPLATES: dict[str, list[tuple[str, str, str, Missing]]] = {
         ("m_score", "int", "Quintile of monetary over the RFM window among buyers, 5 = most.",
          "null"),
         ("rfm_segment", "string", "Named RFM segment from r_score and the rounded mean of "
-         "f_score and m_score (map in the README); null for customers who never bought.",
+         "f_score and m_score (map in docs/features.md); null for customers who never bought.",
          "null"),
     ],
     "email": [
@@ -176,7 +176,7 @@ def feature_catalogue(config: FeaturesConfig) -> list[Feature]:
 
 
 def catalogue_markdown(config: FeaturesConfig) -> str:
-    """Markdown table of the catalogue (the README's feature reference)."""
+    """Markdown table of the catalogue (the feature reference in docs/features.md)."""
     rows = ["| feature | type | family | window | when missing | meaning |",
             "|---|---|---|---|---|---|"]
     for f in feature_catalogue(config):

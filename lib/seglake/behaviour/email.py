@@ -7,8 +7,8 @@ import datetime as dt
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from seglake.behaviour.inputs import days_before, within
 from seglake.config import FeaturesConfig
-from seglake.features.inputs import days_before, within
 
 
 def _rate(numerator, denominator):

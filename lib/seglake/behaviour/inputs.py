@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+
+if TYPE_CHECKING:
+    from seglake.lakehouse import Lakehouse
 
 # The columns each input must have (DDL; tiny test frames are built from these too).
 SCHEMAS = {
@@ -118,3 +122,20 @@ def activity(sources: Sources, as_of: dt.date) -> Activity:
                     consents=before["consents"], products=sources.products,
                     customers=sources.customers, identity_map=ids, as_of=as_of,
                     emails=ids.where(F.col("id_kind") == EMAIL))
+
+
+KEYED = ("events", "orders", "email_events")  # the activity a customer is keyed by
+
+
+def silver_sources(lakehouse: Lakehouse) -> Sources:
+    """The silver tables features (and scoring labels) read; a missing one is empty."""
+    return Sources.of(lakehouse.spark, {name: lakehouse.read(table) if lakehouse.exists(table)
+                                        else None for name, table in TABLES.items()})
+
+
+def end_of_data(sources: Sources) -> dt.date | None:
+    """The day after the latest order, event or email event: the default ``as_of``."""
+    latest = [getattr(sources, name).agg(F.max(TIME_COLUMN[name])).first()[0]
+              for name in KEYED]
+    latest = [ts for ts in latest if ts is not None]
+    return max(latest).date() + dt.timedelta(days=1) if latest else None

@@ -8,8 +8,8 @@ import datetime as dt
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from seglake.behaviour.inputs import days_before, within
 from seglake.config import FeaturesConfig
-from seglake.features.inputs import days_before, within
 
 ENGAGING_EVENTS = ("product_view", "search", "add_to_cart", "checkout_start")
 

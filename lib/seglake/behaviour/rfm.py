@@ -7,8 +7,8 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from seglake.behaviour.inputs import days_before, within
 from seglake.config import FeaturesConfig
-from seglake.features.inputs import days_before, within
 
 # Named RFM map: r_score -> segment for FM = 1..5, where FM is the mean of f_score and m_score
 # rounded half up. Rows read from the most recent buyers (R 5) to the least (R 1).

@@ -7,15 +7,15 @@ import datetime as dt
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from seglake.behaviour.browsing import browsing
+from seglake.behaviour.catalogue import feature_catalogue
+from seglake.behaviour.email import email_engagement
+from seglake.behaviour.engagement import engagement_score
+from seglake.behaviour.funnel import abandoned_carts, funnel_stage
+from seglake.behaviour.inputs import Activity, Sources, activity, cutoff, days_before
+from seglake.behaviour.intent import intent, intent_score
+from seglake.behaviour.rfm import rfm
 from seglake.config import FeaturesConfig
-from seglake.features.browsing import browsing
-from seglake.features.catalogue import feature_catalogue
-from seglake.features.email import email_engagement
-from seglake.features.engagement import engagement_score
-from seglake.features.funnel import abandoned_carts, funnel_stage
-from seglake.features.inputs import Activity, Sources, activity, cutoff, days_before
-from seglake.features.intent import intent, intent_score
-from seglake.features.rfm import rfm
 from seglake.privacy import with_consent
 
 FILL = {"zero": 0, "false": False}

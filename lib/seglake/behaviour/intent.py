@@ -7,8 +7,8 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from seglake.behaviour.inputs import within
 from seglake.config import INTENT_SIGNALS, FeaturesConfig
-from seglake.features.inputs import within
 
 
 def signal_columns(config: FeaturesConfig) -> dict[str, str]:

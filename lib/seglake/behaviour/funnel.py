@@ -7,8 +7,8 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from seglake.behaviour.inputs import cutoff, within
 from seglake.config import FeaturesConfig
-from seglake.features.inputs import cutoff, within
 
 
 def abandoned_carts(events: DataFrame, orders: DataFrame, products: DataFrame,
