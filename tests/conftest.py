@@ -29,6 +29,10 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> SeglakeConfig:
             "truth": {"root": str(root / "truth")},
             "reports": {"root": str(root / "reports")},
             "spark": {"master": "local[2]", "shuffle_partitions": 2, "driver_memory": "2g"},
+            # cheaper than the defaults, with the tests' quality bounds measured to hold:
+            # fewer K-means starts per k, one forest grid point
+            "clustering": {"starts": 3, "bootstrap_runs": 2},
+            "scoring": {"num_trees": [30], "max_depth": [6]},
         }
     )
 
