@@ -29,10 +29,9 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> SeglakeConfig:
             "truth": {"root": str(root / "truth")},
             "reports": {"root": str(root / "reports")},
             "spark": {"master": "local[2]", "shuffle_partitions": 2, "driver_memory": "2g"},
-            # cheaper than the defaults, with the tests' quality bounds measured to hold:
-            # fewer K-means starts per k, one forest grid point
+            # fewer K-means starts per k than the default 5: the archetype bound still held
+            # (one forest grid point of 30 trees did not: top-decile lift 1.46 < 1.5)
             "clustering": {"starts": 3, "bootstrap_runs": 2},
-            "scoring": {"num_trees": [30], "max_depth": [6]},
         }
     )
 
