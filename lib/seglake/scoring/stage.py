@@ -171,7 +171,7 @@ def run_score(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None 
                       f"{k} v{m.version} ROC-AUC {m.metrics['roc_auc']:.3f}"
                       for k, m in models.items()))
     runlog.flush()
-    for df in (now, buyers, result):
+    for df in (now, buyers, result, past):
         df.unpersist()
     return ScoreResult(runlog.run_id, as_of, trained_as_of, rows, models, tiers,
                        time.monotonic() - started)
