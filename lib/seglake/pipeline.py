@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from seglake.stages import PIPELINE as STAGES  # the order; "demo" runs only when asked for
-from seglake.stages import stage as declared_stage
+from seglake.stages import STAGES as DECLARED_STAGES
 
 if TYPE_CHECKING:  # the CLI imports STAGES without starting Spark
     from seglake.lakehouse import Lakehouse
@@ -74,7 +74,8 @@ def foreign_writes(lakehouse: Lakehouse, stage: str, written: dict[str, int]) ->
     from seglake.tables import ANY_STAGE
 
     registry = lakehouse.registry
-    if registry is None or stage not in STAGES or declared_stage(stage).writes_any:
+    declared = {s.name: s for s in DECLARED_STAGES}
+    if registry is None or stage not in declared or declared[stage].writes_any:
         return []
     return sorted(t for t in written
                   if t in registry and registry[t].owner not in (stage, ANY_STAGE))
