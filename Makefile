@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SCALE ?= small
 
-.PHONY: venv browser demo test bench lint dist clean
+.PHONY: venv browser demo test test-cluster bench lint dist clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# a Spark standalone master and worker, the packed environment and the docs' spark-submit command
+test-cluster: $(STAMP)
+	$(BIN)/python -m pytest -m cluster -s tests/test_cluster.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/lakehouse_bench.py

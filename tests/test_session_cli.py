@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from seglake import __version__, cli
 from seglake.config import SeglakeConfig
@@ -81,3 +88,43 @@ def test_help_lists_the_commands(capsys):
     out = capsys.readouterr().out
     for command in ("version", "config", "check"):
         assert command in out
+
+
+ROOT = Path(__file__).resolve().parent.parent
+SPARK_HOME = Path(sys.modules["pyspark"].__file__).parent
+
+
+def test_a_submitted_session_keeps_its_master_name_and_jars(tmp_path):
+    """spark-submit's master, name and jars are kept; seglake's jar is appended, its UTC set."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import json\nfrom seglake.config import SeglakeConfig\n"
+        "from seglake.session import get_spark\n"
+        "spark = get_spark(SeglakeConfig.model_validate({'spark': {'master': 'local[1]'}}))\n"
+        "sc = spark.sparkContext\n"
+        "print('PROBE ' + json.dumps({'master': sc.master, 'name': sc.appName,\n"
+        "  'jars': spark.conf.get('spark.jars'),\n"
+        "  'tz': spark.conf.get('spark.sql.session.timeZone'),\n"
+        "  'jw': spark.sql(\"SELECT jaro_winkler('martha', 'marhta')\").first()[0]\n"
+        "    if spark.udf.registerJavaFunction('jaro_winkler',\n"
+        "      'uk.gov.moj.dash.linkage.JaroWinklerSimilarity', 'double') is None else None}))\n",
+        encoding="utf-8")
+    extra = tmp_path / "extra.jar"
+    shutil.copy(next((SPARK_HOME / "jars").glob("commons-lang3-*.jar")), extra)
+    env = {**os.environ, "SPARK_HOME": str(SPARK_HOME),
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "lib"), os.environ.get("PYTHONPATH", "")])}
+    env.pop("PYSPARK_PYTHON", None)
+    done = subprocess.run(
+        [str(SPARK_HOME / "bin" / "spark-submit"), "--master", "local[2]", "--name", "probe-app",
+         "--jars", str(extra), "--conf", "spark.ui.enabled=false",
+         "--conf", f"spark.pyspark.python={sys.executable}", str(probe)],
+        env=env, capture_output=True, text=True, timeout=300)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("PROBE ")), None)
+    assert line, done.stderr[-3000:]
+    found = json.loads(line.removeprefix("PROBE "))
+    assert found["master"] == "local[2]" and found["name"] == "probe-app"  # not seglake's
+    jars = found["jars"].split(",")
+    assert jars[0].endswith("extra.jar")
+    assert any("scala-udf-similarity" in j for j in jars[1:])
+    assert found["tz"] == "UTC"
+    assert found["jw"] == pytest.approx(0.9611, abs=1e-3)  # the driver loads the appended jar

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from seglake.declarations import MODELS, declared
@@ -13,6 +14,17 @@ from seglake.lakehouse import Lakehouse
 from seglake.runlog import utc_now
 
 SCHEMA = declared(MODELS).ddl
+
+# rows per partition of a model's training data: enough to keep a partition's task worth its
+# start-up, few enough for the partitions of a million customers to use a cluster's cores
+ROWS_PER_PARTITION = 100_000
+
+
+def fitting_layout(df: DataFrame, rows: int, key: str = "customer_key") -> DataFrame:
+    """``df`` partitioned by the hash of ``key`` and sorted within: a seeded estimator (K-means
+    starts, bootstrap samples, forests, folds) then fits the same model on any cluster or core
+    count, because its partitions depend on the rows alone."""
+    return df.repartition(max(1, -(-rows // ROWS_PER_PARTITION)), key).sortWithinPartitions(key)
 
 
 def record_model(lakehouse: Lakehouse, kind: str, run_id: str, *, params: dict[str, Any],

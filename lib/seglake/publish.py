@@ -116,12 +116,16 @@ def summary(segments: DataFrame, members: DataFrame, moved: DataFrame) -> DataFr
     moves = moved.groupBy("kind", "segment").agg(
         F.count(F.when(F.col("change") == "entered", True)).alias("entered"),
         F.count(F.when(F.col("change") == "left", True)).alias("left"))
+    # revenue summed as decimals: exact, so the same whatever order a cluster adds it in
     return members.join(facts, "customer_key").groupBy("kind", "segment").agg(
-        F.count(F.lit(1)).alias("customers"), F.sum("monetary_365d").alias("revenue"),
+        F.count(F.lit(1)).alias("customers"),
+        F.sum(F.col("monetary_365d").cast("decimal(20,2)")).alias("revenue"),
         F.count(F.when(F.col("marketing_consent"), True)).alias("consenting"),
         F.avg("propensity_score").alias("avg_propensity_score")) \
         .withColumn("share", F.col("customers") / total) \
-        .withColumn("revenue_share", F.when(revenue > 0, F.col("revenue") / revenue)) \
+        .withColumn("revenue_share",
+                    F.when(revenue > 0, (F.col("revenue") / revenue).cast("double"))) \
+        .withColumn("revenue", F.col("revenue").cast("double")) \
         .join(moves, ["kind", "segment"], "full") \
         .fillna(0, subset=["customers", "consenting", "entered", "left"])
 

@@ -1,4 +1,11 @@
-"""The SparkSession: the active one when there is one, otherwise a local one built from config."""
+"""The SparkSession: the active one, the one spark-submit configured, or a local one from config.
+
+Where a launcher owns Spark (spark-submit, Databricks, a notebook) its master, name, jars,
+packages, Python and resources are kept as given; seglake adds only what its tables need (UTC,
+microsecond timestamps, adaptive execution) and appends its packaged jars to ``spark.jars``.
+Local defaults (``spark.master``, driver memory, shuffle partitions per core) apply only when
+seglake itself launches Spark.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +38,17 @@ def _splink_jar() -> str | None:
     return similarity_jar_location()
 
 
-# Jars that ship inside installed Python packages, added to local sessions.
+# On a cluster, shuffles follow the data size: adaptive execution coalesces Spark's 200 shuffle
+# partitions to ~64 MB each (spark.sql.adaptive.advisoryPartitionSizeInBytes), cached ones too,
+# instead of 200 tiny tasks per shuffle (58,000 tasks scored 2,000 customers). Defaults only: a
+# submitted conf that sets any of them wins.
+CLUSTER_DEFAULTS = {
+    "spark.sql.adaptive.coalescePartitions.enabled": "true",
+    "spark.sql.adaptive.coalescePartitions.parallelismFirst": "false",
+    "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
+}
+
+# Jars that ship inside installed Python packages, added to every session seglake creates.
 PACKAGED_JARS: dict[str, Callable[[], str | None]] = {"splink": _splink_jar}
 
 
@@ -100,15 +117,60 @@ def _delta_jars_configured(config: SeglakeConfig, jars: list[str], extra: dict[s
     return "delta-spark" in wanted or "delta-core" in wanted
 
 
+def submitted_conf() -> dict[str, str] | None:
+    """The conf spark-submit gave this driver (it started the JVM first); None without one."""
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # set by spark-submit for a Python driver
+        return None
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # connects to spark-submit's JVM (as SparkContext does)
+    conf = dict(SparkConf().getAll())  # its spark.* system properties
+    return conf if "spark.master" in conf else None
+
+
+def appended_jars(given: str | None) -> str:
+    """``spark.jars`` as given, with the packaged jars it lacks appended."""
+    jars = [j for j in (given or "").split(",") if j]
+    names = {os.path.basename(j) for j in jars}
+    return ",".join(jars + [j for j in packaged_jars() if os.path.basename(j) not in names])
+
+
+def submitted_builder(submitted: dict[str, str]) -> SparkSession.Builder:
+    """The builder under spark-submit: the submitted conf untouched but for what seglake owns."""
+    builder = SparkSession.builder.config("spark.jars", appended_jars(submitted.get("spark.jars")))
+    for key, value in RUNTIME_CONF.items():
+        builder = builder.config(key, value)
+    for key, value in CLUSTER_DEFAULTS.items():
+        if key not in submitted:
+            builder = builder.config(key, value)
+    return builder
+
+
+def _load_appended_jars(spark: SparkSession, submitted: dict[str, str]) -> None:
+    """Jars set on a JVM already running reach the executors, not the driver's class loader."""
+    given = {os.path.basename(j) for j in submitted.get("spark.jars", "").split(",") if j}
+    for jar in packaged_jars():
+        if os.path.basename(jar) not in given:
+            spark.sql(f"ADD JAR '{jar}'")
+
+
 def get_spark(config: SeglakeConfig) -> SparkSession:
-    """The active session (spark-submit, Databricks, notebooks) or a new local one."""
+    """The active session (Databricks, notebooks), spark-submit's, or a new local one."""
     active = SparkSession.getActiveSession()
+    if active is None and os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        active = SparkSession.builder.getOrCreate()  # the cluster's session
     if active is not None:
         for key, value in RUNTIME_CONF.items():
             if active.conf.get(key, None) != value:
                 log.info("setting %s=%s on the active Spark session", key, value)
                 active.conf.set(key, value)
         return active
+    submitted = submitted_conf()
+    if submitted is not None:
+        log.info("joining the submitted Spark application (master %s)", submitted["spark.master"])
+        spark = submitted_builder(submitted).getOrCreate()
+        _load_appended_jars(spark, submitted)
+        return spark
     log.info("starting a local Spark session (%s)", config.spark.master)
     # Python workers (pandas UDFs) must run this interpreter, which has seglake's packages
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

@@ -28,7 +28,7 @@ from seglake.behaviour.inputs import KEYED
 from seglake.config import SeglakeConfig
 from seglake.declarations import FEATURES, SCORES
 from seglake.lakehouse import Lakehouse
-from seglake.models import latest_version, model_path, record_model
+from seglake.models import fitting_layout, latest_version, model_path, record_model
 from seglake.runlog import RunLog
 from seglake.scoring import model as rf
 
@@ -127,9 +127,9 @@ def run_score(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None 
     frames = labelled(past, buyers, inputs)
     models, scored_frames = {}, []
     for kind in TARGETS:
-        frame = frames[kind].persist()
-        counts = frame.agg(F.count(F.lit(1)), F.sum(rf.LABEL)).first()
+        counts = frames[kind].agg(F.count(F.lit(1)), F.sum(rf.LABEL)).first()
         n, positives = counts[0], int(counts[1] or 0)
+        frame = fitting_layout(frames[kind], n).persist()
         if positives < conf.num_folds * 2 or n - positives < conf.num_folds * 2:
             raise ScoreError(f"{kind}: {positives} positive and {n - positives} negative "
                              f"labels as of {trained_as_of} (horizon {conf.horizon_days} days) "

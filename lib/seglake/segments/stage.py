@@ -24,7 +24,7 @@ from seglake.behaviour import feature_catalogue
 from seglake.config import SeglakeConfig
 from seglake.declarations import CLUSTERS, FEATURES, PROFILES, RULE_SEGMENTS, declared
 from seglake.lakehouse import Lakehouse
-from seglake.models import latest_version, model_path, record_model
+from seglake.models import fitting_layout, latest_version, model_path, record_model
 from seglake.runlog import RunLog
 from seglake.segments import clustering as cl
 from seglake.segments.rules import (
@@ -132,8 +132,9 @@ def run_clusters(lakehouse: Lakehouse, config: SeglakeConfig, features: DataFram
     conf = config.clustering
     if not conf.include_anonymous:
         features = features.where(~F.col("is_anonymous"))
-    frame = cl.inputs(features, conf).persist()
+    frame = cl.inputs(features, conf)
     n = frame.count()
+    frame = fitting_layout(frame, n).persist()
     if n < conf.k_max * 2:
         raise SegmentError(f"clustering needs at least {conf.k_max * 2} customers "
                            f"(2 x clustering.k_max) as of {as_of}; found {n}")
