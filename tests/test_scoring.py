@@ -60,6 +60,26 @@ def test_tiers_follow_the_percentile_rank(spark):
     assert all(r["score"] == round(r["p"] * 100) for r in rows)
 
 
+def test_a_grid_is_cross_validated_and_a_single_point_fitted_directly(spark):
+    import random
+
+    draw = random.Random(7)
+    rows = []
+    for _ in range(400):
+        x = draw.random()
+        rows.append((x, draw.random(), float(x + draw.gauss(0, 0.2) > 0.5)))
+    frame = spark.createDataFrame(rows, f"x DOUBLE, noise DOUBLE, {rf.LABEL} DOUBLE")
+    _, grid = rf.tuned_forest(frame, ["x", "noise"],
+                              ScoringConfig(num_trees=[5], max_depth=[2, 3], parallelism=1))
+    assert [(g["num_trees"], g["max_depth"]) for g in grid] == [(5, 2), (5, 3)]
+    assert all(0.7 < g["roc_auc"] <= 1.0 for g in grid)  # x separates the labels well
+    model, single = rf.tuned_forest(frame, ["x", "noise"],
+                                    ScoringConfig(num_trees=[5], max_depth=[3]))
+    assert single == [{"num_trees": 5, "max_depth": 3, "roc_auc": None}]
+    forest = model.stages[-1]
+    assert (forest.getNumTrees, forest.getOrDefault("maxDepth")) == (5, 3)
+
+
 def test_score_stage_on_the_small_world(spark, config, featured, scored):
     lake = Lakehouse.from_config(spark, config)
     as_of, horizon = scored.as_of, config.scoring.horizon_days

@@ -425,7 +425,8 @@ class ScoringConfig(_Section):
         [], description="Model inputs (feature columns); empty: every numeric and true/false "
         "column of the catalogue except is_anonymous.")
     exclude: list[str] = Field([], description="Columns left out of the model inputs.")
-    num_trees: list[int] = Field([60], description="RandomForest numTrees grid (CrossValidator).")
+    num_trees: list[int] = Field([60], description="RandomForest numTrees grid (CrossValidator; "
+                                 "a grid of one point is fitted without cross-validation).")
     max_depth: list[int] = Field([4, 8], description="RandomForest maxDepth grid.")
     num_folds: int = Field(2, ge=2, description="CrossValidator folds (small demo: 2 gave "
                            "holdout ROC-AUC 0.771 against 0.768 with 3, in 28 s less).")

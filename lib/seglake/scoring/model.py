@@ -50,7 +50,7 @@ def tuned_forest(train: DataFrame, inputs: list[str], config: ScoringConfig) -> 
         PipelineModel, list[dict]]:
     """Median imputation + assembly + a random forest, tuned by k-fold cross-validation on
     ROC-AUC over the configured grid; returns the best pipeline (refitted on all of ``train``)
-    and the mean ROC-AUC of each grid point."""
+    and the mean ROC-AUC of each grid point (None for a grid of one point: fitted directly)."""
     imputed = [f"_i_{n}" for n in inputs]
     forest = RandomForestClassifier(featuresCol="_features", labelCol=LABEL, seed=config.seed)
     pipeline = Pipeline(stages=[
@@ -58,6 +58,11 @@ def tuned_forest(train: DataFrame, inputs: list[str], config: ScoringConfig) -> 
         VectorAssembler(inputCols=imputed, outputCol="_features"), forest])
     grid = ParamGridBuilder().addGrid(forest.numTrees, config.num_trees) \
         .addGrid(forest.maxDepth, config.max_depth).build()
+    if len(grid) == 1:  # nothing to choose: the folds' fits would only be thrown away
+        point = grid[0]
+        return pipeline.fit(train, point), [{"num_trees": point[forest.numTrees],
+                                             "max_depth": point[forest.maxDepth],
+                                             "roc_auc": None}]
     cv = CrossValidator(estimator=pipeline, estimatorParamMaps=grid, numFolds=config.num_folds,
                         evaluator=BinaryClassificationEvaluator(labelCol=LABEL),
                         seed=config.seed, parallelism=config.parallelism)
