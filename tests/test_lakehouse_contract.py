@@ -19,7 +19,9 @@ from seglake.lakehouse import (
     SchemaMismatchError,
     TableNotFoundError,
     Txn,
+    make_backend,
 )
+from seglake.lakehouse.delta_spark import delta_spark_available
 
 UTC = dt.timezone.utc
 
@@ -436,3 +438,40 @@ def test_vacuum_deletes_files_no_version_needs(spark, lakehouse):
     assert lakehouse.read("silver.vac").count() == 3
     with pytest.raises(Exception):  # noqa: B017 - the old version's files are gone
         lakehouse.read("silver.vac", version=0).count()
+
+
+# ------------------------------------------------------------------- delta-rs on a cluster
+
+def test_delta_rs_refuses_an_object_store_before_any_work(spark, tmp_path):
+    from pydantic import ValidationError
+
+    from seglake.config import SeglakeConfig
+
+    with pytest.raises(ValidationError, match="object store: the delta-rs backend"):
+        SeglakeConfig.model_validate({"lakehouse": {"root": "s3a://bucket/lake",
+                                                    "backend": "delta-rs"}})
+    config = SeglakeConfig.model_validate({"lakehouse": {"root": "abfss://lake@acct/seglake"}})
+    if delta_spark_available(spark):
+        pytest.skip("auto picks delta-spark where the Delta jars are loaded")
+    with pytest.raises(LakehouseError, match="--packages io.delta:delta-spark"):
+        Lakehouse.from_config(spark, config)
+
+
+def test_files_the_driver_cannot_see_fail_the_write(spark, tmp_path, monkeypatch):
+    """On a cluster without a shared file system the executors' files land elsewhere: the
+    commit must fail instead of committing no rows."""
+    import seglake.lakehouse.delta_rs as rs
+
+    class Elsewhere(rs.pafs.LocalFileSystem):  # lists nothing, as a driver on another disk
+        def get_file_info(self, selector):
+            return []
+
+    lake = Lakehouse(spark, str(tmp_path / "lh"), make_backend(spark, "delta-rs"))
+    monkeypatch.setattr(rs.pafs, "LocalFileSystem", Elsewhere)
+    with pytest.raises(LakehouseError, match="not visible to the driver"):
+        lake.append("silver.t", spark.range(5))
+    # an empty partitioned write legitimately has no file
+    lake.append("silver.p", spark.range(5).withColumn("p", F.col("id") % 2).where("id > 9"),
+                partition_by=["p"])
+    monkeypatch.undo()
+    assert not lake.exists("silver.t")

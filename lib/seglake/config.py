@@ -41,6 +41,14 @@ class LakehouseConfig(_Section):
         168, ge=0, description="Default age after which vacuum deletes unreferenced files."
     )
 
+    @model_validator(mode="after")
+    def _check_backend(self) -> LakehouseConfig:
+        if self.backend == "delta-rs" and "://" in self.root \
+                and not self.root.startswith("file:"):
+            raise ValueError(f"root {self.root} is an object store: the delta-rs backend commits "
+                             "to file systems only; use backend delta-spark (with the Delta jars)")
+        return self
+
 
 class LandingConfig(_Section):
     root: str = Field("./demo/landing", description="Where the sources deliver their files.")

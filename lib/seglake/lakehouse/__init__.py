@@ -10,6 +10,7 @@ import logging
 import os
 import re
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -80,6 +81,13 @@ class Lakehouse:
         from seglake.tables import registry as declared
 
         backend = make_backend(spark, config.lakehouse.backend)
+        scheme = urlparse(config.lakehouse.root).scheme
+        if backend.name == "delta-rs" and scheme not in ("", "file"):
+            raise LakehouseError(
+                f"lakehouse.root {config.lakehouse.root} is an object store, which the delta-rs "
+                "backend (chosen: no Delta jars on this Spark) cannot commit to: add "
+                "--packages io.delta:delta-spark_2.13:4.4.1 with the Delta SQL extension and "
+                "catalog (docs/operations.md), or run on a platform with Delta (Databricks)")
         log.info("lakehouse at %s (%s backend)", config.lakehouse.root, backend.name)
         return cls(spark, config.lakehouse.root, backend, config.lakehouse.vacuum_retention_hours,
                    registry if registry is not None else declared(config))

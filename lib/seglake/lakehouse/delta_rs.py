@@ -197,6 +197,15 @@ class DeltaRsBackend(Backend):
                 and info.path.endswith(".parquet")
                 and not os.path.basename(info.path).startswith((".", "_"))
             ]
+            # Spark writes at least one file unless the rows are partitioned and none exist: no
+            # file here means the executors wrote to disks this driver does not see
+            if not written and (not partition_by or not df.isEmpty()):
+                raise LakehouseError(
+                    f"{path}: the executors' Parquet files are not visible to the driver, which "
+                    "commits them with the delta-rs backend: put lakehouse.root on a file "
+                    "system that the driver and every executor share (NFS, a mounted volume), "
+                    "or run with the Delta jars (--packages io.delta:delta-spark_2.13:4.4.1, "
+                    "lakehouse.backend: delta-spark)")
             with ThreadPoolExecutor(max_workers=8) as pool:
                 return [a for a in pool.map(lambda p: self._publish(root, staging, p, schema),
                                             written) if a is not None]
