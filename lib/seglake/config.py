@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -86,11 +87,35 @@ class DemoConfig(_Section):
     )
 
 
+Role = Literal["events", "orders", "email_events", "customers", "consents", "products"]
+
+
 class SourceConfig(_Section):
     path: str = Field(description="Folder of the source's files, relative to `landing.root`.")
     format: str = Field(description="Spark data source format (json, csv, parquet, ...).")
     options: dict[str, str] = Field(default_factory=dict, description="Spark reader options.")
     columns: str = Field(description="Declared columns as a Spark DDL string.")
+    role: Role = Field(description="The canonical input it feeds (docs/bring-your-own-data.md): "
+                       "events, orders, email_events, customers, consents or products.")
+    mapping: dict[str, str] = Field(
+        default_factory=dict,
+        description="Canonical column -> Spark SQL expression over the source's fields "
+        "(a field named like the canonical column is used when it is not mapped).")
+    formats: dict[str, str] = Field(
+        default_factory=dict,
+        description="Canonical column -> how its text parses: timestamps and dates `iso` "
+        "(default), `epoch_s`, `epoch_ms` or a Java pattern such as `dd/MM/yyyy HH:mm`; "
+        "numbers `decimal_comma` (1 234,56).")
+    defaults: dict[str, str] = Field(
+        default_factory=dict,
+        description="Canonical column -> value when the source has none (e.g. status: "
+        "completed, currency: EUR).")
+    required: list[str] = Field(
+        default_factory=list,
+        description="Canonical columns this source must fill on every row, beyond those the "
+        "role requires (rows without them are quarantined).")
+    timezone: str = Field(
+        "", description="Zone of local times without an offset; empty: `refine.timezone`.")
     subject: dict[str, Literal["email", "customer_id", "client_id"]] = Field(
         default_factory=dict,
         description="Columns that identify a data subject, by kind (what `seglake erase` "
@@ -98,59 +123,12 @@ class SourceConfig(_Section):
         "client_id (cookie, device).")
 
 
-_CSV = {"header": "true", "encoding": "UTF-8"}
-_EVENT = ("event_id STRING, event_type STRING, event_ts STRING, {client} STRING, "
-          "session_id STRING, user_id STRING, {page} STRING, product_id STRING, category STRING, "
-          "search_query STRING, order_id STRING, utm_source STRING, utm_medium STRING, "
-          "utm_campaign STRING, {device}duration_s INT")
-
-
-def _strings(*names: str) -> str:
-    return ", ".join(f"{n} STRING" for n in names)
-
-
 def default_sources() -> dict[str, SourceConfig]:
-    """The sources the demo generator delivers; a team declares its own in the config file."""
-    return {
-        "web_events": SourceConfig(path="web_events", format="json", columns=_EVENT.format(
-            client="cookie_id", page="page", device="device STRING, "),
-            subject={"user_id": "customer_id", "cookie_id": "client_id"}),
-        "app_events": SourceConfig(path="app_events", format="json", columns=_EVENT.format(
-            client="device_id", page="screen", device="os STRING, app_version STRING, "),
-            subject={"user_id": "customer_id", "device_id": "client_id"}),
-        "orders": SourceConfig(
-            path="orders", format="json",
-            columns="order_id STRING, customer_ref STRING, ordered_at STRING, channel STRING, "
-            "store_id STRING, status STRING, currency STRING, lines ARRAY<STRUCT<product_id: "
-            "STRING, quantity: INT, unit_price: DOUBLE>>, discount DOUBLE, coupon_code STRING, "
-            "shipping_fee DOUBLE", subject={"customer_ref": "customer_id"}),
-        "email_events": SourceConfig(
-            path="email_events", format="csv", options={**_CSV, "sep": ","},
-            columns=_strings("event_id", "campaign_id", "campaign_name", "email", "event",
-                             "event_time", "url", "bounce_type"),
-            subject={"email": "email"}),
-        "crm_eshop": SourceConfig(
-            path="crm_eshop", format="csv", options={**_CSV, "sep": ";"},
-            columns=_strings("id_client", "civilite", "prenom", "nom", "email", "telephone",
-                             "date_naissance", "adresse", "code_postal", "ville",
-                             "date_creation", "optin_email"),
-            subject={"id_client": "customer_id", "email": "email"}),
-        "crm_loyalty": SourceConfig(
-            path="crm_loyalty", format="csv", options={**_CSV, "sep": ";"},
-            columns=_strings("num_carte", "nom", "prenom", "email", "tel_mobile", "date_naiss",
-                             "adresse_1", "cp", "ville", "date_adhesion", "points", "ca_cumule",
-                             "magasin"),
-            subject={"num_carte": "customer_id", "email": "email"}),
-        "consents": SourceConfig(
-            path="consents", format="csv", options={**_CSV, "sep": ","},
-            columns=_strings("consent_id", "email", "purpose", "status", "source",
-                             "updated_at"),
-            subject={"email": "email"}),
-        "products": SourceConfig(
-            path="products", format="csv", options={**_CSV, "sep": ";"},
-            columns=_strings("id_produit", "sku", "libelle", "categorie", "libelle_categorie",
-                             "marque", "prix_ttc", "date_creation")),
-    }
+    """The sources the demo generator delivers, mapped by configuration like any other
+    (``resources/demo_sources.yaml``); a team declares its own in the config file."""
+    text = (resources.files("seglake") / "resources" / "demo_sources.yaml").read_text("utf-8")
+    return {name: SourceConfig.model_validate(source)
+            for name, source in yaml.safe_load(text).items()}
 
 
 class IngestConfig(_Section):

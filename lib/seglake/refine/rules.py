@@ -23,37 +23,40 @@ class Rule:
     description: str
 
 
-def raw(field: str) -> Column:
-    return F.col(f"_raw.{field}")
-
-
-def required(field: str) -> Rule:
-    value = F.trim(raw(field).cast("string"))
-    return Rule(f"required:{field}", value.isNull() | (value == ""),
+def required(field: str, value: Column) -> Rule:
+    text = F.trim(value.cast("string"))
+    return Rule(f"required:{field}", text.isNull() | (text == ""),
                 f"{field} is present and not empty")
 
 
-def timestamp(field: str, parsed: str) -> Rule:
-    return Rule(f"timestamp:{field}", raw(field).isNotNull() & F.col(parsed).isNull(),
+def one_of(fields: list[str], values: list[Column]) -> Rule:
+    present = [F.coalesce(F.trim(v.cast("string")) != "", F.lit(False)) for v in values]
+    return Rule(f"required:{'|'.join(fields)}", ~F.greatest(*present, F.lit(False)),
+                f"one of {', '.join(fields)} is present")
+
+
+def timestamp(field: str, value: Column, parsed: Column) -> Rule:
+    present = F.trim(value.cast("string")) != ""
+    return Rule(f"timestamp:{field}", F.coalesce(present, F.lit(False)) & parsed.isNull(),
                 f"{field} parses as a date/time in the source's format")
 
 
-def not_future(field: str, parsed: str, tolerance_hours: int) -> Rule:
+def not_future(field: str, parsed: Column, tolerance_hours: int) -> Rule:
     limit = F.current_timestamp() + F.make_interval(hours=F.lit(tolerance_hours))
-    return Rule(f"not_future:{field}", F.col(parsed) > limit,
+    return Rule(f"not_future:{field}", parsed > limit,
                 f"{field} is at most {tolerance_hours} h in the future")
 
 
-def known_value(field: str, value: Column, allowed: Iterable[str]) -> Rule:
-    """``value``: the field as compared (e.g. trimmed); a present field must be in ``allowed``."""
+def known_value(field: str, value: Column, compared: Column, allowed: Iterable[str]) -> Rule:
+    """``compared``: the value as checked (e.g. trimmed); a present value must be allowed."""
     values = sorted(set(allowed))
     return Rule(f"known_value:{field}",
-                raw(field).isNotNull() & ~F.coalesce(value.isin(values), F.lit(False)),
+                value.isNotNull() & ~F.coalesce(compared.isin(values), F.lit(False)),
                 f"{field} is one of {', '.join(values)}")
 
 
 def in_range(field: str, broken: Column, description: str) -> Rule:
-    return Rule(f"amount_in_range:{field}", broken, description)
+    return Rule(f"amount_in_range:{field}", F.coalesce(broken, F.lit(False)), description)
 
 
 def broken_rules(rules: list[Rule], corrupt: Column | None) -> Column:

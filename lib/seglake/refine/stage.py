@@ -22,7 +22,7 @@ from seglake.lakehouse import Lakehouse
 from seglake.privacy import keyed_hash, pseudonymization_key
 from seglake.refine.quality import QualityGate
 from seglake.refine.rules import broken_rules
-from seglake.refine.tables import Context, Refinement, refinements
+from seglake.refine.tables import Context, Refinement, mapped, refinement
 from seglake.runlog import RunLog
 from seglake.tables import BRONZE_LINEAGE, CORRUPT, LINEAGE, bronze_table
 
@@ -172,18 +172,22 @@ def run_refine(
     spark: SparkSession, config: SeglakeConfig, sources: list[str] | None = None,
     runlog: RunLog | None = None,
 ) -> list[SourceResult]:
-    """Refine every declared source seglake has a refinement for; failures are logged and
-    raised after the other sources ran."""
+    """Refine every declared source (or those named) by its role and mapping; a mapping that
+    cannot work stops before any Spark work, other failures are raised after the other
+    sources ran."""
     key = pseudonymization_key(config.privacy)
     ctx = Context(config.refine, key, config.privacy.phone_region)
     lakehouse = Lakehouse.from_config(spark, config)
     runlog = runlog or RunLog(lakehouse, "refine")
-    known = refinements()
-    names = sources or [n for n in config.sources if n in known]
-    unknown = [n for n in names if n not in known]
+    names = sources or list(config.sources)
+    unknown = [n for n in names if n not in config.sources]
     if unknown:
-        raise RefineError(f"no refinement for source(s) {unknown}; seglake refines "
-                          f"{', '.join(known)}")
+        raise RefineError(f"unknown source(s) {unknown}; declared: "
+                          f"{', '.join(config.sources)}")
+    problems = [p for n in names for p in mapped(n, config.sources[n]).problems()]
+    if problems:
+        raise RefineError("; ".join(problems))
+    known = {n: refinement(n, config.sources[n]) for n in names}
     report = Path(config.reports.root) / runlog.run_id
     gate = QualityGate(lakehouse, config.quality, runlog.run_id, report)
     results, failures = [], []

@@ -1,23 +1,29 @@
-"""How each bronze source becomes silver: typed columns, rules, identifiers, outputs.
+"""How each bronze source becomes silver: mapped, parsed, checked, assembled.
 
-Every refinement is data (``Refinement``) over pure functions of DataFrames; ``stage`` runs
-them. The raw bronze record is kept as the struct ``_raw`` until the split, so rules can see
-both what arrived and what it was typed to, and quarantine can keep the record as delivered.
+A source's configuration (``role``, ``mapping``, ``formats``, ``defaults``) maps its fields onto
+a canonical input (``seglake.inputs``); the role fixes how that input becomes silver columns.
+The raw bronze record is kept as the struct ``_raw`` and the mapped values as ``_in`` until
+the split, so rules see what arrived, what it was mapped to and what it parsed to, and
+quarantine keeps the record as delivered.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from seglake.config import RefineConfig
+from seglake.config import RefineConfig, SourceConfig
+from seglake.declarations import CUSTOMERS_RAW_PII, ORDER_LINES
+from seglake.expressions import MAPPING, ExpressionError, expression_columns
+from seglake.inputs import INPUTS, Input
 from seglake.privacy import canonical_email, e164_phone, email_key, keyed_hash
 from seglake.refine import rules as R
-from seglake.refine.rules import Rule, raw
-from seglake.tables import LINEAGE
+from seglake.refine.rules import Rule
+from seglake.tables import LINEAGE, ddl_fields
 
 
 @dataclass(frozen=True)
@@ -50,217 +56,303 @@ def text(value: Column) -> Column:
     return F.when(cleaned != "", cleaned)
 
 
-def iso_timestamp(value: Column) -> Column:
-    """ISO 8601 with a zone (Z or +02:00) -> UTC timestamp; null when impossible."""
-    return text(value).try_cast("timestamp")
-
-
-def local_timestamp(value: Column, pattern: str, tz: str) -> Column:
-    """Local wall-clock time in ``pattern`` (Java, e.g. dd/MM/yyyy) in ``tz`` -> UTC."""
-    return F.to_utc_timestamp(F.try_to_timestamp(text(value), F.lit(pattern)), tz)
-
-
 def french_number(value: Column) -> Column:
     """"1 234,56" -> 1234.56; null when not a number."""
     return F.regexp_replace(F.regexp_replace(text(value), r"[\s\u00a0]", ""), ",", ".") \
         .try_cast("double")
 
 
-def _with(df: DataFrame, columns: dict[str, Column]) -> DataFrame:
-    return df.withColumns(columns)
+LINES_TYPE = "ARRAY<STRUCT<product_id: STRING, quantity: INT, unit_price: DOUBLE>>"
+TRUE_VALUES = ("true", "1", "yes", "y", "oui", "o", "t")
+_ZONED = r"(Z|[+-][0-9]{2}:?[0-9]{2}|\[[^]]+\])$"
+_PATTERN_ZONE = re.compile(r"[XxZzOV]")
+_IDENTIFIER = re.compile(r"^`?([A-Za-z_][A-Za-z0-9_]*)`?$")
 
 
-def _timestamp_rules(field_name: str, ctx: Context) -> list[Rule]:
-    return [R.timestamp(field_name, "_ts"),
-            R.not_future(field_name, "_ts", ctx.refine.future_tolerance_hours)]
+def timestamp_of(value: Column, fmt: str, tz: str) -> Column:
+    """Text in ``fmt`` (iso, epoch_s, epoch_ms or a Java pattern) -> UTC timestamp; times
+    without a zone are local times in ``tz``; null when impossible."""
+    t = text(value)
+    if fmt == "epoch_s":
+        return F.timestamp_seconds(t.try_cast("long"))
+    if fmt == "epoch_ms":
+        return F.timestamp_millis(t.try_cast("long"))
+    if fmt == "iso":
+        return F.when(t.rlike(_ZONED), t.try_cast("timestamp")) \
+            .otherwise(F.to_utc_timestamp(t.try_cast("timestamp"), tz))
+    parsed = F.try_to_timestamp(t, F.lit(fmt))
+    return parsed if _PATTERN_ZONE.search(fmt) else F.to_utc_timestamp(parsed, tz)
 
 
-# ------------------------------------------------------------------------------- events
+def date_of(value: Column, fmt: str) -> Column:
+    return F.try_to_date(text(value), "yyyy-MM-dd" if fmt == "iso" else fmt)
+
+
+def number_of(value: Column, fmt: str, kind: str) -> Column:
+    number = french_number(value) if fmt == "decimal_comma" \
+        else text(value).try_cast("double")
+    return number if kind == "double" else F.when(number == F.floor(number), number) \
+        .try_cast("int")
+
+
+def boolean_of(value: Column) -> Column:
+    return F.lower(text(value)).isin(*TRUE_VALUES)
+
+
+def finite(value: Column) -> Column:
+    return ~F.isnan(value) & (F.abs(value) < F.lit(float("inf")))
+
+
+# ------------------------------------------------------------------------------- mapping
+@dataclass(frozen=True)
+class Mapped:
+    """A source's fields mapped onto its role's canonical input."""
+
+    name: str
+    source: SourceConfig
+    input: Input
+    fields: tuple[str, ...]                         # the source's declared fields
+
+    def expression(self, column: str) -> str | None:
+        """The Spark SQL giving ``column``, or None when the source has nothing for it."""
+        if column in self.source.mapping:
+            return self.source.mapping[column]
+        return f"`{column}`" if column in self.fields else None
+
+    def available(self, column: str) -> bool:
+        return self.expression(column) is not None or column in self.source.defaults
+
+    def label(self, column: str) -> str:
+        """The name rules give ``column``: the source's field when mapped plainly."""
+        match = _IDENTIFIER.match(self.expression(column) or "")
+        return match.group(1) if match else column
+
+    def required(self) -> list[str]:
+        return [c.name for c in self.input.columns if c.required] + \
+            [c for c in self.source.required if c not in self.input.names or
+             not self.input.column(c).required]
+
+    def problems(self) -> list[str]:
+        """What makes the mapping unusable, each with the config key to change."""
+        key = f"sources.{self.name}"
+        found = [f"{key}.{part}.{c}: {self.input.role} has no column {c!r} (it has "
+                 f"{', '.join(self.input.names)})"
+                 for part in ("mapping", "formats", "defaults")
+                 for c in getattr(self.source, part) if c not in self.input.names]
+        found += [f"{key}.required: {self.input.role} has no column {c!r}"
+                  for c in self.source.required if c not in self.input.names]
+        for c in self.required():
+            if c in self.input.names and not self.available(c):
+                found.append(f"{key}: required column {c!r} of {self.input.role} is not "
+                             f"mapped; set {key}.mapping.{c} (an expression over the source's "
+                             f"fields) or {key}.defaults.{c}")
+        for group in self.input.one_of:
+            if not any(self.available(c) for c in group):
+                found.append(f"{key}: {self.input.role} needs one of {', '.join(group)}; map "
+                             f"one under {key}.mapping")
+        for c, e in self.source.mapping.items():
+            try:
+                expression_columns(e, self.fields, f"{key}.mapping.{c}",
+                                   "mappings are row expressions over the source's fields",
+                                   f"the source declares {', '.join(self.fields)}", MAPPING)
+            except ExpressionError as exc:
+                found.append(str(exc))
+        for c, fmt in self.source.formats.items():
+            kind = self.input.column(c).kind if c in self.input.names else ""
+            if kind in ("double", "int") and fmt != "decimal_comma":
+                found.append(f"{key}.formats.{c}: a number's format is decimal_comma (or none)")
+            if kind in ("string", "boolean", "lines"):
+                found.append(f"{key}.formats.{c}: {kind} columns take no format")
+        return found
+
+
+def mapped_values(df: DataFrame, m: Mapped) -> DataFrame:
+    """``df`` with ``_in``: each canonical column as the mapping gives it (defaults applied)."""
+    values = []
+    for c in m.input.columns:
+        e = m.expression(c.name)
+        value = F.expr(e) if e else F.lit(None).cast("string")
+        if c.kind == "lines" and e:
+            value = value.cast(LINES_TYPE)
+        if c.name in m.source.defaults:
+            value = F.coalesce(text(value), F.lit(m.source.defaults[c.name]))
+        values.append(value.alias(c.name))
+    return df.select("*", "_raw.*").select(
+        *df.columns, F.struct(*values).alias("_in"))
+
+
+def parsed(kind: str, value: Column, fmt: str, tz: str) -> Column:
+    """A mapped value parsed to its canonical ``kind``."""
+    if kind == "timestamp":
+        return timestamp_of(value, fmt, tz)
+    if kind == "date":
+        return date_of(value, fmt)
+    if kind in ("double", "int"):
+        return number_of(value, fmt, kind)
+    if kind == "boolean":
+        return boolean_of(value)
+    return value if kind == "lines" else text(value)
+
+
+def parsed_values(m: Mapped, ctx: Context) -> dict[str, Column]:
+    """Each canonical column parsed to its kind from ``_in``."""
+    tz = m.source.timezone or ctx.refine.timezone
+    return {c.name: parsed(c.kind, F.col(f"_in.{c.name}"), m.source.formats.get(c.name, "iso"),
+                           tz) for c in m.input.columns}
+
+
+def mapped_rules(m: Mapped, ctx: Context) -> list[Rule]:
+    """Required, parseable, not in the future and known values, from the declarations."""
+    def raw(c: str) -> Column:
+        return F.col(f"_in.{c}")
+    known = {("events", "event_type"): ctx.refine.event_types,
+             ("orders", "status"): ctx.refine.order_statuses,
+             ("email_events", "event"): ctx.refine.email_events,
+             ("consents", "status"): ctx.refine.consent_statuses}
+    listed = [R.required(m.label(c), raw(c)) for c in m.required()]
+    for group in m.input.one_of:
+        present = [c for c in group if m.available(c)]
+        if group[0] == "lines" or set(group) & set(m.required()):
+            continue  # the order's amounts have their own rules
+        if len(present) > 1:
+            listed.append(R.one_of([m.label(c) for c in present], [raw(c) for c in present]))
+        elif present and present[0] not in m.required():
+            listed.append(R.required(m.label(present[0]), raw(present[0])))
+    for c in m.required():
+        kind = m.input.column(c).kind
+        if kind in ("timestamp", "date"):
+            listed.append(R.timestamp(m.label(c), raw(c), F.col(c)))
+        if kind == "timestamp":
+            listed.append(R.not_future(m.label(c), F.col(c), ctx.refine.future_tolerance_hours))
+    for (role, c), allowed in known.items():
+        if role == m.input.role:
+            listed.append(R.known_value(m.label(c), raw(c), text(raw(c)), allowed))
+    return listed
+
+
+# ------------------------------------------------------------------------------- roles
 EVENT_COLUMNS = ("event_id", "source", "event_type", "event_ts", "cookie_id", "device_id",
                  "session_id", "user_id", "page", "product_id", "category", "search_query",
                  "order_id", "utm_source", "utm_medium", "utm_campaign", "device_type", "os",
                  "app_version", "duration_s")
-
-
-def _events(channel: str) -> Callable[[DataFrame, Context], DataFrame]:
-    def typed(df: DataFrame, ctx: Context) -> DataFrame:
-        web = channel == "web"
-        ts = iso_timestamp(raw("event_ts")) if web \
-            else F.timestamp_millis(text(raw("event_ts")).try_cast("long"))
-        df = _with(df, {"_ts": ts})
-        return _with(df, {
-            "event_id": text(raw("event_id")), "source": F.lit(channel),
-            "event_type": text(raw("event_type")), "event_ts": F.col("_ts"),
-            "cookie_id": text(raw("cookie_id")) if web else F.lit(None).cast("string"),
-            "device_id": F.lit(None).cast("string") if web else text(raw("device_id")),
-            "session_id": text(raw("session_id")), "user_id": text(raw("user_id")),
-            "page": text(raw("page" if web else "screen")),
-            "product_id": text(raw("product_id")), "category": text(raw("category")),
-            "search_query": text(raw("search_query")), "order_id": text(raw("order_id")),
-            "utm_source": text(raw("utm_source")), "utm_medium": text(raw("utm_medium")),
-            "utm_campaign": text(raw("utm_campaign")),
-            "device_type": text(raw("device")) if web else F.lit("app"),
-            "os": F.lit(None).cast("string") if web else text(raw("os")),
-            "app_version": F.lit(None).cast("string") if web else text(raw("app_version")),
-            "duration_s": raw("duration_s").cast("int"),
-        })
-
-    client = "cookie_id" if channel == "web" else "device_id"
-
-    def rules(ctx: Context) -> list[Rule]:
-        return [*(R.required(f) for f in ("event_id", "event_type", "event_ts", client)),
-                *_timestamp_rules("event_ts", ctx),
-                R.known_value("event_type", F.col("event_type"), ctx.refine.event_types)]
-
-    return typed, rules
-
-
-# ------------------------------------------------------------------------------- orders
 ORDER_COLUMNS = ("order_id", "customer_email_hash", "customer_id", "ordered_at", "channel",
                  "store_id", "status", "currency", "items", "gross_amount", "discount",
                  "shipping_fee", "net_amount", "coupon_code")
-LINE_COLUMNS = ("order_id", "line_no", "product_id", "quantity", "unit_price", "amount",
-                "ordered_at", "status")
+EMAIL_COLUMNS = ("event_id", "campaign_id", "campaign_name", "email_hash", "event", "event_ts",
+                 "url", "bounce_type")
+CUSTOMER_COLUMNS = ("record_key", "system", "source_id", "email_hash", "phone_hash",
+                    "birth_year", "postcode", "city", "created_at", "email_optin",
+                    "loyalty_points", "loyalty_turnover", "home_store")
+PII_COLUMNS = ("record_key", "system", "source_id", "title", "first_name", "last_name",
+               "email", "phone", "birth_date", "address", "postcode", "city")
+CONSENT_COLUMNS = ("subject_hash", "purpose", "status", "consent_source", "updated_at",
+                   "consent_id")
+PRODUCT_COLUMNS = ("product_id", "sku", "name", "category", "category_label", "brand", "price",
+                   "created_on")
 
 
-def _orders_typed(df: DataFrame, ctx: Context) -> DataFrame:
-    ref = text(raw("customer_ref"))
-    is_email = ref.contains("@")
-    df = _with(df, {"_ts": iso_timestamp(raw("ordered_at")),
-                    "_email": F.when(is_email, email_key(ref))})
-    lines = raw("lines")
-    gross = F.aggregate(lines, F.lit(0.0), lambda acc, x: acc + x["quantity"] * x["unit_price"])
-    discount = F.coalesce(raw("discount"), F.lit(0.0))
-    return _with(df, {
-        "order_id": text(raw("order_id")),
+def _events(df: DataFrame, m: Mapped, ctx: Context) -> DataFrame:
+    return df.withColumn("source", F.coalesce("source", F.lit(m.name)))
+
+
+def _orders(df: DataFrame, m: Mapped, ctx: Context) -> DataFrame:
+    ref = F.col("customer_ref")
+    email = F.coalesce("customer_email", F.when(ref.contains("@"), ref))
+    flat = F.when(F.col("unit_price").isNotNull(), F.array(F.struct(
+        F.col("product_id").alias("product_id"),
+        F.coalesce("quantity", F.lit(1)).alias("quantity"),
+        F.col("unit_price").alias("unit_price")))).cast(LINES_TYPE)
+    lines = F.coalesce("lines", flat, F.array().cast(LINES_TYPE)) if m.available("lines") \
+        else F.coalesce(flat, F.array().cast(LINES_TYPE))
+    df = df.withColumns({"_email": email_key(email), "lines": lines})
+    has_lines = F.size("lines") > 0
+    gross = F.when(has_lines, F.aggregate(
+        "lines", F.lit(0.0), lambda acc, x: acc + x["quantity"] * x["unit_price"])) \
+        .otherwise(F.col("amount"))
+    df = df.withColumns({
         "customer_email_hash": keyed_hash(F.col("_email"), ctx.key),
-        "customer_id": F.when(~is_email, ref),
-        "ordered_at": F.col("_ts"), "channel": text(raw("channel")),
-        "store_id": text(raw("store_id")), "status": F.lower(text(raw("status"))),
-        "currency": F.upper(text(raw("currency"))),
-        "items": F.aggregate(lines, F.lit(0), lambda acc, x: acc + x["quantity"]),
-        "gross_amount": F.round(gross, 2), "discount": discount,
-        "shipping_fee": F.coalesce(raw("shipping_fee"), F.lit(0.0)),
-        "net_amount": F.round(gross - discount, 2),
-        "coupon_code": text(raw("coupon_code")), "lines": lines,
+        "customer_id": F.coalesce("customer_id", F.when(~ref.contains("@"), ref)),
+        "items": F.when(has_lines, F.aggregate("lines", F.lit(0), lambda acc, x:
+                                               acc + x["quantity"])).otherwise(F.col("quantity")),
+        "gross_amount": F.round(gross, 2),
+        "discount": F.coalesce("discount", F.lit(0.0)),
+        "shipping_fee": F.coalesce("shipping_fee", F.lit(0.0)),
     })
+    return df.withColumn("net_amount", F.round(F.col("gross_amount") - F.col("discount"), 2))
 
 
-def _orders_rules(ctx: Context) -> list[Rule]:
+def _order_rules(m: Mapped, ctx: Context) -> list[Rule]:
     c = ctx.refine
-    bad_line = F.exists(raw("lines"), lambda x: (
-        x["unit_price"].isNull() | (x["unit_price"] < 0) | (x["unit_price"] > c.max_unit_price)
-        | x["quantity"].isNull() | (x["quantity"] <= 0) | (x["quantity"] > c.max_quantity)))
-    return [*(R.required(f) for f in ("order_id", "customer_ref", "ordered_at")),
-            *_timestamp_rules("ordered_at", ctx),
-            R.known_value("status", F.col("status"), c.order_statuses),
-            R.in_range("lines", bad_line | (F.size(raw("lines")) < 1),
-                       f"at least one line; unit price 0..{c.max_unit_price}, "
-                       f"quantity 1..{c.max_quantity}"),
-            R.in_range("discount", raw("discount") < 0, "discount is not negative")]
+    price, quantity = c.max_unit_price, c.max_quantity
+    listed = []
+
+    def bad_line(x: Column) -> Column:
+        return (x["unit_price"].isNull() | ~finite(x["unit_price"]) | (x["unit_price"] < 0)
+                | (x["unit_price"] > price) | x["quantity"].isNull() | (x["quantity"] <= 0)
+                | (x["quantity"] > quantity))
+    if m.available("lines"):
+        lines = F.col("_in.lines")
+        listed.append(R.in_range(m.label("lines"), F.exists(lines, bad_line)
+                                 | (F.size(lines) < 1), f"at least one line; unit price "
+                                 f"0..{price}, quantity 1..{quantity}"))
+    if m.available("unit_price"):
+        line = F.struct(F.col("unit_price").alias("unit_price"),
+                        F.coalesce("quantity", F.lit(1)).alias("quantity"))
+        listed.append(R.in_range(m.label("unit_price"), F.col("_in.unit_price").isNotNull()
+                                 & bad_line(line),
+                                 f"unit price 0..{price}, quantity 1..{quantity}"))
+    for name, top in (("amount", price * quantity), ("shipping_fee", price)):
+        if m.available(name):
+            value = F.col(name)
+            listed.append(R.in_range(m.label(name), F.col(f"_in.{name}").isNotNull() & (
+                value.isNull() | ~finite(value) | (value < 0) | (value > top)),
+                f"{name} is a number in 0..{top:g}"))
+    if m.available("discount"):
+        value = F.col("_in.discount").try_cast("double")
+        listed.append(R.in_range(m.label("discount"), value.isNotNull() & (
+            ~finite(value) | (value < 0) | (value > F.col("gross_amount"))),
+            "discount is a number in 0..the order's gross amount"))
+    return listed
 
 
 def order_lines(orders: DataFrame) -> DataFrame:
-    """One row per order line, numbered from 1."""
+    """One row per order line, numbered from 1 (orders without lines have none)."""
     exploded = orders.select("*", F.posexplode("lines").alias("_pos", "_line"))
     return exploded.select(
         "order_id", (F.col("_pos") + 1).alias("line_no"),
         F.col("_line.product_id").alias("product_id"), F.col("_line.quantity").alias("quantity"),
         F.col("_line.unit_price").alias("unit_price"),
         F.round(F.col("_line.quantity") * F.col("_line.unit_price"), 2).alias("amount"),
-        "ordered_at", "status", *LINEAGE)
+        "ordered_at", "status", *LINEAGE).where(F.col("product_id").isNotNull())
 
 
-# ------------------------------------------------------------------------------- email
-EMAIL_COLUMNS = ("event_id", "campaign_id", "campaign_name", "email_hash", "event", "event_ts",
-                 "url", "bounce_type")
+def _email_events(df: DataFrame, m: Mapped, ctx: Context) -> DataFrame:
+    df = df.withColumn("_email", email_key(F.col("email")))
+    return df.withColumns({"email_hash": keyed_hash(F.col("_email"), ctx.key),
+                           "event": F.lower("event")})
 
 
-def _email_typed(df: DataFrame, ctx: Context) -> DataFrame:
-    df = _with(df, {"_ts": iso_timestamp(raw("event_time")),
-                    "_email": email_key(raw("email"))})
-    return _with(df, {
-        "event_id": text(raw("event_id")), "campaign_id": text(raw("campaign_id")),
-        "campaign_name": text(raw("campaign_name")),
+def _customers(df: DataFrame, m: Mapped, ctx: Context) -> DataFrame:
+    df = df.withColumns({"_email": email_key(F.col("email")),
+                         "_phone": e164_phone(F.col("phone"), ctx.phone_region),
+                         "system": F.coalesce("system", F.lit(m.name))})
+    return df.withColumns({
+        "record_key": F.concat("system", F.lit(":"), "source_id"),
         "email_hash": keyed_hash(F.col("_email"), ctx.key),
-        "event": F.lower(text(raw("event"))), "event_ts": F.col("_ts"),
-        "url": text(raw("url")), "bounce_type": text(raw("bounce_type")),
+        "phone_hash": keyed_hash(F.col("_phone"), ctx.key),
+        "birth_year": F.year("birth_date"), "email": canonical_email(F.col("email")),
+        "phone": F.col("_phone"),
     })
 
 
-def _email_rules(ctx: Context) -> list[Rule]:
-    return [*(R.required(f) for f in ("event_id", "email", "event", "event_time")),
-            *_timestamp_rules("event_time", ctx),
-            R.known_value("event", text(raw("event")), ctx.refine.email_events)]  # exact case
-
-
-# ------------------------------------------------------------------------------- CRM
-CUSTOMER_COLUMNS = ("record_key", "system", "source_id", "email_hash", "phone_hash",
-                    "birth_year", "postcode", "city", "created_at", "email_optin",
-                    "loyalty_points", "loyalty_turnover", "home_store")
-PII_COLUMNS = ("record_key", "system", "source_id", "title", "first_name", "last_name",
-               "email", "phone", "birth_date", "address", "postcode", "city")
-_CRM = {  # system -> bronze field of each silver attribute
-    "eshop": {"source_id": "id_client", "title": "civilite", "first_name": "prenom",
-              "last_name": "nom", "email": "email", "phone": "telephone",
-              "birth_date": "date_naissance", "address": "adresse", "postcode": "code_postal",
-              "city": "ville", "created": "date_creation"},
-    "loyalty": {"source_id": "num_carte", "title": None, "first_name": "prenom",
-                "last_name": "nom", "email": "email", "phone": "tel_mobile",
-                "birth_date": "date_naiss", "address": "adresse_1", "postcode": "cp",
-                "city": "ville", "created": "date_adhesion"},
-}
-_CREATED_FORMAT = {"eshop": "dd/MM/yyyy HH:mm:ss", "loyalty": "dd/MM/yyyy"}
-
-
-def _crm(system: str) -> tuple[Callable[[DataFrame, Context], DataFrame],
-                               Callable[[Context], list[Rule]]]:
-    fields = _CRM[system]
-
-    def get(name: str) -> Column:
-        return text(raw(fields[name])) if fields[name] else F.lit(None).cast("string")
-
-    def typed(df: DataFrame, ctx: Context) -> DataFrame:
-        tz = ctx.refine.timezone
-        df = _with(df, {
-            "_ts": local_timestamp(raw(fields["created"]), _CREATED_FORMAT[system], tz),
-            "_email": email_key(get("email")),
-            "_phone": e164_phone(get("phone"), ctx.phone_region),
-            "birth_date": F.try_to_date(get("birth_date"), "dd/MM/yyyy"),
-        })
-        eshop = system == "eshop"
-        return _with(df, {
-            "record_key": F.concat(F.lit(f"{system}:"), get("source_id")),
-            "system": F.lit(system), "source_id": get("source_id"),
-            "email_hash": keyed_hash(F.col("_email"), ctx.key),
-            "phone_hash": keyed_hash(F.col("_phone"), ctx.key),
-            "birth_year": F.year("birth_date"), "postcode": get("postcode"),
-            "city": F.initcap(get("city")), "created_at": F.col("_ts"),
-            "email_optin": F.lower(text(raw("optin_email"))).isin("oui", "o", "1", "true", "yes")
-            if eshop else F.lit(None).cast("boolean"),
-            "loyalty_points": F.lit(None).cast("int") if eshop
-            else text(raw("points")).try_cast("int"),
-            "loyalty_turnover": F.lit(None).cast("double") if eshop
-            else french_number(raw("ca_cumule")),
-            "home_store": F.lit(None).cast("string") if eshop else text(raw("magasin")),
-            "title": get("title"), "first_name": get("first_name"),
-            "last_name": get("last_name"), "email": canonical_email(get("email")),
-            "phone": F.col("_phone"),
-            "address": get("address"),
-        })
-
-    def rules(ctx: Context) -> list[Rule]:
-        listed = [R.required(fields["source_id"]), R.required(fields["created"]),
-                  *_timestamp_rules(fields["created"], ctx)]
-        if system == "loyalty":
-            turnover = french_number(raw("ca_cumule"))
-            listed.append(R.in_range(
-                "ca_cumule", raw("ca_cumule").isNotNull() & (
-                    turnover.isNull() | (turnover < 0) | (turnover > ctx.refine.max_turnover)),
-                f"cumulative turnover is a number in 0..{ctx.refine.max_turnover}"))
-        return listed
-
-    return typed, rules
+def _customer_rules(m: Mapped, ctx: Context) -> list[Rule]:
+    if not m.available("loyalty_turnover"):
+        return []
+    top, value = ctx.refine.max_turnover, F.col("loyalty_turnover")
+    return [R.in_range(m.label("loyalty_turnover"), text(F.col("_in.loyalty_turnover"))
+                       .isNotNull() & (value.isNull() | ~finite(value) | (value < 0)
+                                       | (value > top)),
+                       f"cumulative turnover is a number in 0..{top:g}")]
 
 
 def customers_raw_pii(customers: DataFrame) -> DataFrame:
@@ -268,73 +360,62 @@ def customers_raw_pii(customers: DataFrame) -> DataFrame:
     return customers.select(*PII_COLUMNS, *LINEAGE)
 
 
-# ------------------------------------------------------------------------------- consents
-CONSENT_COLUMNS = ("subject_hash", "purpose", "status", "consent_source", "updated_at",
-                   "consent_id")
+def _consents(df: DataFrame, m: Mapped, ctx: Context) -> DataFrame:
+    df = df.withColumn("_email", email_key(F.col("email")))
+    return df.withColumns({"subject_hash": keyed_hash(F.col("_email"), ctx.key),
+                           "status": F.lower("status"), "consent_source": F.col("source")})
 
 
-def _consents_typed(df: DataFrame, ctx: Context) -> DataFrame:
-    df = _with(df, {"_ts": iso_timestamp(raw("updated_at")),
-                    "_email": email_key(raw("email"))})
-    return _with(df, {
-        "consent_id": text(raw("consent_id")),
-        "subject_hash": keyed_hash(F.col("_email"), ctx.key),
-        "purpose": text(raw("purpose")), "status": F.lower(text(raw("status"))),
-        "consent_source": text(raw("source")), "updated_at": F.col("_ts"),
-    })
+def _product_rules(m: Mapped, ctx: Context) -> list[Rule]:
+    top, value = ctx.refine.max_unit_price, F.col("price")
+    return [R.in_range(m.label("price"), text(F.col("_in.price")).isNotNull() & (
+        value.isNull() | ~finite(value) | (value < 0) | (value > top)),
+        f"price is a number in 0..{top:g}")]
 
 
-def _consents_rules(ctx: Context) -> list[Rule]:
-    return [*(R.required(f) for f in ("consent_id", "email", "status", "updated_at")),
-            *_timestamp_rules("updated_at", ctx),
-            R.known_value("status", text(raw("status")), ctx.refine.consent_statuses)]  # exact
+@dataclass(frozen=True)
+class Role:
+    """How a canonical input becomes its silver table(s)."""
+
+    columns: tuple[str, ...]
+    id_column: str
+    assemble: Callable[[DataFrame, Mapped, Context], DataFrame] = \
+        lambda df, m, ctx: df  # noqa: E731
+    rules: Callable[[Mapped, Context], list[Rule]] = lambda m, ctx: []  # noqa: E731
+    merge_on: tuple[str, ...] = ()
+    latest_by: str = ""
+    derived: dict[str, Callable[[DataFrame], DataFrame]] = field(default_factory=dict)
 
 
-# ------------------------------------------------------------------------------- products
-PRODUCT_COLUMNS = ("product_id", "sku", "name", "category", "category_label", "brand", "price",
-                   "created_on")
+ROLES: dict[str, Role] = {
+    "events": Role(EVENT_COLUMNS, "event_id", _events),
+    "orders": Role(ORDER_COLUMNS, "order_id", _orders, _order_rules,
+                   derived={ORDER_LINES: order_lines}),
+    "email_events": Role(EMAIL_COLUMNS, "event_id", _email_events),
+    "customers": Role(CUSTOMER_COLUMNS, "record_key", _customers, _customer_rules,
+                      derived={CUSTOMERS_RAW_PII: customers_raw_pii}),
+    "consents": Role(CONSENT_COLUMNS, "consent_id", _consents,
+                     merge_on=("subject_hash", "purpose"), latest_by="updated_at"),
+    "products": Role(PRODUCT_COLUMNS, "product_id", rules=_product_rules,
+                     merge_on=("product_id",), latest_by="_batch_id"),
+}
 
 
-def _products_typed(df: DataFrame, ctx: Context) -> DataFrame:
-    return _with(df, {
-        "product_id": text(raw("id_produit")), "sku": text(raw("sku")),
-        "name": text(raw("libelle")), "category": text(raw("categorie")),
-        "category_label": text(raw("libelle_categorie")), "brand": text(raw("marque")),
-        "price": french_number(raw("prix_ttc")),
-        "created_on": F.try_to_date(text(raw("date_creation")), "dd/MM/yyyy"),
-    })
+def mapped(name: str, source: SourceConfig) -> Mapped:
+    fields = tuple(name for name, _ in ddl_fields(source.columns))
+    return Mapped(name, source, INPUTS[source.role], fields)
 
 
-def _products_rules(ctx: Context) -> list[Rule]:
-    price = french_number(raw("prix_ttc"))
-    return [R.required("id_produit"),
-            R.in_range("prix_ttc", raw("prix_ttc").isNotNull() & (
-                price.isNull() | (price < 0) | (price > ctx.refine.max_unit_price)),
-                f"price is a number in 0..{ctx.refine.max_unit_price}")]
+def refinement(name: str, source: SourceConfig) -> Refinement:
+    """How source ``name`` becomes silver, from its configuration alone."""
+    m, role = mapped(name, source), ROLES[source.role]
 
+    def typed(df: DataFrame, ctx: Context) -> DataFrame:
+        df = mapped_values(df, m).withColumns(parsed_values(m, ctx))
+        return role.assemble(df, m, ctx)
 
-def refinements() -> dict[str, Refinement]:
-    """Every bronze source seglake knows how to refine, by source name."""
-    web, web_rules = _events("web")
-    app, app_rules = _events("app")
-    eshop, eshop_rules = _crm("eshop")
-    loyalty, loyalty_rules = _crm("loyalty")
-    crm = {"silver.customers_raw_pii": customers_raw_pii}
-    return {r.source: r for r in (
-        Refinement("web_events", "silver.events", "event_id", web, web_rules, EVENT_COLUMNS),
-        Refinement("app_events", "silver.events", "event_id", app, app_rules, EVENT_COLUMNS),
-        Refinement("orders", "silver.orders", "order_id", _orders_typed, _orders_rules,
-                   ORDER_COLUMNS, derived={"silver.order_lines": order_lines}),
-        Refinement("email_events", "silver.email_events", "event_id", _email_typed,
-                   _email_rules, EMAIL_COLUMNS),
-        Refinement("crm_eshop", "silver.customers_raw", "record_key", eshop, eshop_rules,
-                   CUSTOMER_COLUMNS, derived=crm),
-        Refinement("crm_loyalty", "silver.customers_raw", "record_key", loyalty, loyalty_rules,
-                   CUSTOMER_COLUMNS, derived=crm),
-        Refinement("consents", "silver.consents", "consent_id", _consents_typed,
-                   _consents_rules, CONSENT_COLUMNS, merge_on=("subject_hash", "purpose"),
-                   latest_by="updated_at"),
-        Refinement("products", "silver.products", "product_id", _products_typed,
-                   _products_rules, PRODUCT_COLUMNS, merge_on=("product_id",),
-                   latest_by="_batch_id"),
-    )}
+    def rules(ctx: Context) -> list[Rule]:
+        return [*mapped_rules(m, ctx), *role.rules(m, ctx)]
+
+    return Refinement(name, m.input.table, role.id_column, typed, rules, role.columns,
+                      role.merge_on, role.latest_by, dict(role.derived))

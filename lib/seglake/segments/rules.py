@@ -11,37 +11,18 @@ depend on when they run) are refused with a message that names the rule and the 
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
-import sqlglot
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from sqlglot import exp
 
 from seglake.behaviour.catalogue import Feature
+from seglake.expressions import ExpressionError, expression_columns
 
-# Expression nodes a rule may contain: columns, literals, logic, comparisons, arithmetic and a
-# few pure functions.
-ALLOWED: dict[type[exp.Expression], str] = {
-    exp.Column: "column", exp.Identifier: "name", exp.Literal: "literal",
-    exp.Boolean: "true/false", exp.Null: "NULL", exp.Paren: "( )", exp.Tuple: "( , )",
-    exp.And: "AND", exp.Or: "OR", exp.Not: "NOT", exp.EQ: "=", exp.NEQ: "<>", exp.GT: ">",
-    exp.GTE: ">=", exp.LT: "<", exp.LTE: "<=", exp.NullSafeEQ: "<=>", exp.Is: "IS",
-    exp.In: "IN (list)", exp.Between: "BETWEEN", exp.Like: "LIKE", exp.ILike: "ILIKE",
-    exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/", exp.Mod: "%", exp.Neg: "unary -",
-    exp.Case: "CASE", exp.If: "WHEN/IF", exp.Cast: "CAST", exp.TryCast: "CAST",
-    exp.DataType: "type", exp.Coalesce: "coalesce", exp.Abs: "abs", exp.Greatest: "greatest",
-    exp.Least: "least", exp.Round: "round", exp.Floor: "floor", exp.Ceil: "ceil",
-    exp.Lower: "lower", exp.Upper: "upper", exp.Length: "length",
-    exp.ArrayContains: "array_contains",
-}
-FUNCTIONS = sorted({v for k, v in ALLOWED.items() if issubclass(k, exp.Func)
-                    and v.isidentifier() and v.islower()})
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -102,45 +83,15 @@ def load_rules(path: str | Path) -> RuleSet:
     return rules
 
 
-def _describe(node: exp.Expression) -> str:
-    if isinstance(node, exp.Anonymous):
-        return f"function {node.name}()"
-    if isinstance(node, (exp.Select, exp.Subquery, exp.Exists)):
-        return f"subquery ({node.sql(dialect='spark')[:60]})"
-    if isinstance(node, exp.Table):
-        return f"table {node.sql(dialect='spark')}"
-    if isinstance(node, exp.Func):
-        return f"function {node.sql_name().lower()}()"
-    return f"{type(node).__name__} ({node.sql(dialect='spark')[:60]})"
-
-
 def rule_columns(name: str, text: str, catalogue: Iterable[Feature]) -> list[str]:
     """The feature columns ``text`` reads; raises RuleError naming ``name`` and the offending
     part when it is not a pure row expression over known features."""
-    known = {f.name for f in catalogue}
     try:
-        tree = sqlglot.parse_one(text, read="spark")
-    except sqlglot.errors.SqlglotError as exc:
-        raise RuleError(f"rule {name!r}: not a valid expression: {exc}") from None
-    used = []
-    for node in tree.walk():
-        if type(node) not in ALLOWED:
-            raise RuleError(f"rule {name!r}: {_describe(node)} is not allowed; rules are row "
-                            f"expressions over feature columns with operators and "
-                            f"{', '.join(FUNCTIONS)}")
-        if isinstance(node, exp.Column):
-            if node.table:
-                raise RuleError(f"rule {name!r}: {node.sql(dialect='spark')} names a table; "
-                                "rules read the feature columns only")
-            if node.name not in known:
-                close = difflib.get_close_matches(node.name, sorted(known), n=3)
-                hint = f" (did you mean {', '.join(close)}?)" if close else ""
-                raise RuleError(f"rule {name!r}: unknown column {node.name!r}{hint}; see "
-                                "`seglake features --catalogue`")
-            used.append(node.name)
-        if isinstance(node, exp.In) and node.args.get("query") is not None:
-            raise RuleError(f"rule {name!r}: IN (subquery) is not allowed")
-    return sorted(set(used))
+        return expression_columns(text, {f.name for f in catalogue}, f"rule {name!r}",
+                                  "rules are row expressions over feature columns",
+                                  "see `seglake features --catalogue`")
+    except ExpressionError as exc:
+        raise RuleError(str(exc)) from None
 
 
 def check_rules(rules: RuleSet, catalogue: Iterable[Feature]) -> dict[str, list[str]]:
