@@ -68,12 +68,19 @@ def _show_config(config: SeglakeConfig, args: StageOptions) -> int:
 
 
 def _check(config: SeglakeConfig, _: StageOptions) -> int:
-    """Start Spark, pick the Delta backend, and round-trip a small table through the lakehouse."""
+    """Check every source's mapping (before Spark), start Spark, round-trip a small table
+    through the lakehouse, then map and parse a sample of each source's landing files."""
     from pyspark.sql import functions as F
 
     from seglake.lakehouse import Lakehouse
+    from seglake.refine import mapping_problems, sampled_problems
     from seglake.session import get_spark
 
+    problems = mapping_problems(config)
+    for problem in problems:
+        print(f"error: {problem}")
+    if problems:
+        return 1
     spark = get_spark(config)
     lakehouse = Lakehouse.from_config(spark, config)
     probe = spark.range(1000).withColumn("checked_at", F.current_timestamp())
@@ -83,7 +90,15 @@ def _check(config: SeglakeConfig, _: StageOptions) -> int:
           f"{lakehouse.backend.name}")
     print(f"lakehouse {lakehouse.root}: wrote ops.healthcheck version {commit.version}, "
           f"read back {rows} rows")
-    return 0 if rows == 1000 else 1
+    failed = rows != 1000
+    for name, source in config.sources.items():
+        sampled, found = sampled_problems(spark, config, name)
+        print(f"source {name} ({source.role}): {sampled} rows sampled, "
+              f"{len(found) or 'no'} finding(s)")
+        for severity, problem in found:
+            print(f"  {severity}: {problem}")
+        failed = failed or any(severity == "error" for severity, _ in found)
+    return 1 if failed else 0
 
 
 def _demo(config: SeglakeConfig, args: StageOptions) -> int:
@@ -454,7 +469,8 @@ _HANDLERS: dict[str, Command] = {
 COMMANDS: dict[str, tuple[str, Callable[[SeglakeConfig, Any], int]]] = {
     "version": ("print the versions of seglake and its engines", _version),
     "config": ("print the configuration after file and environment overrides", _show_config),
-    "check": ("start Spark and round-trip a table through the lakehouse", _check),
+    "check": ("check every source's mapping, round-trip a table through the lakehouse and "
+              "map a sample of each source's files", _check),
     **{s.name: (s.summary, _HANDLERS[s.name]) for s in DECLARED_STAGES},
     "tables": ("the table registry: every table, its owner, PII class and partitioning "
                "(--markdown: the docs reference)", _tables),

@@ -163,7 +163,7 @@ phone_hash STRING -- keyed hash of the E.164 phone
 birth_year INT -- year of birth
 postcode STRING -- postcode
 city STRING -- city
-created_at TIMESTAMP NOT NULL -- when the record was created (UTC)
+created_at TIMESTAMP -- when the record was created (UTC), when the source says
 email_optin BOOLEAN -- opted in to email at sign-up (e-shop)
 loyalty_points INT -- loyalty points balance
 loyalty_turnover DOUBLE -- cumulative loyalty turnover
@@ -182,7 +182,7 @@ system STRING -- the CRM system
 source_id STRING -- the record's id in its system
 title STRING -- civility
 first_name STRING -- first name
-last_name STRING NOT NULL -- last name
+last_name STRING -- last name
 email STRING -- canonical email
 phone STRING -- E.164 phone
 birth_date DATE -- date of birth

@@ -17,11 +17,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from seglake.config import SeglakeConfig, SourceConfig
+from seglake.config import SeglakeConfig
 from seglake.declarations import INGEST_FILES, declared
 from seglake.lakehouse import Lakehouse, Txn
 from seglake.runlog import RunLog
-from seglake.tables import CORRUPT, KEEPS_CORRUPT, bronze_table
+from seglake.tables import CORRUPT, KEEPS_CORRUPT, bronze_table, declared_schema
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,6 @@ class SourceResult:
     rows_loaded: int = 0
     files_loaded: int = 0
     files_rejected: list[tuple[str, str]] = field(default_factory=list)
-
-
-def declared_schema(source: SourceConfig) -> T.StructType:
-    """The declared columns, plus the corrupt-record column for readers that fill one."""
-    schema = T.StructType.fromDDL(source.columns) if source.columns.strip() else T.StructType()
-    if source.format in KEEPS_CORRUPT and CORRUPT not in schema.names:
-        schema = schema.add(CORRUPT, T.StringType())
-    return schema
 
 
 def source_stream(spark: SparkSession, config: SeglakeConfig, name: str) -> DataFrame:

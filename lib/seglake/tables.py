@@ -19,7 +19,7 @@ from seglake.lakehouse.errors import SchemaMismatchError
 if TYPE_CHECKING:
     from pyspark.sql import types as T
 
-    from seglake.config import SeglakeConfig
+    from seglake.config import SeglakeConfig, SourceConfig
 
 Pii = Literal["direct", "pseudonymous", "none"]
 # what a subject column holds; erasure looks each kind up among the subject's identifiers
@@ -295,3 +295,13 @@ def reference_markdown(reg: Registry) -> str:
             lines.append(f"| `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | "
                          f"{c.doc}{subject} |")
     return "\n".join(lines) + "\n"
+
+
+def declared_schema(source: SourceConfig) -> T.StructType:
+    """The declared columns, plus the corrupt-record column for readers that fill one."""
+    from pyspark.sql import types as T
+
+    schema = T.StructType.fromDDL(source.columns) if source.columns.strip() else T.StructType()
+    if source.format in KEEPS_CORRUPT and CORRUPT not in schema.names:
+        schema = schema.add(CORRUPT, T.StringType())
+    return schema

@@ -1,6 +1,6 @@
 """Bronze -> silver: typed tables, named rules and quarantine, quality gates, privacy."""
 
 from seglake.refine.quality import QualityError
-from seglake.refine.stage import RefineError, run_refine
+from seglake.refine.stage import RefineError, mapping_problems, run_refine, sampled_problems
 
-__all__ = ["QualityError", "RefineError", "run_refine"]
+__all__ = ["QualityError", "RefineError", "mapping_problems", "run_refine", "sampled_problems"]

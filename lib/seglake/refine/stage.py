@@ -24,7 +24,7 @@ from seglake.refine.quality import QualityGate
 from seglake.refine.rules import broken_rules
 from seglake.refine.tables import Context, Refinement, mapped, refinement
 from seglake.runlog import RunLog
-from seglake.tables import BRONZE_LINEAGE, CORRUPT, LINEAGE, bronze_table
+from seglake.tables import BRONZE_LINEAGE, CORRUPT, LINEAGE, bronze_table, declared_schema
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def refine_source(
         outputs = {refinement.table: silver,
                    **{name: make(kept) for name, make in refinement.derived.items()}}
         for name, df in outputs.items():
-            gate.check(name, df, source)
+            gate.check(name, df, source, refinement.absent)
         replace = _batches_predicate(source, batches)
         if refinement.merge_on:
             lakehouse.merge(refinement.table, silver, list(refinement.merge_on),
@@ -175,10 +175,6 @@ def run_refine(
     """Refine every declared source (or those named) by its role and mapping; a mapping that
     cannot work stops before any Spark work, other failures are raised after the other
     sources ran."""
-    key = pseudonymization_key(config.privacy)
-    ctx = Context(config.refine, key, config.privacy.phone_region)
-    lakehouse = Lakehouse.from_config(spark, config)
-    runlog = runlog or RunLog(lakehouse, "refine")
     names = sources or list(config.sources)
     unknown = [n for n in names if n not in config.sources]
     if unknown:
@@ -188,6 +184,10 @@ def run_refine(
     if problems:
         raise RefineError("; ".join(problems))
     known = {n: refinement(n, config.sources[n]) for n in names}
+    key = pseudonymization_key(config.privacy)
+    ctx = Context(config.refine, key, config.privacy.phone_region)
+    lakehouse = Lakehouse.from_config(spark, config)
+    runlog = runlog or RunLog(lakehouse, "refine")
     report = Path(config.reports.root) / runlog.run_id
     gate = QualityGate(lakehouse, config.quality, runlog.run_id, report)
     results, failures = [], []
@@ -204,3 +204,56 @@ def run_refine(
     if failures:
         raise RefineError("refine failed for " + "; ".join(failures))
     return results
+
+
+def mapping_problems(config: SeglakeConfig) -> list[str]:
+    """Every declared source's mapping problems, each with the config key to change (no Spark)."""
+    return [p for name, source in config.sources.items() for p in mapped(name, source).problems()]
+
+
+def sampled_problems(spark: SparkSession, config: SeglakeConfig, name: str,
+                     rows: int = 1000) -> tuple[int, list[tuple[str, str]]]:
+    """(rows sampled, [(error or warning, message)]): a sample of the source's landing files
+    mapped and parsed as refine would. Half the values of a column failing to parse, or half
+    the rows breaking a rule, is an error of the mapping; fewer is a warning about the data."""
+    source, m = config.sources[name], mapped(name, config.sources[name])
+    reader = spark.read.format(source.format).options(**source.options) \
+        .schema(declared_schema(source))
+    path = f"{config.landing.root.rstrip('/')}/{source.path}"
+    try:
+        sample = reader.load(path).limit(rows) \
+            .withColumn("_source_file", F.col("_metadata.file_path")) \
+            .withColumn("_batch_id", F.lit(0).cast("long"))
+        ctx = Context(config.refine, b"sample-only", config.privacy.phone_region)
+        df = prepared(sample, refinement(name, source), ctx).persist()
+    except Exception as exc:  # noqa: BLE001 - reported as the source's problem
+        log.debug("sampling %s failed", name, exc_info=True)
+        return 0, [("error", f"{name}: cannot read {path}: {str(exc).splitlines()[0]}")]
+    try:
+        counts = df.select(
+            F.count(F.lit(1)).alias("rows"),
+            *[F.count(F.col(f"_in.{c.name}")).alias(f"in:{c.name}") for c in m.input.columns],
+            *[F.count(F.when(F.col(f"_in.{c.name}").isNotNull() & F.col(c.name).isNull(), 1))
+              .alias(f"bad:{c.name}") for c in m.input.columns],
+        ).first().asDict()
+        broken = df.select(F.explode("_rules").alias("rule")).groupBy("rule").count().collect()
+    finally:
+        df.unpersist()
+    total, found, key = counts["rows"], [], f"sources.{name}"
+
+    def severity(share: float) -> str:
+        return "error" if share >= 0.5 else "warning"
+    for c in m.input.columns:
+        present, bad = counts[f"in:{c.name}"], counts[f"bad:{c.name}"]
+        fmt = source.formats.get(c.name, "iso")
+        if bad and c.kind not in ("string", "lines", "boolean"):
+            found.append((severity(bad / present), f"{name}.{c.name}: {bad} of {present} "
+                          f"values do not parse as {c.kind} ({fmt}); see {key}.formats."
+                          f"{c.name} or {key}.mapping.{c.name}"))
+        if total and not present and c.name in m.required():
+            found.append(("error", f"{name}.{c.name}: empty in all {total} sampled rows; see "
+                                   f"{key}.mapping.{c.name}"))
+    for row in sorted(broken, key=lambda r: (-r["count"], r["rule"])):
+        found.append((severity(row["count"] / total), f"{name}: {row['count']} of {total} "
+                      f"sampled rows break {row['rule']}"))
+    return total, found

@@ -47,6 +47,7 @@ class Refinement:
     latest_by: str = ""                             # with merge_on: which row is the latest
     # more tables made from the good rows (all typed columns and lineage)
     derived: dict[str, Callable[[DataFrame], DataFrame]] = field(default_factory=dict)
+    absent: frozenset[str] = frozenset()            # silver columns the source cannot fill
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -401,6 +402,20 @@ ROLES: dict[str, Role] = {
 }
 
 
+# silver columns made from canonical columns of another name (the others: the same name)
+FILLED_FROM = {"email_hash": ("email",), "phone_hash": ("phone",), "subject_hash": ("email",),
+               "birth_year": ("birth_date",), "consent_source": ("source",),
+               "customer_email_hash": ("customer_email", "customer_ref"),
+               "customer_id": ("customer_id", "customer_ref")}
+
+
+def absent_columns(m: Mapped, columns: tuple[str, ...]) -> frozenset[str]:
+    """Silver columns left null because the source maps nothing onto them."""
+    return frozenset(c for c in columns
+                     if all(f in m.input.names and not m.available(f)
+                            for f in FILLED_FROM.get(c, (c,))))
+
+
 def mapped(name: str, source: SourceConfig) -> Mapped:
     fields = tuple(name for name, _ in ddl_fields(source.columns))
     return Mapped(name, source, INPUTS[source.role], fields)
@@ -417,5 +432,6 @@ def refinement(name: str, source: SourceConfig) -> Refinement:
     def rules(ctx: Context) -> list[Rule]:
         return [*mapped_rules(m, ctx), *role.rules(m, ctx)]
 
+    absent = absent_columns(m, role.columns) | absent_columns(m, PII_COLUMNS)
     return Refinement(name, m.input.table, role.id_column, typed, rules, role.columns,
-                      role.merge_on, role.latest_by, dict(role.derived))
+                      role.merge_on, role.latest_by, dict(role.derived), absent)
