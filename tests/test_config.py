@@ -111,3 +111,11 @@ def test_docs_hold_the_generated_config_reference_and_the_readme_fits_on_a_scree
     assert len(readme.splitlines()) < 200
     for link in re.findall(r"\]\((docs/[^)#]+)", readme):  # every linked page exists
         assert (REPO / link).is_file(), link
+
+
+def test_list_valued_keys_are_overridden_from_the_environment():
+    config = load_config(None, environ={
+        "SEGLAKE__QUALITY__BLOCKING": "[]",
+        "SEGLAKE__IDENTITY__DETERMINISTIC": "[[email], [loyalty_id]]"})
+    assert config.quality.blocking == []
+    assert config.identity.deterministic == [["email"], ["loyalty_id"]]

@@ -7,6 +7,8 @@ asserted is worked out by hand from them (not by seglake's demo generator).
 from __future__ import annotations
 
 import datetime as dt
+import json
+import random
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,27 @@ FLAT = {
         "subject": {"member": "customer_id"},
     },
 }
+
+
+def flat_export(customers: int = 240, seed: int = 7) -> dict[str, str]:
+    """A shop's flat order export (one CSV per month, its own column names, day dates, no
+    status, no products) and its ids-only member list, drawn with Python's random."""
+    rng = random.Random(seed)
+    months: dict[str, list[str]] = {}
+    for n in range(1, customers + 1):
+        rate = rng.choice([0.0, 0.01, 0.03, 0.08])  # orders per day
+        day = dt.date(2025, 5, 1)
+        while day < dt.date(2025, 9, 30):
+            if rng.random() < rate:
+                total = round(rng.uniform(5, 150), 2)
+                months.setdefault(day.strftime("%Y-%m"), []).append(
+                    f"O{n:04d}{day:%m%d},C{n:04d},{day:%Y-%m-%d},{total},{rng.randint(1, 4)}")
+            day += dt.timedelta(days=1)
+    files = {f"shop_orders/orders_{m}.csv": "order_no,client,order_date,total,qty\n"
+             + "\n".join(rows) + "\n" for m, rows in months.items()}
+    files["members/members.csv"] = "member;joined\n" + "".join(
+        f"C{n:04d};{1 + n % 28:02d}.0{1 + n % 4}.2024\n" for n in range(1, customers + 1))
+    return files
 
 
 def own_config(config: SeglakeConfig, root: Path, sources: dict) -> SeglakeConfig:
@@ -162,3 +185,52 @@ def test_an_ids_only_customer_list_refines_with_its_system_and_no_identifiers(sp
     failed = lake.read("ops.quality_results").where(
         "NOT success AND table = 'silver.customers_raw'").collect()
     assert [r["column"] for r in failed] == ["email_hash"]
+
+
+@pytest.fixture(scope="module")
+def flat_run(spark, config, tmp_path_factory):
+    """The whole pipeline, by configuration only, on the flat export: no events, no emails,
+    no consents, no products, no personal data."""
+    root = tmp_path_factory.mktemp("flat_run")
+    files = flat_export()
+    write(root, files)
+    cfg = own_config(config, root, FLAT)
+    path = root / "seglake.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), "utf-8")
+    code = cli.main(["run", "--config", str(path)])
+    return cfg, files, code
+
+
+def test_the_whole_pipeline_runs_on_orders_and_ids_alone(spark, flat_run):
+    cfg, files, code = flat_run
+    assert code == 0
+    lake = Lakehouse.from_config(spark, cfg)
+    orders: dict[str, list[tuple[dt.date, float]]] = {}
+    for name, text in files.items():
+        if name.startswith("shop_orders/"):
+            for line in text.splitlines()[1:]:
+                _, client, day, total, _ = line.split(",")
+                orders.setdefault(client, []).append((dt.date.fromisoformat(day), float(total)))
+    features = lake.read("gold.customer_features")
+    as_of = features.agg(F.max("as_of")).first()[0]
+    assert as_of == max(d for rows in orders.values() for d, _ in rows) + dt.timedelta(days=1)
+    keys = {r["id_value"]: r["customer_key"] for r in lake.read("silver.identity_map")
+            .where("id_kind = 'customer_id'").collect()}
+    assert len(keys) == 240  # every member its own customer: nothing to match them on
+    now = {r["customer_key"]: r for r in features.where(F.col("as_of") == as_of).collect()}
+    for client in sorted(orders)[:5]:
+        rows = [(d, t) for d, t in orders[client] if (as_of - d).days <= 365]
+        got = now[keys[client]]
+        assert got["frequency_365d"] == len(rows), client
+        assert got["monetary_365d"] == pytest.approx(sum(t for _, t in rows)), client
+        assert got["recency_days"] == (as_of - max(d for d, _ in rows)).days, client
+    never = sorted(set(keys) - set(orders))[0]
+    assert not now[keys[never]]["orders_total"]
+    scores = lake.read("gold.customer_scores").where(F.col("as_of") == as_of)
+    assert scores.count() == 240
+    assert scores.where("propensity_probability BETWEEN 0 AND 1").count() == 240
+    assert lake.read("gold.customer_clusters").where(F.col("as_of") == as_of).count() == 240
+    model = lake.read("ops.models").where("kind = 'propensity'").first()
+    left_out = json.loads(model["metrics"])["inputs_left_out"]
+    assert any(n.startswith("email_") for n in left_out)  # no email family: left out
+    assert lake.read("gold.segment_membership").where(F.col("as_of") == as_of).count() > 0

@@ -224,6 +224,11 @@ class IdentityConfig(_Section):
     training_blocks: list[list[str]] = Field(
         default_factory=lambda: [["first_name", "last_name"], ["birth_date"]],
         description="One EM training pass per entry, on the pairs agreeing on those columns.")
+    matching: Literal["probabilistic", "deterministic"] = Field(
+        "probabilistic", description="probabilistic: Splink scores candidate pairs besides "
+        "the deterministic links; deterministic: only exact agreement on a deterministic "
+        "column set links records (also the fallback, with a warning, when no compared column "
+        "holds values or EM finds no pairs to train on).")
     engine: Literal["auto", "spark", "duckdb"] = Field(
         "auto", description="Where Splink runs: spark (distributed), duckdb (in the driver: "
         "records, pairs and clusters move through Arrow; ~5x faster on the small demo) or auto "
@@ -488,7 +493,7 @@ class SeglakeConfig(_Section):
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Nested dict of ``SEGLAKE__A__B=value`` variables; values are parsed as YAML scalars."""
+    """Nested dict of ``SEGLAKE__A__B=value`` variables; values are parsed as YAML."""
     nested: dict[str, Any] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX):
@@ -499,11 +504,9 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
                 f"environment variable {name}: expected {ENV_PREFIX}<SECTION>__<KEY>, "
                 f"e.g. {ENV_PREFIX}LAKEHOUSE__ROOT"
             )
-        try:
+        try:  # YAML: numbers, booleans, and lists or maps in flow style ([a, b], {k: v})
             value = yaml.safe_load(raw) if raw.strip() else raw
         except yaml.YAMLError:
-            value = raw
-        if isinstance(value, (dict, list)):
             value = raw
         node = nested
         for part in parts[:-1]:

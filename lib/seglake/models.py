@@ -59,3 +59,18 @@ def latest_model(lakehouse: Lakehouse, kind: str) -> dict[str, Any] | None:
     row = lakehouse.read(MODELS).where((F.col("kind") == kind) & (F.col("version") == version)) \
         .first()
     return row.asDict()
+
+
+def informative_columns(df: DataFrame, names: list[str]) -> tuple[list[str], list[str]]:
+    """(kept, dropped): columns with at least two distinct non-null values are kept; a column
+    entirely null or constant (a data family the retailer does not send) cannot inform a
+    model and would stop median imputation."""
+    if not names:
+        return [], []
+    aggs = []
+    for n in names:
+        value = F.when(~F.isnan(F.col(n).cast("double")), F.col(n).cast("double"))
+        aggs += [F.min(value).alias(f"min:{n}"), F.max(value).alias(f"max:{n}")]
+    row = df.agg(*aggs).first().asDict()
+    kept = [n for n in names if row[f"min:{n}"] is not None and row[f"min:{n}"] != row[f"max:{n}"]]
+    return kept, [n for n in names if n not in kept]

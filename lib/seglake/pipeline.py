@@ -85,7 +85,7 @@ def run_stages(lakehouse: Lakehouse, stages: Sequence[str],
                run_stage: Callable[[str], int]) -> list[StageOutcome]:
     """Run ``stages`` with ``run_stage`` (the stage's exit code), recording each in
     ``ops.run_log`` as it ends; stop at the first that fails or raises."""
-    from seglake.runlog import RunLog, utc_now
+    from seglake.runlog import RunLog, error_summary, utc_now
 
     runlog = RunLog(lakehouse, "run")
     outcomes = []
@@ -96,9 +96,10 @@ def run_stages(lakehouse: Lakehouse, stages: Sequence[str],
         error = ""
         try:
             code = run_stage(stage)
-        except Exception as exc:  # noqa: BLE001 - recorded, reported and re-raised below
-            code, error = 1, f"{type(exc).__name__}: {exc}"
-            log.exception("run %s: stage %s raised", runlog.run_id, stage)
+        except Exception as exc:  # noqa: BLE001 - recorded and reported below
+            code, error = 1, error_summary(exc)
+            log.error("run %s: stage %s failed: %s", runlog.run_id, stage, error)
+            log.debug("stage %s: the trace", stage, exc_info=True)
         after = versions(lakehouse)
         written = {t: v for t, v in after.items() if before.get(t) != v}
         foreign = foreign_writes(lakehouse, stage, written)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,3 +67,15 @@ class RunLog:
         df = self.lakehouse.spark.createDataFrame(rows, SCHEMA)
         self.lakehouse.append(RUN_LOG, df)
         self.entries = []
+
+
+def error_summary(exc: BaseException) -> str:
+    """One line for the user: the exception's own message, not a Java or Python trace (a
+    Py4J error is reduced to the JVM exception's class and message)."""
+    text = str(exc)
+    for line in text.splitlines():
+        found = re.match(r"^:?\s*(?:[\w$]+\.)*(\w*(?:Exception|Error)):\s*(.+)$", line)
+        if found and not line.startswith("An error occurred"):
+            return f"{found.group(1)}: {found.group(2)}"[:500]
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first}"[:500] if first else type(exc).__name__

@@ -14,6 +14,7 @@ links linear in the group size.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -165,22 +166,82 @@ class _Engine:
         return int(table.as_duckdbpyrelation().aggregate("count(*)").fetchall()[0][0])
 
 
-def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
-         model_json: dict[str, Any] | None = None, records: int | None = None) -> Linkage:
-    """Train (or reuse) the model, score candidate pairs, cluster at the threshold."""
-    from splink import Linker
+def _uses(rule: list[str] | str, columns: set[str]) -> bool:
+    text = rule if isinstance(rule, str) else " ".join(rule)
+    return any(re.search(rf"\b{re.escape(c)}\b", text) for c in columns)
+
+
+def filled_config(frame: DataFrame, config: IdentityConfig) -> tuple[IdentityConfig, list[str]]:
+    """``config`` without the compared columns that hold no value in ``frame`` (and the rules
+    that use them), with a note of what went: data without phones or names still links."""
+    filled = frame.select([F.count(c.column).alias(c.column)
+                           for c in config.comparisons]).first().asDict()
+    empty = {c for c, n in filled.items() if not n}
+    if not empty:
+        return config, []
+    kept = config.model_copy(update={
+        "comparisons": [c for c in config.comparisons if c.column not in empty],
+        "blocking": [r for r in config.blocking if not _uses(r, empty)],
+        "deterministic": [r for r in config.deterministic if not _uses(r, empty)],
+        "training_blocks": [r for r in config.training_blocks if not _uses(r, empty)]})
+    return kept, [f"no CRM record has {', '.join(sorted(empty))}: not compared"]
+
+
+def _deterministic_linkage(frame: DataFrame, config: IdentityConfig, engine: _Engine,
+                           why: str) -> Linkage:
+    """Records linked by exact agreement on a deterministic column set only."""
     from splink.clustering import cluster_pairwise_predictions_at_threshold
 
+    pairs = deterministic_edges(frame, config.deterministic) \
+        .withColumn("match_probability", F.lit(1.0)) \
+        .withColumn("match_weight", F.lit(None).cast("double")).persist()
+    clusters = engine.to_spark(cluster_pairwise_predictions_at_threshold(
+        engine.local(frame.select(ID)), engine.local(pairs.select(
+            f"{ID}_l", f"{ID}_r", "match_probability")), engine.api, ID,
+        threshold_match_probability=config.match_threshold,
+    )).select(ID, F.col("cluster_id").cast("string")).persist()
+    model = {"matching": "deterministic", "deterministic": config.deterministic, "why": why}
+    return Linkage(model, pairs, clusters, pairs.count(), {})
+
+
+def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
+         model_json: dict[str, Any] | None = None, records: int | None = None) -> Linkage:
+    """Train (or reuse) the model, score candidate pairs, cluster at the threshold; link on
+    exact identifiers only when configured so or when nothing can be trained (warned)."""
+    from splink import Linker
+    from splink.clustering import cluster_pairwise_predictions_at_threshold
+    from splink.internals.exceptions import EMTrainingException
+
     engine = _Engine(spark, chosen_engine(
-        config, frame.count() if records is None else records, model_json))
+        config, frame.count() if records is None else records,
+        model_json if model_json and "matching" not in model_json else None))
     log.info("linkage on %s (identity.engine %s)", engine.name, config.engine)
+    if model_json and model_json.get("matching") == "deterministic":
+        return _deterministic_linkage(frame, config, engine, "reused a deterministic model")
+    if config.matching == "deterministic":
+        return _deterministic_linkage(frame, config, engine, "identity.matching deterministic")
+    if model_json is None:
+        config, notes = filled_config(frame, config)
+        for note in notes:
+            log.warning("resolve: %s", note)
+        if not (config.comparisons and config.blocking and config.training_blocks):
+            why = ("no compared column holds values, or no blocking rule or training block is "
+                   "left: linked on identity.deterministic columns only; map names, emails or "
+                   "phones onto the customers input, or set identity.matching: deterministic")
+            log.warning("resolve: %s", why)
+            return _deterministic_linkage(frame, config, engine, why)
     records_in = engine.local(frame)
     linker = Linker(engine.api.register(records_in), model_json or splink_settings(config))
     if model_json is None:
         log.info("training the linkage model (u by sampling %d pairs, EM on %d blocks)",
                  config.u_max_pairs, len(config.training_blocks))
-        linker.training.estimate_probability_two_random_records_match(
-            [_rule(r) for r in config.deterministic], recall=0.7)
+        try:
+            linker.training.estimate_probability_two_random_records_match(
+                [_rule(r) for r in config.deterministic], recall=0.7)
+        except (ValueError, ZeroDivisionError, IndexError) as exc:
+            log.warning("resolve: the match prior could not be estimated from "
+                        "identity.deterministic (%s: no exact pairs?): Splink's default kept",
+                        exc)
         linker.training.estimate_u_using_random_sampling(
             max_pairs=config.u_max_pairs, seed=config.seed, num_chunks=1)
         trained = 0
@@ -188,14 +249,19 @@ def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
             try:
                 linker.training.estimate_parameters_using_expectation_maximisation(_rule(block))
                 trained += 1
+            except EMTrainingException:
+                log.warning("EM on training block %s skipped: it pairs no records", block)
             except ValueError as exc:  # Splink 5 refuses an m of exactly 0 found by EM
                 if "minimum allowed value" not in str(exc):
                     raise
                 log.warning("EM on training block %s skipped (%s); the other blocks train "
                             "its levels", block, str(exc).split(" is below")[0])
         if not trained:
-            raise ValueError("EM failed on every identity.training_blocks block: add or "
-                             "change a block")
+            why = ("EM could train on none of identity.training_blocks (no record pairs agree "
+                   "on them): linked on identity.deterministic columns only; change "
+                   "identity.training_blocks")
+            log.warning("resolve: %s", why)
+            return _deterministic_linkage(frame, config, engine, why)
     # cached: predict scores these same pairs
     candidates = engine.count(linker.inference.compute_blocked_pairs_for_predict())
     floor = min(0.5, config.match_threshold)

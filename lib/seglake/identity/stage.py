@@ -72,11 +72,11 @@ def _optional(lakehouse: Lakehouse, name: str) -> DataFrame | None:
     return lakehouse.read(name) if lakehouse.exists(name) else None
 
 
-def _ids(frames: list[tuple[DataFrame | None, str]]) -> DataFrame:
-    parts = [df.select(F.col(c).alias("id_value")) for df, c in frames if df is not None]
-    out = parts[0]
-    for p in parts[1:]:
-        out = out.unionByName(p)
+def _ids(spark: SparkSession, frames: list[tuple[DataFrame | None, str]]) -> DataFrame:
+    out = spark.createDataFrame([], "id_value STRING")
+    for df, c in frames:
+        if df is not None:
+            out = out.unionByName(df.select(F.col(c).alias("id_value")))
     return out.where(F.col("id_value").isNotNull()).distinct()
 
 
@@ -131,9 +131,9 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     email_events = _optional(lakehouse, "silver.email_events")
     consents = _optional(lakehouse, "silver.consents")
     events = _optional(lakehouse, "silver.events")
-    emails = _ids([(orders, "customer_email_hash"), (email_events, "email_hash"),
+    emails = _ids(spark, [(orders, "customer_email_hash"), (email_events, "email_hash"),
                    (consents, "subject_hash")])
-    accounts = _ids([(orders, "customer_id"), (events, "user_id")])
+    accounts = _ids(spark, [(orders, "customer_id"), (events, "user_id")])
     if events is not None:  # read once: the identifiers of every event
         events = events.select("user_id", F.coalesce("cookie_id", "device_id")
                                .alias("client_id"), "event_ts").persist()

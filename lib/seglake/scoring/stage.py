@@ -28,7 +28,13 @@ from seglake.behaviour.inputs import KEYED
 from seglake.config import SeglakeConfig
 from seglake.declarations import FEATURES, SCORES
 from seglake.lakehouse import Lakehouse
-from seglake.models import fitting_layout, latest_version, model_path, record_model
+from seglake.models import (
+    fitting_layout,
+    informative_columns,
+    latest_version,
+    model_path,
+    record_model,
+)
 from seglake.runlog import RunLog
 from seglake.scoring import model as rf
 
@@ -135,16 +141,24 @@ def run_score(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None 
                              f"labels as of {trained_as_of} (horizon {conf.horizon_days} days) "
                              "are too few to train and measure a model: use a longer horizon "
                              "or more data")
+        used, dropped = informative_columns(frame, inputs)
+        if not used:
+            raise ScoreError(f"{kind}: no model input varies as of {trained_as_of}; see "
+                             "scoring.features")
+        if dropped:
+            log.warning("score: %s: inputs null or constant as of %s left out: %s", kind,
+                        trained_as_of, ", ".join(dropped))
         train, holdout = frame.randomSplit([1 - conf.holdout_fraction, conf.holdout_fraction],
                                            seed=conf.seed)
-        model, grid = rf.tuned_forest(train, inputs, conf)
+        model, grid = rf.tuned_forest(train, used, conf)
         metrics = {"as_of": as_of, "trained_as_of": trained_as_of, "labelled": n,
-                   "positives": positives, "grid": grid, **rf.evaluation(model, holdout, inputs)}
+                   "positives": positives, "grid": grid, "inputs_left_out": dropped,
+                   **rf.evaluation(model, holdout, used)}
         version = latest_version(lakehouse, kind) + 1
         path = model_path(lakehouse, kind, version)
         model.write().overwrite().save(path)
         record_model(lakehouse, kind, runlog.run_id,
-                     params={**conf.model_dump(), "inputs": inputs}, metrics=metrics,
+                     params={**conf.model_dump(), "inputs": used}, metrics=metrics,
                      data_versions=data_versions, artifact=json.dumps({"pipeline": path}))
         log.info("score: %s model v%d: %d labelled (%d positive), holdout ROC-AUC %.3f, "
                  "PR-AUC %.3f, F1 %.3f at %.3f (%.1f s)", kind, version, n, positives,
@@ -153,7 +167,7 @@ def run_score(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None 
         models[kind] = ModelResult(kind, version, n, positives, metrics)
         population = now if kind == "propensity" else now.where(F.col("orders_total") > 0)
         probability = f"{kind}_probability"
-        out = rf.scored(model, rf.prepared(population, inputs)) \
+        out = rf.scored(model, rf.prepared(population, used)) \
             .select("customer_key", F.col(rf.PROBABILITY).alias(probability))
         score, tier = rf.tiered(out, probability, conf.tiers)
         scored_frames.append(out.select("customer_key", probability,

@@ -24,7 +24,13 @@ from seglake.behaviour import feature_catalogue
 from seglake.config import SeglakeConfig
 from seglake.declarations import CLUSTERS, FEATURES, PROFILES, RULE_SEGMENTS, declared
 from seglake.lakehouse import Lakehouse
-from seglake.models import fitting_layout, latest_version, model_path, record_model
+from seglake.models import (
+    fitting_layout,
+    informative_columns,
+    latest_version,
+    model_path,
+    record_model,
+)
 from seglake.runlog import RunLog
 from seglake.segments import clustering as cl
 from seglake.segments.rules import (
@@ -138,6 +144,16 @@ def run_clusters(lakehouse: Lakehouse, config: SeglakeConfig, features: DataFram
     if n < conf.k_max * 2:
         raise SegmentError(f"clustering needs at least {conf.k_max * 2} customers "
                            f"(2 x clustering.k_max) as of {as_of}; found {n}")
+    kept, dropped = informative_columns(frame, list(conf.features))
+    if not kept:
+        raise SegmentError(f"no clustering input varies as of {as_of} (all null or constant: "
+                           f"{', '.join(dropped)}); see clustering.features")
+    if dropped:
+        log.warning("segment: clustering inputs %s are null or constant as of %s: left out",
+                    dropped, as_of)
+        conf = conf.model_copy(update={
+            "features": {n: e for n, e in conf.features.items() if n in kept},
+            "log_features": [n for n in conf.log_features if n in kept]})
     prep = Pipeline(stages=cl.preprocessing(conf)).fit(frame)
     vectors = prep.transform(frame).select("customer_key", cl.VECTOR).persist()
     vectors.count()
