@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -33,27 +34,25 @@ A6,,2025-10-07,30,1
 """
 MEMBERS_CSV = "member;joined\nC1;01.02.2024\nC2;15.03.2024\nC3;\n"
 
-FLAT = {
-    "shop_orders": {
-        "path": "shop_orders", "format": "csv", "options": {"header": "true"},
-        "columns": "order_no STRING, client STRING, order_date STRING, total STRING, qty STRING",
-        "role": "orders",
-        "mapping": {"order_id": "order_no", "customer_id": "client", "ordered_at": "order_date",
-                    "amount": "total", "quantity": "qty"},
-        "formats": {"ordered_at": "yyyy-MM-dd"},
-        "defaults": {"status": "completed", "currency": "EUR"},
-        "required": ["customer_id"],
-        "timezone": "America/New_York",
-        "subject": {"client": "customer_id"},
-    },
-    "members": {
-        "path": "members", "format": "csv", "options": {"header": "true", "sep": ";"},
-        "columns": "member STRING, joined STRING", "role": "customers",
-        "mapping": {"source_id": "member", "created_at": "joined"},
-        "formats": {"created_at": "dd.MM.yyyy"},
-        "subject": {"member": "customer_id"},
-    },
-}
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "bring-your-own-data.md"
+
+
+def guide_block(name: str) -> dict:
+    """The YAML block of the guide marked ``<!-- tested: name -->``: the docs are what runs."""
+    text = GUIDE.read_text(encoding="utf-8")
+    match = re.search(rf"<!-- tested: {name} -->\s*```yaml\n(.*?)```", text, re.S)
+    assert match, f"no tested block {name} in {GUIDE.name}"
+    return yaml.safe_load(match.group(1))
+
+
+FLAT = guide_block("flat-export")["sources"]
+
+
+def test_the_guide_holds_the_generated_reference_of_canonical_inputs():
+    from seglake.inputs import inputs_markdown
+
+    assert inputs_markdown() in GUIDE.read_text(encoding="utf-8"), \
+        "regenerate the guide's canonical inputs from seglake.inputs.inputs_markdown()"
 
 
 def flat_export(customers: int = 240, seed: int = 7) -> dict[str, str]:
@@ -234,3 +233,41 @@ def test_the_whole_pipeline_runs_on_orders_and_ids_alone(spark, flat_run):
     left_out = json.loads(model["metrics"])["inputs_left_out"]
     assert any(n.startswith("email_") for n in left_out)  # no email family: left out
     assert lake.read("gold.segment_membership").where(F.col("as_of") == as_of).count() > 0
+
+
+CRM = {"crm_shop": {
+    "path": "crm_shop", "format": "csv", "options": {"header": "true", "sep": ";"},
+    "columns": "card_no STRING, first STRING, last STRING, mail STRING, signup STRING",
+    "role": "customers", "timezone": "Europe/Berlin",
+    "mapping": {"source_id": "card_no", "first_name": "first", "last_name": "last",
+                "email": "mail", "created_at": "signup", "system": "'shop'"},
+    "formats": {"created_at": "MM/dd/yyyy HH:mm"},
+    "subject": {"card_no": "customer_id", "mail": "email"}}}
+
+
+def test_csv_fields_are_bound_by_header_name_and_a_header_short_of_a_column_is_rejected(
+        spark, config, tmp_path):
+    write(tmp_path, {
+        "crm_shop/day1.csv": "card_no;first;last;mail;signup\n"
+                             "K1;Anna;Berg;anna@example.org;03/01/2025 09:30\n",
+        # the same export a day later, its columns in another order, one column more
+        "crm_shop/day2.csv": "card_no;last;first;signup;mail;segment\n"
+                             "K2;Roth;Ben;03/02/2025 18:05;ben@example.org;gold\n",
+        "crm_shop/day3.csv": "card_no;first;last;signup\nK3;Cara;Vogt;03/03/2025 10:00\n",
+    })
+    cfg = own_config(config, tmp_path, CRM)
+    run_ingest(spark, cfg)
+    run_refine(spark, cfg)
+    lake = Lakehouse.from_config(spark, cfg)
+    files = {Path(r["file"]).name: r for r in lake.read("ops.ingest_files").collect()}
+    assert files["day1.csv"]["status"] == files["day2.csv"]["status"] == "loaded"
+    assert files["day3.csv"]["status"] == "rejected"
+    assert "the header lacks mail" in files["day3.csv"]["reason"]
+    pii = {r["source_id"]: r for r in lake.read("silver.customers_raw_pii").collect()}
+    assert sorted(pii) == ["K1", "K2"]
+    assert (pii["K2"]["first_name"], pii["K2"]["last_name"], pii["K2"]["email"]) == \
+        ("Ben", "Roth", "ben@example.org")
+    raw = {r["source_id"]: r for r in lake.read("silver.customers_raw").collect()}
+    # 18:05 in Berlin (UTC+1 in March) is 17:05 UTC
+    assert raw["K2"]["created_at"] == dt.datetime(2025, 3, 2, 17, 5)
+    assert raw["K2"]["record_key"] == "shop:K2"

@@ -17,7 +17,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from seglake.config import SeglakeConfig
+from seglake.config import SeglakeConfig, SourceConfig
 from seglake.declarations import INGEST_FILES, declared
 from seglake.lakehouse import Lakehouse, Txn
 from seglake.runlog import RunLog
@@ -96,6 +96,73 @@ def file_verdicts(batch: DataFrame, max_corrupt_share: float) -> list[tuple[str,
     return verdicts
 
 
+def csv_headers(spark: SparkSession, files: list[str], options: dict[str, str]
+                ) -> dict[str, list[str]]:
+    """The header fields of each CSV file, from its first line read through Hadoop (any file
+    system the cluster reads, compressed or not)."""
+    jvm, conf = spark.sparkContext._jvm, spark.sparkContext._jsc.hadoopConfiguration()
+    codecs = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf)
+    sep = options.get("sep", options.get("delimiter", ","))
+    quote = options.get("quote", '"')
+    headers = {}
+    for file in files:
+        path = jvm.org.apache.hadoop.fs.Path(file)
+        stream = path.getFileSystem(conf).open(path)
+        codec = codecs.getCodec(path)
+        try:
+            if codec is not None:
+                stream = codec.createInputStream(stream)
+            reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(
+                stream, options.get("encoding", options.get("charset", "UTF-8"))))
+            line = reader.readLine() or ""
+        except Exception:  # noqa: BLE001 - an unreadable file is judged by the reader
+            line = ""
+        finally:
+            stream.close()
+        headers[file] = [f.strip().strip(quote).strip() for f in
+                         line.lstrip("\ufeff").split(sep)] if line else []
+    return headers
+
+
+def bound_by_name(spark: SparkSession, source: SourceConfig, headers: dict[str, list[str]]
+                  ) -> DataFrame:
+    """The files' records with each field bound by its header name, in the declared schema."""
+    declared_fields = [f for f in declared_schema(source).fields if f.name != CORRUPT]
+    options = {**source.options, "mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
+    by_header: dict[tuple[str, ...], list[str]] = {}
+    for file, header in headers.items():
+        by_header.setdefault(tuple(header), []).append(file)
+    out = None
+    for header, files in sorted(by_header.items()):
+        schema = T.StructType([T.StructField(h, T.StringType()) for h in header]) \
+            .add(CORRUPT, T.StringType())
+        read = spark.read.format("csv").options(**options).schema(schema).load(files)
+        part = read.select(*[F.col(f"`{f.name}`").cast(f.dataType).alias(f.name)
+                             for f in declared_fields], CORRUPT,
+                           F.col("_metadata.file_path").alias("_source_file"))
+        out = part if out is None else out.unionByName(part)
+    return out
+
+
+def header_check(spark: SparkSession, source: SourceConfig, name: str, batch: DataFrame
+                 ) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """CSV with a header: ({file: why rejected} for headers that lack a declared column,
+    {file: header} for headers that order the columns otherwise, to bind by name)."""
+    if source.format != "csv" or source.options.get("header", "false").lower() != "true":
+        return {}, {}
+    names = [f.name for f in declared_schema(source).fields if f.name != CORRUPT]
+    files = sorted(r[0] for r in batch.select("_source_file").distinct().collect())
+    rejected, rebind = {}, {}
+    for file, header in csv_headers(spark, files, source.options).items():
+        missing = [c for c in names if c not in header]
+        if header and missing:
+            rejected[file] = (f"the header lacks {', '.join(missing)} (it has "
+                              f"{', '.join(header)}): see sources.{name}.columns")
+        elif header and header != names:
+            rebind[file] = header
+    return rejected, rebind
+
+
 def ingest_source(
     spark: SparkSession, config: SeglakeConfig, lakehouse: Lakehouse, name: str, runlog: RunLog
 ) -> SourceResult:
@@ -103,14 +170,25 @@ def ingest_source(
     if name not in config.sources:
         raise IngestError(f"unknown source {name!r}; declared: {', '.join(config.sources)}")
     table = bronze_table(name)
+    source = config.sources[name]
     result = SourceResult(name)
     app_id = f"seglake-ingest:{name}"
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
-        batch = batch.withColumn("_ingested_at", F.current_timestamp()) \
-            .withColumn("_batch_id", F.lit(batch_id).cast("long")).persist()
+        lineage = {"_ingested_at": F.current_timestamp(),
+                   "_batch_id": F.lit(batch_id).cast("long")}
+        short, rebind = header_check(spark, source, name, batch)
+        if rebind:  # fields bound by header name, not by position
+            for file in rebind:
+                log.warning("%s: %s: its header orders the columns otherwise: bound by name",
+                            name, file)
+            batch = batch.where(~F.col("_source_file").isin(list(rebind))).unionByName(
+                bound_by_name(spark, source, rebind))
+        batch = batch.withColumns(lineage).persist()
         try:
-            verdicts = file_verdicts(batch, config.ingest.max_corrupt_share)
+            verdicts = [(file, records, corrupt, short.get(file) or reason) for
+                        file, records, corrupt, reason in
+                        file_verdicts(batch, config.ingest.max_corrupt_share)]
             rejections = [(file, reason) for file, _, _, reason in verdicts if reason]
             rejected = [file for file, _ in rejections]
             loaded = batch.where(~F.col("_source_file").isin(rejected)) if rejected else batch

@@ -146,3 +146,19 @@ INPUTS: dict[str, Input] = {i.role: i for i in (
     )),
 )}
 ROLES = tuple(INPUTS)
+
+
+def inputs_markdown() -> str:
+    """The canonical inputs as the docs' reference (a test keeps docs/bring-your-own-data.md
+    equal to it)."""
+    out = []
+    for i in INPUTS.values():
+        out += [f"### `{i.role}` -> `{i.table}`", "", i.doc, ""]
+        if i.one_of:
+            out += ["At least one of each group: " + "; ".join(
+                ", ".join(f"`{c}`" for c in group) for group in i.one_of) + ".", ""]
+        out += ["| column | kind | required | meaning |", "|---|---|---|---|"]
+        out += [f"| `{c.name}` | {c.kind} | {'yes' if c.required else ''} | {c.doc} |"
+                for c in i.columns]
+        out.append("")
+    return "\n".join(out)
