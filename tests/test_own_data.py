@@ -7,6 +7,8 @@ asserted is worked out by hand from them (not by seglake's demo generator).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 import random
 import re
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TEST_KEY
 from pyspark.sql import functions as F
 
 from seglake import cli
@@ -271,3 +274,64 @@ def test_csv_fields_are_bound_by_header_name_and_a_header_short_of_a_column_is_r
     # 18:05 in Berlin (UTC+1 in March) is 17:05 UTC
     assert raw["K2"]["created_at"] == dt.datetime(2025, 3, 2, 17, 5)
     assert raw["K2"]["record_key"] == "shop:K2"
+
+
+CLICKS = {
+    "clicks": {
+        "path": "clicks", "format": "parquet",
+        "columns": "evt_uuid STRING, kind STRING, ts BIGINT, visitor STRING, member STRING, "
+                   "url STRING, sku STRING",
+        "role": "events",
+        "mapping": {"event_id": "evt_uuid", "event_ts": "ts", "cookie_id": "visitor",
+                    "user_id": "member", "page": "url", "product_id": "sku", "source": "'web'",
+                    "event_type": "CASE kind WHEN 'view' THEN 'page_view' WHEN 'pdp' THEN "
+                                  "'product_view' WHEN 'cart' THEN 'add_to_cart' ELSE kind END"},
+        "formats": {"event_ts": "epoch_s"},
+        "subject": {"member": "customer_id", "visitor": "client_id"}},
+    "mailer": {
+        "path": "mailer", "format": "json",
+        "columns": "id STRING, recipient STRING, type STRING, at STRING, campaign STRING",
+        "role": "email_events", "timezone": "Europe/London",
+        "mapping": {"event_id": "id", "email": "recipient", "event": "lower(type)",
+                    "event_ts": "at", "campaign_id": "campaign"},
+        "subject": {"recipient": "email"}},
+}
+
+
+def test_parquet_events_in_epoch_seconds_and_json_email_events_by_configuration(
+        spark, config, tmp_path):
+    spark.createDataFrame([
+        ("e1", "view", 1756900000, "ck1", None, "/home", None),
+        ("e2", "pdp", 1756900060, "ck1", "M7", "/p/42", "P42"),
+        ("e3", "cart", 1756900120, "ck1", "M7", "/p/42", "P42"),
+        ("e4", "wishlist", 1756900180, "ck1", "M7", "/p/42", "P42"),  # not a known type
+        ("e5", "view", 1756900240, None, None, "/home", None),        # no client at all
+    ], CLICKS["clicks"]["columns"]).coalesce(1).write.parquet(str(tmp_path / "spark"))
+    (tmp_path / "landing" / "clicks").mkdir(parents=True)
+    next((tmp_path / "spark").glob("part-*.parquet")).rename(
+        tmp_path / "landing" / "clicks" / "2025-09-03.parquet")  # one file, as delivered
+    write(tmp_path, {"mailer/2025-09-03.jsonl": "\n".join([
+        '{"id": "m1", "recipient": " Ben@Example.org", "type": "Open", '
+        '"at": "2025-09-03 10:00:00", "campaign": "autumn"}',
+        '{"id": "m2", "recipient": "ben@example.org", "type": "Click", '
+        '"at": "2025-09-03T10:05:00Z", "campaign": "autumn"}']) + "\n"})
+    cfg = own_config(config, tmp_path, CLICKS)
+    run_ingest(spark, cfg)
+    run_refine(spark, cfg)
+    lake = Lakehouse.from_config(spark, cfg)
+    events = {r["event_id"]: r for r in lake.read("silver.events").collect()}
+    assert sorted(events) == ["e1", "e2", "e3"]
+    assert [events[e]["event_type"] for e in ("e1", "e2", "e3")] == \
+        ["page_view", "product_view", "add_to_cart"]
+    assert events["e2"]["event_ts"] == dt.datetime(2025, 9, 3, 11, 47, 40)  # 1756900060 UTC
+    assert (events["e2"]["source"], events["e2"]["cookie_id"], events["e2"]["user_id"]) == \
+        ("web", "ck1", "M7")
+    rules = sorted(r["rules"] for r in lake.read(QUARANTINE).collect())
+    assert rules == [["known_value:event_type"], ["required:visitor|member"]]
+    mails = {r["event_id"]: r for r in lake.read("silver.email_events").collect()}
+    digest = hmac.new(TEST_KEY.encode(), b"ben@example.org", hashlib.sha256).hexdigest()
+    assert {m["email_hash"] for m in mails.values()} == {digest}
+    assert (mails["m1"]["event"], mails["m2"]["event"]) == ("open", "click")
+    # a time without a zone is London time (UTC+1 in September); one with a zone is kept
+    assert mails["m1"]["event_ts"] == dt.datetime(2025, 9, 3, 9, 0)
+    assert mails["m2"]["event_ts"] == dt.datetime(2025, 9, 3, 10, 5)
