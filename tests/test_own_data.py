@@ -228,6 +228,12 @@ def test_the_whole_pipeline_runs_on_orders_and_ids_alone(spark, flat_run):
         assert got["recency_days"] == (as_of - max(d for d, _ in rows)).days, client
     never = sorted(set(keys) - set(orders))[0]
     assert not now[keys[never]]["orders_total"]
+    # no email platform: its features are unknown (null), not zero, and rules reading them say so
+    assert all(r["email_opened_30d"] is None for r in now.values())
+    assert all(r["frequency_30d"] is not None for r in now.values())
+    message = lake.read(RUN_LOG).where("stage = 'segment' AND table = 'gold.rule_segments'") \
+        .first()["message"]
+    assert "reads only-null email_opened_30d" in message
     scores = lake.read("gold.customer_scores").where(F.col("as_of") == as_of)
     assert scores.count() == 240
     assert scores.where("propensity_probability BETWEEN 0 AND 1").count() == 240
@@ -335,3 +341,19 @@ def test_parquet_events_in_epoch_seconds_and_json_email_events_by_configuration(
     # a time without a zone is London time (UTC+1 in September); one with a zone is kept
     assert mails["m1"]["event_ts"] == dt.datetime(2025, 9, 3, 9, 0)
     assert mails["m2"]["event_ts"] == dt.datetime(2025, 9, 3, 10, 5)
+
+
+def test_bad_arguments_are_refused_before_spark_starts(config, tmp_path, monkeypatch, capsys):
+    import seglake.session
+
+    def no_spark(*_, **__):
+        raise AssertionError("Spark was started")
+    monkeypatch.setattr(seglake.session, "get_spark", no_spark)
+    path = tmp_path / "seglake.yaml"
+    path.write_text(yaml.safe_dump(own_config(config, tmp_path, FLAT).model_dump(mode="json"),
+                                   sort_keys=False), encoding="utf-8")
+    assert cli.main(["ingest", "--config", str(path), "--source", "shop_order"]) == 2
+    assert "unknown source(s) ['shop_order']; declared in the configuration: shop_orders, " \
+           "members" in capsys.readouterr().err
+    assert cli.main(["erase", "--config", str(path), "--email", "not-an-email"]) == 2
+    assert "not an email address: 'not-an-email'" in capsys.readouterr().err

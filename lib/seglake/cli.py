@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -588,9 +589,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("run", "tables"):
         return command(config, args)
     options = StageOptions.of(args)
+    problem = _argument_problem(config, args.command, options)
+    if problem:  # before Spark starts: a typo costs a second, not a JVM start
+        print(f"seglake {args.command}: {problem}", file=sys.stderr)
+        return 2
     if args.command in _HANDLERS and not (options.catalogue or options.check):
         return _staged(config, args.command, options)
     return command(config, options)
+
+
+def _argument_problem(config: SeglakeConfig, command: str, options: StageOptions) -> str:
+    """What is wrong with the command line given the configuration ('' when nothing)."""
+    unknown = [s for s in options.source or [] if s not in config.sources]
+    if unknown:
+        return (f"unknown source(s) {unknown}; declared in the configuration: "
+                f"{', '.join(config.sources)}")
+    if command == "erase":
+        if bool(options.email) == bool(options.customer_key):
+            return "give exactly one of --email or --customer-key"
+        if options.email and not re.fullmatch(r"\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*",
+                                              options.email):
+            return f"not an email address: {options.email!r}"
+    return ""
 
 
 def _staged(config: SeglakeConfig, stage: str, options: StageOptions) -> int:

@@ -27,6 +27,10 @@ def customer_features(sources: Sources, as_of: dt.date, config: FeaturesConfig) 
     return features_of(activity(sources, as_of), config)
 
 
+FAMILY_INPUT = {"rfm": "orders", "email": "email_events", "browsing": "events",
+                "funnel": "events", "intent": "events"}
+
+
 def features_of(act: Activity, config: FeaturesConfig) -> DataFrame:
     as_of = act.as_of
     consents = act.consents.join(
@@ -49,7 +53,10 @@ def features_of(act: Activity, config: FeaturesConfig) -> DataFrame:
     df = with_consent(df, act.consents, act.emails, config.consent_purpose) \
         .drop("marketing_consent_at")
     catalogue = feature_catalogue(config)
-    df = df.fillna({f.name: FILL[f.missing] for f in catalogue if f.missing in FILL})
+    # a family whose input is not sent at all stays null (unknown), not 0 (none happened)
+    unknown = {family for family, source in FAMILY_INPUT.items() if source in act.absent}
+    df = df.fillna({f.name: FILL[f.missing] for f in catalogue
+                    if f.missing in FILL and f.family not in unknown})
     first_seen = F.least("_crm_first_at", "_first_order_at", "_first_email_at",
                          "_first_event_at", "_first_consent_at")
     last_active = F.greatest("_last_order_at", "_last_event_at", "_last_open_at")

@@ -8,7 +8,7 @@ hold nothing at or after ``as_of`` (midnight UTC), so no feature can see the fut
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -56,16 +56,18 @@ class Sources:
     products: DataFrame
     customers: DataFrame
     identity_map: DataFrame
+    absent: frozenset[str] = field(default=frozenset(), kw_only=True)  # inputs not sent at all
 
     @classmethod
     def of(cls, spark: SparkSession, frames: dict[str, DataFrame | None]) -> Sources:
-        """Each input reduced to the columns features use; a missing one is an empty frame."""
+        """Each input reduced to the columns features use; a missing one is an empty frame
+        (and named in ``absent``)."""
         chosen = {}
         for name, schema in SCHEMAS.items():
             df = frames.get(name)
             chosen[name] = spark.createDataFrame([], schema) if df is None \
                 else df.select(*columns(schema))
-        return cls(**chosen)
+        return cls(**chosen, absent=frozenset(n for n in SCHEMAS if frames.get(n) is None))
 
 
 @dataclass
@@ -121,7 +123,7 @@ def activity(sources: Sources, as_of: dt.date) -> Activity:
     return Activity(events=events, orders=orders, email_events=email_events,
                     consents=before["consents"], products=sources.products,
                     customers=sources.customers, identity_map=ids, as_of=as_of,
-                    emails=ids.where(F.col("id_kind") == EMAIL))
+                    emails=ids.where(F.col("id_kind") == EMAIL), absent=sources.absent)
 
 
 KEYED = ("events", "orders", "email_events")  # the activity a customer is keyed by

@@ -89,6 +89,18 @@ def checked_rules(config: SeglakeConfig) -> RuleSet:
     return rules
 
 
+def blind_rules(features: DataFrame, rules: RuleSet, catalogue: list) -> dict[str, list[str]]:
+    """Rules (by name) reading feature columns that are null for every row of ``features``."""
+    used = check_rules(rules, catalogue)
+    columns = sorted({c for cs in used.values() for c in cs})
+    if not columns:
+        return {}
+    counts = features.select([F.count(c).alias(c) for c in columns]).first().asDict()
+    empty = {c for c, n in counts.items() if not n}
+    return {name: [c for c in cs if c in empty] for name, cs in used.items()
+            if empty & set(cs)}
+
+
 def run_segment(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None = None,
                 runlog: RunLog | None = None) -> SegmentResult:
     """Assign every customer of the features at ``as_of`` (default: the latest) its rule
@@ -107,6 +119,11 @@ def run_segment(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | Non
         as_of = features.agg(F.max("as_of")).first()[0]
     features = features.where(F.col("as_of") == F.lit(as_of))
     runlog = runlog or RunLog(lakehouse, "segment")
+    blind = blind_rules(features, rules, feature_catalogue(config.features))
+    for rule, columns in blind.items():
+        log.warning("segment: rule %s reads %s, null for every customer as of %s (a data "
+                    "family the sources do not send?): it matches on the other columns only",
+                    rule, ", ".join(columns), as_of)
     out = rule_segments(features, rules).withColumn("run_id", F.lit(runlog.run_id)).persist()
     segments = {r["rule_segment"]: r["count"] for r in
                 out.groupBy("rule_segment").count().collect()}
@@ -121,7 +138,9 @@ def run_segment(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | Non
     lakehouse.overwrite_as_of(RULE_SEGMENTS, out, as_of)
     runlog.record(source=FEATURES, table=RULE_SEGMENTS, rows_in=rows, rows_out=rows,
                   message=f"as_of {as_of}: " + ", ".join(
-                      f"{name} {n}" for name, n in sorted(segments.items())))
+                      f"{name} {n}" for name, n in sorted(segments.items()))
+                  + "".join(f"; rule {r} reads only-null {', '.join(c)}"
+                            for r, c in blind.items()))
     out.unpersist()
     clusters = None
     if config.clustering.enabled:
