@@ -43,6 +43,19 @@ def test_checker_refuses_and_names_the_rule_and_the_part(rule, message):
         rule_columns("r", rule, CATALOGUE)
 
 
+@pytest.mark.parametrize("rule, message", [
+    ("frequency_7d + 1", r"rule 'r': gives a value \(frequency_7d \+ 1\), not true/false"),
+    ("frequency_30d", "gives the bigint column frequency_30d, not true/false"),
+    ("'champions'", "not true/false"),
+])
+def test_a_rule_that_is_not_a_condition_is_refused_without_spark(rule, message):
+    from seglake.segments.rules import RuleSet
+
+    rules = RuleSet.model_validate({"segments": [{"name": "r", "rule": rule}], "tags": []})
+    with pytest.raises(RuleError, match=message):
+        check_rules(rules, CATALOGUE)
+
+
 def test_checker_accepts_row_expressions_and_lists_their_columns():
     rule = ("email_opened_7d >= 3 AND lower(top_category) = 'mode-femme' AND "
             "coalesce(frequency_30d, 0) = 0 AND days_since_last_visit BETWEEN 30 AND 90 "

@@ -94,12 +94,38 @@ def rule_columns(name: str, text: str, catalogue: Iterable[Feature]) -> list[str
         raise RuleError(str(exc)) from None
 
 
+def not_boolean(text: str, catalogue: Iterable[Feature]) -> str:
+    """What ``text`` gives when that is plainly not true/false ('' otherwise): arithmetic, a
+    literal or a non-boolean feature at the top of a rule."""
+    import sqlglot
+    from sqlglot import exp
+
+    node = sqlglot.parse_one(text, read="spark")
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if isinstance(node, (exp.Predicate, exp.Connector, exp.Not, exp.Boolean, exp.Case,
+                         exp.If, exp.Coalesce, exp.Null)):
+        return ""
+    if isinstance(node, exp.Column):
+        kind = {f.name: f.type for f in catalogue}.get(node.name, "boolean")
+        return "" if kind == "boolean" else f"the {kind} column {node.name}"
+    if isinstance(node, (exp.Binary, exp.Neg, exp.Literal, exp.Func)):
+        return f"a value ({node.sql(dialect='spark')[:60]})"
+    return ""
+
+
 def check_rules(rules: RuleSet, catalogue: Iterable[Feature]) -> dict[str, list[str]]:
     """Every segment and tag checked; the columns each reads, by name."""
     catalogue = list(catalogue)
     rules.check_names()
-    return {r.name: rule_columns(r.name, r.rule, catalogue) for r in [*rules.segments,
-                                                                     *rules.tags]}
+    used = {}
+    for r in [*rules.segments, *rules.tags]:
+        used[r.name] = rule_columns(r.name, r.rule, catalogue)
+        value = not_boolean(r.rule, catalogue)
+        if value:
+            raise RuleError(f"rule {r.name!r}: gives {value}, not true/false; a rule is a "
+                            "condition (e.g. frequency_7d + 1 > 2)")
+    return used
 
 
 def rule_segments(features: DataFrame, rules: RuleSet) -> DataFrame:
