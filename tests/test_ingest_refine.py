@@ -143,15 +143,25 @@ def test_unreadable_files_are_rejected_with_a_reason_and_the_others_go_in(spark,
     first = sorted((landing / "orders").glob("orders_2*.jsonl"))[0]
     redelivered = landing / "orders" / "orders_redelivered.jsonl"  # a good new file
     redelivered.write_bytes(first.read_bytes())
+    lines = first.read_text(encoding="utf-8").splitlines()
+    good = [json.loads(line) for line in lines if line.startswith('{"order_id":"CMD-')][:2]
+    for n, record in enumerate(good, 1):
+        record["order_id"] = f"NUL-{n}"
+    good[0]["coupon_code"] = "A\u0000B"  # one valid record with a NUL in a field
+    (landing / "orders" / "orders_nul.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in good), encoding="utf-8")
     before = Lakehouse.from_config(spark, cfg).read("bronze.orders").count()
     results = {r.source: r for r in run_ingest(spark, cfg, ["orders", "crm_eshop"])}
     lake = Lakehouse.from_config(spark, cfg)
     assert [Path(f).name for f, _ in results["orders"].files_rejected] == ["orders_junk.jsonl"]
     assert [Path(f).name for f, _ in results["crm_eshop"].files_rejected] == \
         ["crm_eshop_latin1.csv"]
-    assert lake.read("bronze.orders").count() == \
-        before + len(first.read_text(encoding="utf-8").splitlines())
-    assert results["orders"].files_loaded == 1  # the good new file went in
+    assert lake.read("bronze.orders").count() == before + len(lines) + 2
+    assert results["orders"].files_loaded == 2  # the good new file went in, and the NUL one
+    nul_rows = lake.read("bronze.orders").where(F.col("_source_file").contains("orders_nul"))
+    assert [r["order_id"] for r in nul_rows.where("_corrupt_record IS NOT NULL").collect()] \
+        == ["NUL-1"]  # set aside alone (refine quarantines it as unparseable)
+    assert nul_rows.where("_corrupt_record IS NULL").count() == 1
     files = lake.read(INGEST_FILES).where("status = 'rejected'").collect()
     assert {Path(r["file"]).name for r in files} == {"orders_junk.jsonl",
                                                      "crm_eshop_latin1.csv"}

@@ -25,7 +25,8 @@ from seglake.tables import CORRUPT, KEEPS_CORRUPT, bronze_table, declared_schema
 
 log = logging.getLogger(__name__)
 
-UNDECODABLE = ("\ufffd", "\u0000")  # what a wrong encoding or binary junk decodes to
+UNDECODABLE = "\ufffd"  # what a wrong encoding or binary junk decodes to
+NUL = "\u0000"         # valid in JSON strings and CSV fields, refused downstream: per record
 
 
 class IngestError(RuntimeError):
@@ -65,6 +66,21 @@ def source_stream(spark: SparkSession, config: SeglakeConfig, name: str) -> Data
         return stream.withColumn("_source_file", F.lit(source.format))
 
 
+def nul_records_corrupt(batch: DataFrame) -> DataFrame:
+    """Records holding a NUL character are set aside as unparseable (the record, as JSON, in
+    the corrupt-record column), not their whole file: refine quarantines them."""
+    if CORRUPT not in batch.columns:
+        return batch
+    fields = [f.name for f in batch.schema.fields if f.name not in (CORRUPT, "_source_file")]
+    strings = [F.coalesce(F.col(f.name), F.lit("")) for f in batch.schema.fields
+               if isinstance(f.dataType, T.StringType) and f.name in fields]
+    if not strings:
+        return batch
+    has_nul = F.concat(*strings).contains(NUL)
+    return batch.withColumn(CORRUPT, F.when(F.col(CORRUPT).isNull() & has_nul, F.to_json(
+        F.struct(*fields))).otherwise(F.col(CORRUPT)))
+
+
 def file_verdicts(batch: DataFrame, max_corrupt_share: float) -> list[tuple[str, int, int, str]]:
     """(file, records, corrupt records, rejection reason or '') for each file of a batch.
 
@@ -74,9 +90,9 @@ def file_verdicts(batch: DataFrame, max_corrupt_share: float) -> list[tuple[str,
     strings = [F.coalesce(F.col(f.name), F.lit("")) for f in batch.schema.fields
                if isinstance(f.dataType, T.StringType) and f.name != "_source_file"]
     text = F.concat(*strings) if strings else F.lit("")
-    undecodable = F.lit(False)
-    for marker in UNDECODABLE:
-        undecodable = undecodable | text.contains(marker)
+    undecodable = text.contains(UNDECODABLE)
+    if CORRUPT in batch.columns:  # a NUL in a line that does not even parse: binary content
+        undecodable = undecodable | F.coalesce(F.col(CORRUPT).contains(NUL), F.lit(False))
     corrupt = F.col(CORRUPT).isNotNull() if CORRUPT in batch.columns else F.lit(False)
     stats = batch.groupBy("_source_file").agg(
         F.count(F.lit(1)).alias("records"),
@@ -184,9 +200,9 @@ def ingest_source(
                             name, file)
             batch = batch.where(~F.col("_source_file").isin(list(rebind))).unionByName(
                 bound_by_name(spark, source, rebind))
-        batch = batch.withColumns(lineage).persist()
+        batch = nul_records_corrupt(batch).withColumns(lineage).persist()
         try:
-            verdicts = [(file, records, corrupt, short.get(file) or reason) for
+            verdicts = [(file, records, corrupt, reason or short.get(file, "")) for
                         file, records, corrupt, reason in
                         file_verdicts(batch, config.ingest.max_corrupt_share)]
             rejections = [(file, reason) for file, _, _, reason in verdicts if reason]
