@@ -8,6 +8,7 @@ as an idempotent transaction, so a run killed half-way replays the batch without
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -20,7 +21,7 @@ from pyspark.sql import types as T
 from seglake.config import SeglakeConfig, SourceConfig
 from seglake.declarations import INGEST_FILES, declared
 from seglake.lakehouse import Lakehouse, Txn
-from seglake.runlog import RunLog
+from seglake.runlog import RunLog, error_summary
 from seglake.tables import CORRUPT, KEEPS_CORRUPT, bronze_table, declared_schema
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,19 @@ class SourceResult:
     files_rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
-def source_stream(spark: SparkSession, config: SeglakeConfig, name: str) -> DataFrame:
-    """The source as a stream with ``_source_file`` (file formats; else the format's name)."""
+def _reader_options(config: SeglakeConfig, name: str) -> dict[str, str]:
     source = config.sources[name]
     options = dict(source.options)
     if source.format in KEEPS_CORRUPT:
         options.setdefault("mode", "PERMISSIVE")
         options.setdefault("columnNameOfCorruptRecord", CORRUPT)
+    return options
+
+
+def source_stream(spark: SparkSession, config: SeglakeConfig, name: str) -> DataFrame:
+    """The source as a stream with ``_source_file`` (file formats; else the format's name)."""
+    source = config.sources[name]
+    options = _reader_options(config, name)
     if config.ingest.max_files_per_batch:
         options.setdefault("maxFilesPerTrigger", str(config.ingest.max_files_per_batch))
     reader = spark.readStream.format(source.format).options(**options)
@@ -64,6 +71,51 @@ def source_stream(spark: SparkSession, config: SeglakeConfig, name: str) -> Data
         return stream.withColumn("_source_file", F.col("_metadata.file_path"))
     except AnalysisException:  # not a file source (kafka, ...): no per-file metadata
         return stream.withColumn("_source_file", F.lit(source.format))
+
+
+def files_read(spark: SparkSession, config: SeglakeConfig, name: str, files: list[str]
+               ) -> DataFrame:
+    """``files`` of the source read as the stream reads them (a batch read)."""
+    source = config.sources[name]
+    return spark.read.format(source.format).options(**_reader_options(config, name)) \
+        .schema(declared_schema(source)).load(files) \
+        .withColumn("_source_file", F.col("_metadata.file_path"))
+
+
+def _hadoop_text(spark: SparkSession, path: str) -> str | None:
+    """A small text file through Hadoop (local, HDFS, object stores); None when absent."""
+    jvm, conf = spark.sparkContext._jvm, spark.sparkContext._jsc.hadoopConfiguration()
+    target = jvm.org.apache.hadoop.fs.Path(path)
+    fs = target.getFileSystem(conf)
+    if not fs.exists(target):
+        return None
+    stream = fs.open(target)
+    try:
+        return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+
+
+def batch_files(spark: SparkSession, checkpoint: str, batch_id: int) -> list[str]:
+    """The files of one micro-batch, from the file source's log in the checkpoint (a batch that
+    fails to read cannot tell them itself)."""
+    log_dir = f"{checkpoint}/sources/0/{batch_id}"
+    text = _hadoop_text(spark, log_dir) or _hadoop_text(spark, f"{log_dir}.compact") or ""
+    entries = [json.loads(line) for line in text.splitlines()[1:] if line.startswith("{")]
+    return sorted(e["path"] for e in entries if e.get("batchId") == batch_id)
+
+
+def unreadable_files(spark: SparkSession, config: SeglakeConfig, name: str, files: list[str]
+                     ) -> dict[str, str]:
+    """The files that cannot be read to their end (a truncated archive, an I/O error), each
+    with the reader's error; tried one by one, so only after a batch failed to read."""
+    bad = {}
+    for file in files:
+        try:
+            files_read(spark, config, name, [file]).count()
+        except Exception as exc:  # noqa: BLE001 - the file's verdict
+            bad[file] = f"cannot be read: {error_summary(exc)}"
+    return bad
 
 
 def nul_records_corrupt(batch: DataFrame) -> DataFrame:
@@ -191,6 +243,19 @@ def ingest_source(
     app_id = f"seglake-ingest:{name}"
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
+        try:
+            write_files(batch, batch_id, {})
+        except Exception:
+            files = batch_files(spark, checkpoint, batch_id) if source.path else []
+            bad = unreadable_files(spark, config, name, files)
+            if not bad:
+                raise
+            good = [f for f in files if f not in bad]
+            # the batch without the unreadable files; those are recorded as rejected
+            write_files(files_read(spark, config, name, good) if good else
+                        batch.limit(0), batch_id, bad)
+
+    def write_files(batch: DataFrame, batch_id: int, unreadable: dict[str, str]) -> None:
         lineage = {"_ingested_at": F.current_timestamp(),
                    "_batch_id": F.lit(batch_id).cast("long")}
         short, rebind = header_check(spark, source, name, batch)
@@ -205,6 +270,7 @@ def ingest_source(
             verdicts = [(file, records, corrupt, reason or short.get(file, "")) for
                         file, records, corrupt, reason in
                         file_verdicts(batch, config.ingest.max_corrupt_share)]
+            verdicts += [(file, 0, 0, reason) for file, reason in sorted(unreadable.items())]
             rejections = [(file, reason) for file, _, _, reason in verdicts if reason]
             rejected = [file for file, _ in rejections]
             loaded = batch.where(~F.col("_source_file").isin(rejected)) if rejected else batch
