@@ -76,10 +76,12 @@ def test_config_command_prints_the_overridden_config(monkeypatch, capsys):
 def test_check_round_trips_through_the_lakehouse(spark, config: SeglakeConfig, capsys,
                                                  monkeypatch, tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text(f"lakehouse:\n  root: {tmp_path / 'lh'}\n", encoding="utf-8")
+    path.write_text(f"lakehouse:\n  root: {tmp_path / 'lh'}\nlanding:\n  root: {tmp_path}\n",
+                    encoding="utf-8")
     assert cli.main(["check", "--config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "Delta backend: delta-" in out and "read back 1000 rows" in out
+    assert f"warning: orders: no files delivered yet under {tmp_path}/orders" in out
     assert (tmp_path / "lh" / "ops" / "healthcheck" / "_delta_log").is_dir()
 
 

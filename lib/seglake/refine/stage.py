@@ -228,6 +228,8 @@ def sampled_problems(spark: SparkSession, config: SeglakeConfig, name: str,
         df = prepared(sample, refinement(name, source), ctx).persist()
     except Exception as exc:  # noqa: BLE001 - reported as the source's problem
         log.debug("sampling %s failed", name, exc_info=True)
+        if "PATH_NOT_FOUND" in str(exc):
+            return 0, [("warning", f"{name}: no files delivered yet under {path}")]
         return 0, [("error", f"{name}: cannot read {path}: {str(exc).splitlines()[0]}")]
     try:
         counts = df.select(
