@@ -151,6 +151,10 @@ def test_unreadable_files_are_rejected_with_a_reason_and_the_others_go_in(spark,
     good[0]["coupon_code"] = "A\u0000B"  # one valid record with a NUL in a field
     (landing / "orders" / "orders_nul.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in good), encoding="utf-8")
+    (landing / "orders" / "orders_empty.jsonl").write_bytes(b"")  # 0 bytes
+    header = sorted((landing / "crm_eshop").glob("crm_eshop_2*.csv"))[0].read_text(
+        "utf-8-sig").splitlines()[0]
+    (landing / "crm_eshop" / "crm_eshop_header_only.csv").write_text(header + "\n", "utf-8")
     packed = gzip.compress(first.read_bytes())
     (landing / "orders" / "orders_cut.jsonl.gz").write_bytes(packed[:len(packed) // 2])
     before = Lakehouse.from_config(spark, cfg).read("bronze.orders").count()
@@ -161,7 +165,10 @@ def test_unreadable_files_are_rejected_with_a_reason_and_the_others_go_in(spark,
     assert [Path(f).name for f, _ in results["crm_eshop"].files_rejected] == \
         ["crm_eshop_latin1.csv"]
     assert lake.read("bronze.orders").count() == before + len(lines) + 2
-    assert results["orders"].files_loaded == 2  # the good new file went in, and the NUL one
+    assert results["orders"].files_loaded == 3  # the good new file, the NUL one, the empty one
+    empty = {Path(r["file"]).name: (r["records"], r["status"]) for r in lake.read(INGEST_FILES)
+             .where("records = 0").collect()}
+    assert empty["orders_empty.jsonl"] == empty["crm_eshop_header_only.csv"] == (0, "loaded")
     nul_rows = lake.read("bronze.orders").where(F.col("_source_file").contains("orders_nul"))
     assert [r["order_id"] for r in nul_rows.where("_corrupt_record IS NOT NULL").collect()] \
         == ["NUL-1"]  # set aside alone (refine quarantines it as unparseable)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 
 from pyspark.errors import AnalysisException
@@ -94,6 +95,11 @@ def _hadoop_text(spark: SparkSession, path: str) -> str | None:
         return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
     finally:
         stream.close()
+
+
+def _local(path: str) -> str:
+    """A file URI and its path spelt alike (file:///a, file:/a, /a)."""
+    return re.sub(r"^file:/+", "/", path)
 
 
 def batch_files(spark: SparkSession, checkpoint: str, batch_id: int) -> list[str]:
@@ -271,6 +277,10 @@ def ingest_source(
                         file, records, corrupt, reason in
                         file_verdicts(batch, config.ingest.max_corrupt_share)]
             verdicts += [(file, 0, 0, reason) for file, reason in sorted(unreadable.items())]
+            seen = {_local(v[0]) for v in verdicts}
+            verdicts += [(file, 0, 0, "") for file in  # empty or header-only: no records
+                         (batch_files(spark, checkpoint, batch_id) if source.path else [])
+                         if _local(file) not in seen]
             rejections = [(file, reason) for file, _, _, reason in verdicts if reason]
             rejected = [file for file, _ in rejections]
             loaded = batch.where(~F.col("_source_file").isin(rejected)) if rejected else batch
