@@ -357,3 +357,41 @@ def test_bad_arguments_are_refused_before_spark_starts(config, tmp_path, monkeyp
            "members" in capsys.readouterr().err
     assert cli.main(["erase", "--config", str(path), "--email", "not-an-email"]) == 2
     assert "not an email address: 'not-an-email'" in capsys.readouterr().err
+
+
+def test_a_batch_a_blocking_suite_refuses_is_held_back_alone(spark, config, tmp_path,
+                                                              monkeypatch):
+    import great_expectations.expectations as gxe
+
+    import seglake.refine.stage as stage
+    from seglake.refine.quality import QualityGate, suites
+    from seglake.refine.stage import pending_batches
+
+    def capped() -> dict:  # orders above 1,000 are a delivery error for this shop
+        found = suites()
+        found["silver.orders"] = [gxe.ExpectColumnValuesToBeBetween(
+            column="gross_amount", min_value=0, max_value=1000)]
+        return found
+    monkeypatch.setattr(stage, "QualityGate",
+                        lambda *a, **k: QualityGate(*a, **k, suites_of=capped))
+    sources = {"shop_orders": FLAT["shop_orders"]}
+    cfg = own_config(config, tmp_path, sources)
+    header = "order_no,client,order_date,total,qty\n"
+    deliveries = [("d1.csv", "B1,C1,2025-10-01,20,1\n"),
+                  ("d2.csv", "B2,C2,2025-10-02,5000,1\nB3,C3,2025-10-02,30,1\n"),
+                  ("d3.csv", "B4,C1,2025-10-03,40,1\n")]
+    for name, rows in deliveries[:2]:  # two deliveries, two ingest batches, one refine
+        write(tmp_path, {f"shop_orders/{name}": header + rows})
+        run_ingest(spark, cfg)
+    with pytest.raises(RefineError, match=r"batch 1 held back: quality suite of silver.orders"):
+        run_refine(spark, cfg)
+    lake = Lakehouse.from_config(spark, cfg)
+    assert sorted(r[0] for r in lake.read("silver.orders").select("order_id").collect()) == \
+        ["B1"]
+    assert pending_batches(lake, "shop_orders") == [1]  # recorded, kept for a re-run
+    write(tmp_path, {f"shop_orders/{deliveries[2][0]}": header + deliveries[2][1]})
+    run_ingest(spark, cfg)
+    with pytest.raises(RefineError, match="batch 1 held back"):
+        run_refine(spark, cfg)
+    assert sorted(r[0] for r in lake.read("silver.orders").select("order_id").collect()) == \
+        ["B1", "B4"]  # the later good delivery went through

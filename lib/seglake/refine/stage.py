@@ -20,7 +20,7 @@ from seglake.config import SeglakeConfig
 from seglake.declarations import QUARANTINE, RUN_LOG
 from seglake.lakehouse import Lakehouse
 from seglake.privacy import keyed_hash, pseudonymization_key
-from seglake.refine.quality import QualityGate
+from seglake.refine.quality import QualityError, QualityGate
 from seglake.refine.rules import broken_rules
 from seglake.refine.tables import Context, Refinement, mapped, refinement
 from seglake.runlog import RunLog
@@ -106,6 +106,22 @@ def pending_batches(lakehouse: Lakehouse, source: str) -> list[int]:
     return sorted(ingested - refined_batches(lakehouse, source))
 
 
+def held_batches(gate: QualityGate, outputs: dict[str, DataFrame], batches: list[int],
+                 source: str, absent: frozenset[str]) -> dict[int, str]:
+    """{batch: why} for the batches a blocking suite refuses, each judged on its own rows, so
+    one bad delivery holds back only itself."""
+    held: dict[int, str] = {}
+    for batch in batches:
+        for name, df in outputs.items():
+            part = df if len(batches) == 1 else df.where(F.col("_batch_id") == batch)
+            try:
+                gate.check(name, part, source, absent)
+            except QualityError as exc:
+                held[batch] = str(exc)
+                break
+    return held
+
+
 def refine_source(
     lakehouse: Lakehouse, refinement: Refinement, ctx: Context, gate: QualityGate,
     runlog: RunLog,
@@ -119,7 +135,7 @@ def refine_source(
     result.batches = batches
     bronze = lakehouse.read(bronze_table(source)).where(F.col("_batch_id").isin(batches))
     rows = prepared(bronze, refinement, ctx).persist()
-    kept = None
+    kept, held = None, {}
     try:
         good = rows.where(F.size("_rules") == 0)
         earlier = None
@@ -138,8 +154,16 @@ def refine_source(
             silver = latest_of_each_key(silver, refinement.merge_on, refinement.latest_by)
         outputs = {refinement.table: silver,
                    **{name: make(kept) for name, make in refinement.derived.items()}}
-        for name, df in outputs.items():
-            gate.check(name, df, source, refinement.absent)
+        held, set_aside = held_batches(gate, outputs, batches, source, refinement.absent), rows
+        if held:
+            for batch, why in held.items():
+                log.error("refine %s: batch %d held back: %s", source, batch, why)
+            if len(held) == len(batches):
+                raise QualityError("; ".join(f"batch {b}: {why}" for b, why in held.items()))
+            batches = result.batches = [b for b in batches if b not in held]
+            keep = F.col("_batch_id").isin(batches)
+            silver, set_aside = silver.where(keep), set_aside.where(keep)
+            outputs = {name: df.where(keep) for name, df in outputs.items()}
         replace = _batches_predicate(source, batches)
         if refinement.merge_on:
             lakehouse.merge(refinement.table, silver, list(refinement.merge_on),
@@ -149,7 +173,7 @@ def refine_source(
             lakehouse.overwrite(refinement.table, silver, replace_where=replace)
         for name in refinement.derived:
             lakehouse.overwrite(name, outputs[name], replace_where=replace)
-        lakehouse.overwrite(QUARANTINE, quarantined(rows, refinement, ctx),
+        lakehouse.overwrite(QUARANTINE, quarantined(set_aside, refinement, ctx),
                             replace_where=replace)
     finally:
         rows.unpersist()
@@ -165,6 +189,8 @@ def refine_source(
         result.silver_rows += out
         result.quarantined += bad
         result.duplicates += duplicates
+    if held:  # the other batches are in silver; these stay pending until they pass
+        raise QualityError("; ".join(f"batch {b} held back: {why}" for b, why in held.items()))
     return result
 
 
