@@ -139,11 +139,14 @@ def nul_records_corrupt(batch: DataFrame) -> DataFrame:
         F.struct(*fields))).otherwise(F.col(CORRUPT)))
 
 
-def file_verdicts(batch: DataFrame, max_corrupt_share: float) -> list[tuple[str, int, int, str]]:
+def file_verdicts(batch: DataFrame, max_corrupt_share: float,
+                  header_reasons: dict[str, str] | None = None
+                  ) -> list[tuple[str, int, int, str]]:
     """(file, records, corrupt records, rejection reason or '') for each file of a batch.
 
-    A file is rejected whole when it holds undecodable bytes (wrong encoding, binary junk) or
-    when more than ``max_corrupt_share`` of its records do not parse (not this format at all).
+    A file is rejected whole when it holds undecodable bytes (wrong encoding, binary junk),
+    when ``header_reasons`` names it (a CSV header short of a declared column), or when more
+    than ``max_corrupt_share`` of its records do not parse (not this format at all).
     """
     strings = [F.coalesce(F.col(f.name), F.lit("")) for f in batch.schema.fields
                if isinstance(f.dataType, T.StringType) and f.name != "_source_file"]
@@ -163,6 +166,8 @@ def file_verdicts(batch: DataFrame, max_corrupt_share: float) -> list[tuple[str,
         if row["undecodable"]:
             reason = (f"{row['undecodable']} of {row['records']} records hold bytes that do not "
                       "decode (wrong encoding or binary content)")
+        elif (header_reasons or {}).get(row["_source_file"]):
+            reason = header_reasons[row["_source_file"]]
         elif row["corrupt"] > max_corrupt_share * row["records"]:
             reason = (f"{row['corrupt']} of {row['records']} records do not parse "
                       "(not this source's format)")
@@ -273,9 +278,7 @@ def ingest_source(
                 bound_by_name(spark, source, rebind))
         batch = nul_records_corrupt(batch).withColumns(lineage).persist()
         try:
-            verdicts = [(file, records, corrupt, reason or short.get(file, "")) for
-                        file, records, corrupt, reason in
-                        file_verdicts(batch, config.ingest.max_corrupt_share)]
+            verdicts = file_verdicts(batch, config.ingest.max_corrupt_share, short)
             verdicts += [(file, 0, 0, reason) for file, reason in sorted(unreadable.items())]
             seen = {_local(v[0]) for v in verdicts}
             verdicts += [(file, 0, 0, "") for file in  # empty or header-only: no records
