@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from pyspark.errors import AnalysisException
 from pyspark.errors.exceptions.captured import StreamingQueryException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -124,17 +124,23 @@ def unreadable_files(spark: SparkSession, config: SeglakeConfig, name: str, file
     return bad
 
 
+def _record_text(batch: DataFrame, fields: list[str]) -> Column | None:
+    """The string fields among ``fields`` concatenated (null as empty); None without any."""
+    strings = [F.coalesce(F.col(f.name), F.lit("")) for f in batch.schema.fields
+               if isinstance(f.dataType, T.StringType) and f.name in fields]
+    return F.concat(*strings) if strings else None
+
+
 def nul_records_corrupt(batch: DataFrame) -> DataFrame:
     """Records holding a NUL character are set aside as unparseable (the record, as JSON, in
     the corrupt-record column), not their whole file: refine quarantines them."""
     if CORRUPT not in batch.columns:
         return batch
     fields = [f.name for f in batch.schema.fields if f.name not in (CORRUPT, "_source_file")]
-    strings = [F.coalesce(F.col(f.name), F.lit("")) for f in batch.schema.fields
-               if isinstance(f.dataType, T.StringType) and f.name in fields]
-    if not strings:
+    text = _record_text(batch, fields)
+    if text is None:
         return batch
-    has_nul = F.concat(*strings).contains(NUL)
+    has_nul = text.contains(NUL)
     return batch.withColumn(CORRUPT, F.when(F.col(CORRUPT).isNull() & has_nul, F.to_json(
         F.struct(*fields))).otherwise(F.col(CORRUPT)))
 
@@ -148,10 +154,8 @@ def file_verdicts(batch: DataFrame, max_corrupt_share: float,
     when ``header_reasons`` names it (a CSV header short of a declared column), or when more
     than ``max_corrupt_share`` of its records do not parse (not this format at all).
     """
-    strings = [F.coalesce(F.col(f.name), F.lit("")) for f in batch.schema.fields
-               if isinstance(f.dataType, T.StringType) and f.name != "_source_file"]
-    text = F.concat(*strings) if strings else F.lit("")
-    undecodable = text.contains(UNDECODABLE)
+    text = _record_text(batch, [c for c in batch.columns if c != "_source_file"])
+    undecodable = text.contains(UNDECODABLE) if text is not None else F.lit(False)
     if CORRUPT in batch.columns:  # a NUL in a line that does not even parse: binary content
         undecodable = undecodable | F.coalesce(F.col(CORRUPT).contains(NUL), F.lit(False))
     corrupt = F.col(CORRUPT).isNotNull() if CORRUPT in batch.columns else F.lit(False)
@@ -254,19 +258,20 @@ def ingest_source(
     app_id = f"seglake-ingest:{name}"
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
+        files = batch_files(spark, checkpoint, batch_id) if source.path else []
         try:
-            write_files(batch, batch_id, {})
+            write_files(batch, batch_id, files, {})
         except Exception:
-            files = batch_files(spark, checkpoint, batch_id) if source.path else []
             bad = unreadable_files(spark, config, name, files)
             if not bad:
                 raise
             good = [f for f in files if f not in bad]
             # the batch without the unreadable files; those are recorded as rejected
             write_files(files_read(spark, config, name, good) if good else
-                        batch.limit(0), batch_id, bad)
+                        batch.limit(0), batch_id, files, bad)
 
-    def write_files(batch: DataFrame, batch_id: int, unreadable: dict[str, str]) -> None:
+    def write_files(batch: DataFrame, batch_id: int, files: list[str],
+                    unreadable: dict[str, str]) -> None:
         lineage = {"_ingested_at": F.current_timestamp(),
                    "_batch_id": F.lit(batch_id).cast("long")}
         short, rebind = header_check(spark, source, name, batch)
@@ -281,8 +286,7 @@ def ingest_source(
             verdicts = file_verdicts(batch, config.ingest.max_corrupt_share, short)
             verdicts += [(file, 0, 0, reason) for file, reason in sorted(unreadable.items())]
             seen = {_local(v[0]) for v in verdicts}
-            verdicts += [(file, 0, 0, "") for file in  # empty or header-only: no records
-                         (batch_files(spark, checkpoint, batch_id) if source.path else [])
+            verdicts += [(file, 0, 0, "") for file in files  # empty or header-only: no records
                          if _local(file) not in seen]
             rejections = [(file, reason) for file, _, _, reason in verdicts if reason]
             rejected = [file for file, _ in rejections]
