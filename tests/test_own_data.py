@@ -395,3 +395,54 @@ def test_a_batch_a_blocking_suite_refuses_is_held_back_alone(spark, config, tmp_
         run_refine(spark, cfg)
     assert sorted(r[0] for r in lake.read("silver.orders").select("order_id").collect()) == \
         ["B1", "B4"]  # the later good delivery went through
+
+
+TILLS = {"tills": {
+    "path": "tills", "format": "csv", "options": {"header": "true", "sep": "|"},
+    "columns": "ticket STRING, line STRING, card STRING, placed STRING, sku STRING, "
+               "units STRING, price STRING, discount STRING",
+    "role": "orders", "grain": "line", "timezone": "Europe/Paris",
+    "mapping": {"order_id": "ticket", "line_no": "line", "customer_id": "card",
+                "ordered_at": "placed", "product_id": "sku", "quantity": "units",
+                "unit_price": "price", "channel": "'store'"},
+    "formats": {"ordered_at": "dd/MM/yyyy HH:mm", "unit_price": "decimal_comma",
+                "discount": "decimal_comma"},
+    "defaults": {"status": "completed", "currency": "EUR"},
+    "subject": {"card": "customer_id"}}}
+TILLS_CSV = """ticket|line|card|placed|sku|units|price|discount
+T1|2|K1|02/09/2025 10:15|P2|1|25,00|0
+T1|1|K1|02/09/2025 10:15|P1|2|9,90|0
+T2|1|K2|02/09/2025 11:00|P1|1|9,90|
+T2|1|K2|02/09/2025 11:00|P1|1|9,90|
+T3|1|K1|03/09/2025 09:00|P3|1|-4,00|0
+T3|2|K1|03/09/2025 09:00|P1|1|9,90|0
+T4|1|K3|03/09/2025 12:00|P2|2|25,00|5
+T4|2|K3|03/09/2025 12:00|P1|1|9,90|5
+"""
+
+
+def test_an_export_of_one_row_per_line_is_grouped_into_orders(spark, config, tmp_path):
+    write(tmp_path, {"tills/2025-09-03.csv": TILLS_CSV})
+    cfg = own_config(config, tmp_path, TILLS)
+    run_ingest(spark, cfg)
+    run_refine(spark, cfg)
+    lake = Lakehouse.from_config(spark, cfg)
+    orders = {r["order_id"]: r for r in lake.read("silver.orders").collect()}
+    assert sorted(orders) == ["T1", "T2", "T4"]
+    t1 = orders["T1"]
+    assert (t1["items"], t1["gross_amount"], t1["net_amount"], t1["customer_id"]) == \
+        (3, 44.8, 44.8, "K1")  # 2 x 9.90 + 25.00
+    assert t1["ordered_at"] == dt.datetime(2025, 9, 2, 8, 15)  # Paris, UTC+2
+    assert (orders["T2"]["items"], orders["T2"]["gross_amount"]) == (1, 9.9)  # one line twice
+    t4 = orders["T4"]
+    assert (t4["gross_amount"], t4["discount"], t4["net_amount"]) == (59.9, 5.0, 54.9)
+    lines = sorted((r["order_id"], r["line_no"], r["product_id"], r["amount"])
+                   for r in lake.read("silver.order_lines").collect())
+    assert lines == [("T1", 1, "P1", 19.8), ("T1", 2, "P2", 25.0), ("T2", 1, "P1", 9.9),
+                     ("T4", 1, "P2", 50.0), ("T4", 2, "P1", 9.9)]
+    # a broken line sets its whole order aside: no order is kept short of a line
+    rules = sorted(r["rules"] for r in lake.read(QUARANTINE).collect())
+    assert rules == [["amount_in_range:price"], ["incomplete:order_id"]]
+    log = lake.read(RUN_LOG).where("stage = 'refine' AND source = 'tills'").first()
+    assert (log["rows_in"], log["rows_out"], log["quarantined"], log["duplicates"]) == \
+        (8, 5, 2, 1)

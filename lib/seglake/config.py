@@ -116,6 +116,10 @@ class SourceConfig(_Section):
         "role requires (rows without them are quarantined).")
     timezone: str = Field(
         "", description="Zone of local times without an offset; empty: `refine.timezone`.")
+    grain: Literal["order", "line"] = Field(
+        "order", description="orders only: `line` when each row is one line of an order (its "
+        "rows, sharing the order id, are grouped into one order; an order comes whole in one "
+        "delivery).")
     subject: dict[str, Literal["email", "customer_id", "client_id"]] = Field(
         default_factory=dict,
         description="Columns that identify a data subject, by kind (what `seglake erase` "

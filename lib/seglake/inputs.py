@@ -73,8 +73,9 @@ INPUTS: dict[str, Input] = {i.role: i for i in (
         _c("app_version", "string", "app version"),
         _c("duration_s", "int", "seconds spent on the page or screen"),
     ), one_of=(("cookie_id", "device_id", "user_id"),)),
-    Input("orders", ORDERS, "Orders, one row per order; its lines nested (lines), flat (one "
-          "product per order) or absent (an order amount only). Feeds silver.order_lines too.", (
+    Input("orders", ORDERS, "Orders, one row per order or per line (grain: line); its lines "
+          "nested (lines), flat (one product per row) or absent (an order amount only). Feeds "
+          "silver.order_lines too.", (
         _c("order_id", "string", "the order number (duplicates removed on it)", True),
         _c("customer_id", "string", "the buyer's account id (a CRM id)"),
         _c("customer_email", "string", "the buyer's email (kept only as a keyed hash)"),
@@ -90,6 +91,7 @@ INPUTS: dict[str, Input] = {i.role: i for i in (
         _c("product_id", "string", "the one product of a flat order row"),
         _c("quantity", "int", "units (of the flat row's product, or of the whole order)"),
         _c("unit_price", "double", "price per unit of the flat row's product"),
+        _c("line_no", "int", "the row's line number in its order (grain: line; optional)"),
         _c("amount", "double", "the order's gross amount when it has no lines"),
         _c("discount", "double", "discount granted (0 when none)"),
         _c("shipping_fee", "double", "shipping charged (0 when none)"),

@@ -51,7 +51,14 @@ def prepared(bronze: DataFrame, refinement: Refinement, ctx: Context) -> DataFra
                        F.lit(refinement.source).alias("_source"), "_source_file", "_batch_id")
     df = refinement.typed(df, ctx)
     corrupt = F.col(f"_raw.{CORRUPT}") if CORRUPT in declared else None
-    return df.withColumn("_rules", broken_rules(refinement.rules(ctx), corrupt))
+    df = df.withColumn("_rules", broken_rules(refinement.rules(ctx), corrupt))
+    if refinement.group is None:
+        return df
+    # a part that broke a rule sets its whole id aside: no order is kept short of a line
+    whole = Window.partitionBy("_batch_id", refinement.id_column)
+    return df.withColumn("_rules", F.when(
+        (F.size("_rules") == 0) & (F.max(F.size("_rules")).over(whole) > 0),
+        F.array(F.lit(f"incomplete:{refinement.id_column}"))).otherwise(F.col("_rules")))
 
 
 def quarantined(df: DataFrame, refinement: Refinement, ctx: Context) -> DataFrame:
@@ -68,9 +75,12 @@ def quarantined(df: DataFrame, refinement: Refinement, ctx: Context) -> DataFram
         F.current_timestamp().alias("quarantined_at"))
 
 
-def first_of_each_id(good: DataFrame, id_column: str, earlier_ids: DataFrame | None) -> DataFrame:
-    """One row per id (earliest batch and file), without ids already in silver."""
-    order = Window.partitionBy(id_column).orderBy("_batch_id", "_source_file")
+def first_of_each_id(good: DataFrame, id_column: str, earlier_ids: DataFrame | None,
+                     part_key: str = "") -> DataFrame:
+    """One row per id (per id and part, for parts of one row) from the earliest batch and
+    file, without ids already in silver."""
+    order = Window.partitionBy(id_column, *([part_key] if part_key else [])) \
+        .orderBy("_batch_id", "_source_file")
     first = good.withColumn("_n", F.row_number().over(order)).where("_n = 1").drop("_n")
     if earlier_ids is None:
         return first
@@ -143,17 +153,19 @@ def refine_source(
             earlier = lakehouse.read(refinement.table).where(
                 ~F.expr(_batches_predicate(source, batches))
                 & (F.col("_source") == source)).select(refinement.id_column)
-        kept = first_of_each_id(good, refinement.id_column, earlier).persist()
+        kept = first_of_each_id(good, refinement.id_column, earlier,
+                                refinement.part_key).persist()
         counts = {r["_batch_id"]: (r["rows"], r["bad"]) for r in rows.groupBy("_batch_id").agg(
             F.count(F.lit(1)).alias("rows"),
             F.sum((F.size("_rules") > 0).cast("long")).alias("bad")).collect()}
         kept_counts = {r["_batch_id"]: r["count"] for r in kept.groupBy("_batch_id").count()
                        .collect()}
-        silver = kept.select(*refinement.columns, *LINEAGE)
+        whole = refinement.group(kept) if refinement.group else kept
+        silver = whole.select(*refinement.columns, *LINEAGE)
         if refinement.merge_on:  # the latest state per key is what gets merged
             silver = latest_of_each_key(silver, refinement.merge_on, refinement.latest_by)
         outputs = {refinement.table: silver,
-                   **{name: make(kept) for name, make in refinement.derived.items()}}
+                   **{name: make(whole) for name, make in refinement.derived.items()}}
         held, set_aside = held_batches(gate, outputs, batches, source, refinement.absent), rows
         if held:
             for batch, why in held.items():

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.window import Window
 
 from seglake.config import RefineConfig, SourceConfig
 from seglake.declarations import CUSTOMERS_RAW_PII, ORDER_LINES
@@ -48,6 +49,10 @@ class Refinement:
     # more tables made from the good rows (all typed columns and lineage)
     derived: dict[str, Callable[[DataFrame], DataFrame]] = field(default_factory=dict)
     absent: frozenset[str] = frozenset()            # silver columns the source cannot fill
+    # rows that are parts of one silver row (order lines): their own key beside id_column,
+    # and how the good parts become one row; one broken part sets its whole id aside
+    part_key: str = ""
+    group: Callable[[DataFrame], DataFrame] | None = None
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -164,6 +169,11 @@ class Mapped:
                 found.append(f"{key}.formats.{c}: a number's format is decimal_comma (or none)")
             if kind in ("string", "boolean", "lines"):
                 found.append(f"{key}.formats.{c}: {kind} columns take no format")
+        if self.source.grain == "line" and self.input.role != "orders":
+            found.append(f"{key}.grain: only orders come one row per line (grain: line)")
+        elif self.source.grain == "line" and not self.available("unit_price"):
+            found.append(f"{key}.grain: one row per line needs each row's unit_price (and "
+                         f"product_id, quantity); map {key}.mapping.unit_price")
         return found
 
 
@@ -279,7 +289,34 @@ def _orders(df: DataFrame, m: Mapped, ctx: Context) -> DataFrame:
         "discount": F.coalesce("discount", F.lit(0.0)),
         "shipping_fee": F.coalesce("shipping_fee", F.lit(0.0)),
     })
-    return df.withColumn("net_amount", F.round(F.col("gross_amount") - F.col("discount"), 2))
+    df = df.withColumn("net_amount", F.round(F.col("gross_amount") - F.col("discount"), 2))
+    if m.source.grain == "line":  # a line's own key, and its order's gross for the discount
+        key = F.col("line_no").cast("string") if m.available("line_no") \
+            else F.sha2(F.to_json("_raw"), 256)
+        df = df.withColumns({PART_KEY: key, ORDER_GROSS: F.sum("gross_amount").over(
+            Window.partitionBy("_batch_id", "order_id"))})
+    return df
+
+
+PART_KEY, ORDER_GROSS = "_part_key", "_order_gross"
+
+
+def grouped_orders(lines: DataFrame) -> DataFrame:
+    """One order per order id from its line rows: lines in line-number order, amounts summed,
+    the order's own fields (customer, date, status, discount) from its first line."""
+    first = F.struct("line_no", "_source_file", F.col("lines")[0]["product_id"], PART_KEY)
+    summed = {"items", "gross_amount"}
+    own = [c for c in (*ORDER_COLUMNS, *LINEAGE, "_email") if c not in summed
+           and c not in ("order_id", "net_amount")]
+    grouped = lines.withColumn("_first", first).groupBy("order_id").agg(
+        F.transform(F.array_sort(F.collect_list(F.struct("_first", F.col("lines")[0]
+                                                         .alias("line")))),
+                    lambda x: x["line"]).alias("lines"),
+        F.sum("items").cast("int").alias("items"),
+        F.round(F.sum("gross_amount"), 2).alias("gross_amount"),
+        *[F.min_by(c, "_first").alias(c) for c in own])
+    return grouped.withColumn("net_amount",
+                              F.round(F.col("gross_amount") - F.col("discount"), 2))
 
 
 def _order_rules(m: Mapped, ctx: Context) -> list[Rule]:
@@ -310,8 +347,9 @@ def _order_rules(m: Mapped, ctx: Context) -> list[Rule]:
                 f"{name} is a number in 0..{top:g}"))
     if m.available("discount"):
         value = F.col("_in.discount").try_cast("double")
+        gross = F.col(ORDER_GROSS if m.source.grain == "line" else "gross_amount")
         listed.append(R.in_range(m.label("discount"), value.isNotNull() & (
-            ~finite(value) | (value < 0) | (value > F.col("gross_amount"))),
+            ~finite(value) | (value < 0) | (value > gross)),
             "discount is a number in 0..the order's gross amount"))
     return listed
 
@@ -433,5 +471,7 @@ def refinement(name: str, source: SourceConfig) -> Refinement:
         return [*mapped_rules(m, ctx), *role.rules(m, ctx)]
 
     absent = absent_columns(m, role.columns) | absent_columns(m, PII_COLUMNS)
+    lines = source.grain == "line"
     return Refinement(name, m.input.table, role.id_column, typed, rules, role.columns,
-                      role.merge_on, role.latest_by, dict(role.derived), absent)
+                      role.merge_on, role.latest_by, dict(role.derived), absent,
+                      PART_KEY if lines else "", grouped_orders if lines else None)
