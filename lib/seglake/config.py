@@ -205,7 +205,8 @@ def _default_comparisons() -> list[ComparisonConfig]:
             ComparisonConfig(column="birth_date", method="date"),
             ComparisonConfig(column="postcode", method="postcode"),
             ComparisonConfig(column="city", method="exact", term_frequency=True),
-            ComparisonConfig(column="address", method="text")]
+            ComparisonConfig(column="address", method="text"),
+            ComparisonConfig(column="shared_id", method="exact")]
 
 
 class IdentityConfig(_Section):
@@ -215,14 +216,15 @@ class IdentityConfig(_Section):
         "phone, text, exact); each becomes a Splink comparison.")
     blocking: list[list[str] | str] = Field(
         default_factory=lambda: [
-            ["email"], ["phone"], ["first_name", "last_name"], ["last_name", "postcode"],
+            ["email"], ["phone"], ["shared_id"], ["first_name", "last_name"],
+            ["last_name", "postcode"],
             ["first_name", "birth_date"], ["postcode", "birth_date"],
             ["substr(email, 1, instr(email, '@'))"],
             "l.first_name = r.last_name AND l.last_name = r.first_name"],
         description="Which pairs are compared: lists of columns/expressions that must agree "
         "(Splink block_on), or SQL over l./r.; far fewer pairs than all pairs.")
     deterministic: list[list[str]] = Field(
-        default_factory=lambda: [["email"], ["phone"]],
+        default_factory=lambda: [["email"], ["phone"], ["shared_id"]],
         description="Column sets whose exact agreement links two records before any "
         "probabilistic scoring.")
     training_blocks: list[list[str]] = Field(

@@ -189,6 +189,7 @@ birth_date DATE -- date of birth
 address STRING -- street address
 postcode STRING -- postcode
 city STRING -- city
+shared_id STRING -- an identifier the systems share (loyalty card, national id), as delivered
 """ + _LINEAGE),
         key=("record_key",), pii="direct", subjects={"email": "email", "source_id": "customer_id"},
         retention="until erased; readable by the identity stage only",

@@ -126,6 +126,8 @@ INPUTS: dict[str, Input] = {i.role: i for i in (
         _c("loyalty_points", "int", "loyalty points balance"),
         _c("loyalty_turnover", "double", "cumulative loyalty turnover"),
         _c("home_store", "string", "the member's store"),
+        _c("shared_id", "string", "an identifier the systems share (loyalty card number, "
+           "national id): records with the same one are one customer (kept restricted)"),
     )),
     Input("consents", CONSENTS, "Consent changes, one row per change; the latest per subject "
           "and purpose wins.", (

@@ -223,7 +223,7 @@ def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
     if model_json is None:
         config, notes = filled_config(frame, config)
         for note in notes:
-            log.warning("resolve: %s", note)
+            log.info("resolve: %s", note)
         if not (config.comparisons and config.blocking and config.training_blocks):
             why = ("no compared column holds values, or no blocking rule or training block is "
                    "left: linked on identity.deterministic columns only; map names, emails or "

@@ -255,7 +255,7 @@ CUSTOMER_COLUMNS = ("record_key", "system", "source_id", "email_hash", "phone_ha
                     "birth_year", "postcode", "city", "created_at", "email_optin",
                     "loyalty_points", "loyalty_turnover", "home_store")
 PII_COLUMNS = ("record_key", "system", "source_id", "title", "first_name", "last_name",
-               "email", "phone", "birth_date", "address", "postcode", "city")
+               "email", "phone", "birth_date", "address", "postcode", "city", "shared_id")
 CONSENT_COLUMNS = ("subject_hash", "purpose", "status", "consent_source", "updated_at",
                    "consent_id")
 PRODUCT_COLUMNS = ("product_id", "sku", "name", "category", "category_label", "brand", "price",
