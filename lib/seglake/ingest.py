@@ -15,20 +15,25 @@ from dataclasses import dataclass, field
 
 from pyspark.errors import AnalysisException
 from pyspark.errors.exceptions.captured import StreamingQueryException
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
-from seglake.config import SeglakeConfig, SourceConfig
+from seglake.config import SeglakeConfig
 from seglake.declarations import INGEST_FILES, declared
+from seglake.delivery import (
+    NUL,
+    delivered,
+    files_read,
+    reader_options,
+    record_text,
+)
 from seglake.lakehouse import Lakehouse, Txn
 from seglake.runlog import RunLog, error_summary
-from seglake.tables import CORRUPT, KEEPS_CORRUPT, bronze_table, declared_schema
+from seglake.tables import CORRUPT, bronze_table, declared_schema
 
 log = logging.getLogger(__name__)
 
 UNDECODABLE = "\ufffd"  # what a wrong encoding or binary junk decodes to
-NUL = "\u0000"         # valid in JSON strings and CSV fields, refused downstream: per record
 
 
 class IngestError(RuntimeError):
@@ -45,19 +50,10 @@ class SourceResult:
     files_rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _reader_options(config: SeglakeConfig, name: str) -> dict[str, str]:
-    source = config.sources[name]
-    options = dict(source.options)
-    if source.format in KEEPS_CORRUPT:
-        options.setdefault("mode", "PERMISSIVE")
-        options.setdefault("columnNameOfCorruptRecord", CORRUPT)
-    return options
-
-
 def source_stream(spark: SparkSession, config: SeglakeConfig, name: str) -> DataFrame:
     """The source as a stream with ``_source_file`` (file formats; else the format's name)."""
     source = config.sources[name]
-    options = _reader_options(config, name)
+    options = reader_options(source)
     if config.ingest.max_files_per_batch:
         options.setdefault("maxFilesPerTrigger", str(config.ingest.max_files_per_batch))
     reader = spark.readStream.format(source.format).options(**options)
@@ -72,15 +68,6 @@ def source_stream(spark: SparkSession, config: SeglakeConfig, name: str) -> Data
         return stream.withColumn("_source_file", F.col("_metadata.file_path"))
     except AnalysisException:  # not a file source (kafka, ...): no per-file metadata
         return stream.withColumn("_source_file", F.lit(source.format))
-
-
-def files_read(spark: SparkSession, config: SeglakeConfig, name: str, files: list[str]
-               ) -> DataFrame:
-    """``files`` of the source read as the stream reads them (a batch read)."""
-    source = config.sources[name]
-    return spark.read.format(source.format).options(**_reader_options(config, name)) \
-        .schema(declared_schema(source)).load(files) \
-        .withColumn("_source_file", F.col("_metadata.file_path"))
 
 
 def _hadoop_text(spark: SparkSession, path: str) -> str | None:
@@ -118,31 +105,10 @@ def unreadable_files(spark: SparkSession, config: SeglakeConfig, name: str, file
     bad = {}
     for file in files:
         try:
-            files_read(spark, config, name, [file]).count()
+            files_read(spark, config.sources[name], [file]).count()
         except Exception as exc:  # noqa: BLE001 - the file's verdict
             bad[file] = f"cannot be read: {error_summary(exc)}"
     return bad
-
-
-def _record_text(batch: DataFrame, fields: list[str]) -> Column | None:
-    """The string fields among ``fields`` concatenated (null as empty); None without any."""
-    strings = [F.coalesce(F.col(f.name), F.lit("")) for f in batch.schema.fields
-               if isinstance(f.dataType, T.StringType) and f.name in fields]
-    return F.concat(*strings) if strings else None
-
-
-def nul_records_corrupt(batch: DataFrame) -> DataFrame:
-    """Records holding a NUL character are set aside as unparseable (the record, as JSON, in
-    the corrupt-record column), not their whole file: refine quarantines them."""
-    if CORRUPT not in batch.columns:
-        return batch
-    fields = [f.name for f in batch.schema.fields if f.name not in (CORRUPT, "_source_file")]
-    text = _record_text(batch, fields)
-    if text is None:
-        return batch
-    has_nul = text.contains(NUL)
-    return batch.withColumn(CORRUPT, F.when(F.col(CORRUPT).isNull() & has_nul, F.to_json(
-        F.struct(*fields))).otherwise(F.col(CORRUPT)))
 
 
 def file_verdicts(batch: DataFrame, max_corrupt_share: float,
@@ -154,7 +120,7 @@ def file_verdicts(batch: DataFrame, max_corrupt_share: float,
     when ``header_reasons`` names it (a CSV header short of a declared column), or when more
     than ``max_corrupt_share`` of its records do not parse (not this format at all).
     """
-    text = _record_text(batch, [c for c in batch.columns if c != "_source_file"])
+    text = record_text(batch, [c for c in batch.columns if c != "_source_file"])
     undecodable = text.contains(UNDECODABLE) if text is not None else F.lit(False)
     if CORRUPT in batch.columns:  # a NUL in a line that does not even parse: binary content
         undecodable = undecodable | F.coalesce(F.col(CORRUPT).contains(NUL), F.lit(False))
@@ -179,73 +145,6 @@ def file_verdicts(batch: DataFrame, max_corrupt_share: float,
     return verdicts
 
 
-def csv_headers(spark: SparkSession, files: list[str], options: dict[str, str]
-                ) -> dict[str, list[str]]:
-    """The header fields of each CSV file, from its first line read through Hadoop (any file
-    system the cluster reads, compressed or not)."""
-    jvm, conf = spark.sparkContext._jvm, spark.sparkContext._jsc.hadoopConfiguration()
-    codecs = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf)
-    sep = options.get("sep", options.get("delimiter", ","))
-    quote = options.get("quote", '"')
-    headers = {}
-    for file in files:
-        path = jvm.org.apache.hadoop.fs.Path(file)
-        stream = path.getFileSystem(conf).open(path)
-        codec = codecs.getCodec(path)
-        try:
-            if codec is not None:
-                stream = codec.createInputStream(stream)
-            reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(
-                stream, options.get("encoding", options.get("charset", "UTF-8"))))
-            line = reader.readLine() or ""
-        except Exception:  # noqa: BLE001 - an unreadable file is judged by the reader
-            line = ""
-        finally:
-            stream.close()
-        headers[file] = [f.strip().strip(quote).strip() for f in
-                         line.lstrip("\ufeff").split(sep)] if line else []
-    return headers
-
-
-def bound_by_name(spark: SparkSession, source: SourceConfig, headers: dict[str, list[str]]
-                  ) -> DataFrame:
-    """The files' records with each field bound by its header name, in the declared schema."""
-    declared_fields = [f for f in declared_schema(source).fields if f.name != CORRUPT]
-    options = {**source.options, "mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
-    by_header: dict[tuple[str, ...], list[str]] = {}
-    for file, header in headers.items():
-        by_header.setdefault(tuple(header), []).append(file)
-    out = None
-    for header, files in sorted(by_header.items()):
-        schema = T.StructType([T.StructField(h, T.StringType()) for h in header]) \
-            .add(CORRUPT, T.StringType())
-        read = spark.read.format("csv").options(**options).schema(schema).load(files)
-        part = read.select(*[F.col(f"`{f.name}`").cast(f.dataType).alias(f.name)
-                             for f in declared_fields], CORRUPT,
-                           F.col("_metadata.file_path").alias("_source_file"))
-        out = part if out is None else out.unionByName(part)
-    return out
-
-
-def header_check(spark: SparkSession, source: SourceConfig, name: str, batch: DataFrame
-                 ) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """CSV with a header: ({file: why rejected} for headers that lack a declared column,
-    {file: header} for headers that order the columns otherwise, to bind by name)."""
-    if source.format != "csv" or source.options.get("header", "false").lower() != "true":
-        return {}, {}
-    names = [f.name for f in declared_schema(source).fields if f.name != CORRUPT]
-    files = sorted(r[0] for r in batch.select("_source_file").distinct().collect())
-    rejected, rebind = {}, {}
-    for file, header in csv_headers(spark, files, source.options).items():
-        missing = [c for c in names if c not in header]
-        if header and missing:
-            rejected[file] = (f"the header lacks {', '.join(missing)} (it has "
-                              f"{', '.join(header)}): see sources.{name}.columns")
-        elif header and header != names:
-            rebind[file] = header
-    return rejected, rebind
-
-
 def ingest_source(
     spark: SparkSession, config: SeglakeConfig, lakehouse: Lakehouse, name: str, runlog: RunLog
 ) -> SourceResult:
@@ -267,21 +166,18 @@ def ingest_source(
                 raise
             good = [f for f in files if f not in bad]
             # the batch without the unreadable files; those are recorded as rejected
-            write_files(files_read(spark, config, name, good) if good else
+            write_files(files_read(spark, source, good) if good else
                         batch.limit(0), batch_id, files, bad)
 
     def write_files(batch: DataFrame, batch_id: int, files: list[str],
                     unreadable: dict[str, str]) -> None:
         lineage = {"_ingested_at": F.current_timestamp(),
                    "_batch_id": F.lit(batch_id).cast("long")}
-        short, rebind = header_check(spark, source, name, batch)
-        if rebind:  # fields bound by header name, not by position
-            for file in rebind:
-                log.warning("%s: %s: its header orders the columns otherwise: bound by name",
-                            name, file)
-            batch = batch.where(~F.col("_source_file").isin(list(rebind))).unionByName(
-                bound_by_name(spark, source, rebind))
-        batch = nul_records_corrupt(batch).withColumns(lineage).persist()
+        batch, short, extra = delivered(spark, source, name, batch)
+        for file, fields in extra.items():
+            log.warning("%s: %s: header fields not declared in sources.%s.columns, not "
+                        "loaded: %s", name, file, name, ", ".join(fields))
+        batch = batch.withColumns(lineage).persist()
         try:
             verdicts = file_verdicts(batch, config.ingest.max_corrupt_share, short)
             verdicts += [(file, 0, 0, reason) for file, reason in sorted(unreadable.items())]

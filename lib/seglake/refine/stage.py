@@ -18,13 +18,14 @@ from pyspark.sql.window import Window
 
 from seglake.config import SeglakeConfig
 from seglake.declarations import QUARANTINE, RUN_LOG
+from seglake.delivery import landing_path, sampled
 from seglake.lakehouse import Lakehouse
 from seglake.privacy import keyed_hash, pseudonymization_key
 from seglake.refine.quality import QualityError, QualityGate
 from seglake.refine.rules import broken_rules
 from seglake.refine.tables import Context, Refinement, mapped, refinement
 from seglake.runlog import RunLog
-from seglake.tables import BRONZE_LINEAGE, CORRUPT, LINEAGE, bronze_table, declared_schema
+from seglake.tables import BRONZE_LINEAGE, CORRUPT, LINEAGE, bronze_table
 
 log = logging.getLogger(__name__)
 
@@ -255,13 +256,9 @@ def sampled_problems(spark: SparkSession, config: SeglakeConfig, name: str,
     mapped and parsed as refine would. Half the values of a column failing to parse, or half
     the rows breaking a rule, is an error of the mapping; fewer is a warning about the data."""
     source, m = config.sources[name], mapped(name, config.sources[name])
-    reader = spark.read.format(source.format).options(**source.options) \
-        .schema(declared_schema(source))
-    path = f"{config.landing.root.rstrip('/')}/{source.path}"
+    path = landing_path(config, name)
     try:
-        sample = reader.load(path).limit(rows) \
-            .withColumn("_source_file", F.col("_metadata.file_path")) \
-            .withColumn("_batch_id", F.lit(0).cast("long"))
+        sample, rejected, extra = sampled(spark, config, name, rows)
         ctx = Context(config.refine, b"sample-only", config.privacy.phone_region)
         df = prepared(sample, refinement(name, source), ctx).persist()
     except Exception as exc:  # noqa: BLE001 - reported as the source's problem
@@ -269,6 +266,11 @@ def sampled_problems(spark: SparkSession, config: SeglakeConfig, name: str,
         if "PATH_NOT_FOUND" in str(exc):
             return 0, [("warning", f"{name}: no files delivered yet under {path}")]
         return 0, [("error", f"{name}: cannot read {path}: {str(exc).splitlines()[0]}")]
+    files = [("warning", f"{name}: {Path(f).name} will be rejected: {why}")
+             for f, why in sorted(rejected.items())]
+    files += [("warning", f"{name}: {Path(f).name}: header fields not declared in sources."
+                          f"{name}.columns, not loaded: {', '.join(fields)}")
+              for f, fields in sorted(extra.items())]
     try:
         counts = df.select(
             F.count(F.lit(1)).alias("rows"),
@@ -279,7 +281,7 @@ def sampled_problems(spark: SparkSession, config: SeglakeConfig, name: str,
         broken = df.select(F.explode("_rules").alias("rule")).groupBy("rule").count().collect()
     finally:
         df.unpersist()
-    total, found, key = counts["rows"], [], f"sources.{name}"
+    total, found, key = counts["rows"], files, f"sources.{name}"
 
     def severity(share: float) -> str:
         return "error" if share >= 0.5 else "warning"
