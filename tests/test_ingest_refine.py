@@ -155,6 +155,8 @@ def test_unreadable_files_are_rejected_with_a_reason_and_the_others_go_in(spark,
     header = sorted((landing / "crm_eshop").glob("crm_eshop_2*.csv"))[0].read_text(
         "utf-8-sig").splitlines()[0]
     (landing / "crm_eshop" / "crm_eshop_header_only.csv").write_text(header + "\n", "utf-8")
+    short = header.rsplit(";", 1)[0]  # no records, and a header short of a declared column
+    (landing / "crm_eshop" / "crm_eshop_short_header.csv").write_text(short + "\n", "utf-8")
     packed = gzip.compress(first.read_bytes())
     (landing / "orders" / "orders_cut.jsonl.gz").write_bytes(packed[:len(packed) // 2])
     before = Lakehouse.from_config(spark, cfg).read("bronze.orders").count()
@@ -162,8 +164,8 @@ def test_unreadable_files_are_rejected_with_a_reason_and_the_others_go_in(spark,
     lake = Lakehouse.from_config(spark, cfg)
     assert sorted(Path(f).name for f, _ in results["orders"].files_rejected) == \
         ["orders_cut.jsonl.gz", "orders_junk.jsonl"]
-    assert [Path(f).name for f, _ in results["crm_eshop"].files_rejected] == \
-        ["crm_eshop_latin1.csv"]
+    assert sorted(Path(f).name for f, _ in results["crm_eshop"].files_rejected) == \
+        ["crm_eshop_latin1.csv", "crm_eshop_short_header.csv"]
     assert lake.read("bronze.orders").count() == before + len(lines) + 2
     assert results["orders"].files_loaded == 3  # the good new file, the NUL one, the empty one
     empty = {Path(r["file"]).name: (r["records"], r["status"]) for r in lake.read(INGEST_FILES)
@@ -175,7 +177,9 @@ def test_unreadable_files_are_rejected_with_a_reason_and_the_others_go_in(spark,
     assert nul_rows.where("_corrupt_record IS NULL").count() == 1
     files = lake.read(INGEST_FILES).where("status = 'rejected'").collect()
     reasons = {Path(r["file"]).name: r["reason"] for r in files}
-    assert set(reasons) == {"orders_junk.jsonl", "crm_eshop_latin1.csv", "orders_cut.jsonl.gz"}
+    assert set(reasons) == {"orders_junk.jsonl", "crm_eshop_latin1.csv", "orders_cut.jsonl.gz",
+                            "crm_eshop_short_header.csv"}
+    assert reasons["crm_eshop_short_header.csv"].startswith("the header lacks ")
     assert "decode" in reasons["orders_junk.jsonl"]
     assert "decode" in reasons["crm_eshop_latin1.csv"]
     assert reasons["orders_cut.jsonl.gz"].startswith("cannot be read: ")  # a truncated archive

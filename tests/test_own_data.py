@@ -322,7 +322,10 @@ def test_parquet_events_in_epoch_seconds_and_json_email_events_by_configuration(
         '{"id": "m1", "recipient": " Ben@Example.org", "type": "Open", '
         '"at": "2025-09-03 10:00:00", "campaign": "autumn"}',
         '{"id": "m2", "recipient": "ben@example.org", "type": "Click", '
-        '"at": "2025-09-03T10:05:00Z", "campaign": "autumn"}']) + "\n"})
+        '"at": "2025-09-03T10:05:00Z", "campaign": "autumn"}',
+        # valid JSON with a 21-million-character value (past Jackson's default limit)
+        json.dumps({"id": "m3", "recipient": "ben@example.org", "type": "Sent",
+                    "at": "2025-09-03 08:00:00", "campaign": "c" * 21_000_000})]) + "\n"})
     cfg = own_config(config, tmp_path, CLICKS)
     run_ingest(spark, cfg)
     run_refine(spark, cfg)
@@ -340,6 +343,7 @@ def test_parquet_events_in_epoch_seconds_and_json_email_events_by_configuration(
     digest = hmac.new(TEST_KEY.encode(), b"ben@example.org", hashlib.sha256).hexdigest()
     assert {m["email_hash"] for m in mails.values()} == {digest}
     assert (mails["m1"]["event"], mails["m2"]["event"]) == ("open", "click")
+    assert len(mails["m3"]["campaign_id"]) == 21_000_000
     # a time without a zone is London time (UTC+1 in September); one with a zone is kept
     assert mails["m1"]["event_ts"] == dt.datetime(2025, 9, 3, 9, 0)
     assert mails["m2"]["event_ts"] == dt.datetime(2025, 9, 3, 10, 5)

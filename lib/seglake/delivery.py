@@ -15,6 +15,9 @@ from seglake.config import SeglakeConfig, SourceConfig
 from seglake.tables import CORRUPT, KEEPS_CORRUPT, declared_schema
 
 NUL = "\u0000"  # valid in JSON strings and CSV fields, refused downstream: per record
+# the longest JSON string value read (Jackson's default, 20 M characters, would make a valid
+# record with a long text unparseable); a longer one is a corrupt record, not a failed file
+JSON_MAX_STRING = str(1_000_000_000)
 
 
 def reader_options(source: SourceConfig) -> dict[str, str]:
@@ -23,6 +26,8 @@ def reader_options(source: SourceConfig) -> dict[str, str]:
     if source.format in KEEPS_CORRUPT:
         options.setdefault("mode", "PERMISSIVE")
         options.setdefault("columnNameOfCorruptRecord", CORRUPT)
+    if source.format == "json":
+        options.setdefault("maxStringLen", JSON_MAX_STRING)
     return options
 
 

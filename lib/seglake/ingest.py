@@ -24,6 +24,7 @@ from seglake.delivery import (
     NUL,
     delivered,
     files_read,
+    header_check,
     reader_options,
     record_text,
 )
@@ -182,8 +183,9 @@ def ingest_source(
             verdicts = file_verdicts(batch, config.ingest.max_corrupt_share, short)
             verdicts += [(file, 0, 0, reason) for file, reason in sorted(unreadable.items())]
             seen = {_local(v[0]) for v in verdicts}
-            verdicts += [(file, 0, 0, "") for file in files  # empty or header-only: no records
-                         if _local(file) not in seen]
+            empty = [file for file in files if _local(file) not in seen]  # no records
+            short_empty, _, _ = header_check(spark, source, name, empty)  # header-only CSV
+            verdicts += [(file, 0, 0, short_empty.get(file, "")) for file in empty]
             rejections = [(file, reason) for file, _, _, reason in verdicts if reason]
             rejected = [file for file, _ in rejections]
             loaded = batch.where(~F.col("_source_file").isin(rejected)) if rejected else batch
