@@ -172,7 +172,8 @@ def refine_source(
             for batch, why in held.items():
                 log.error("refine %s: batch %d held back: %s", source, batch, why)
             if len(held) == len(batches):
-                raise QualityError("; ".join(f"batch {b}: {why}" for b, why in held.items()))
+                raise QualityError("; ".join(f"batch {b} held back: {why}"
+                                             for b, why in held.items()))
             batches = result.batches = [b for b in batches if b not in held]
             keep = F.col("_batch_id").isin(batches)
             silver, set_aside = silver.where(keep), set_aside.where(keep)
