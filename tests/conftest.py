@@ -45,6 +45,26 @@ def spark(config: SeglakeConfig):
     session.stop()
 
 
+@pytest.fixture
+def orders_capped_at(monkeypatch):
+    """``cap(amount)``: refine's gate runs the default suites with silver.orders' gross
+    amounts expected within 0..amount (a blocking expectation a test can break)."""
+    import great_expectations.expectations as gxe
+
+    import seglake.refine.stage as stage
+    from seglake.refine.quality import QualityGate, suites
+
+    def cap(amount: float) -> None:
+        def capped() -> dict:
+            found = suites()
+            found["silver.orders"] = [gxe.ExpectColumnValuesToBeBetween(
+                column="gross_amount", min_value=0, max_value=amount)]
+            return found
+        monkeypatch.setattr(stage, "QualityGate",
+                            lambda *a, **k: QualityGate(*a, **k, suites_of=capped))
+    return cap
+
+
 # generated demo worlds, kept between runs: a world is the same while its spec and the
 # generator's code are (SEGLAKE_TEST_CACHE= with an empty value turns the cache off)
 WORLD_CACHE = os.environ.get("SEGLAKE_TEST_CACHE",

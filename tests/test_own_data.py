@@ -366,20 +366,10 @@ def test_bad_arguments_are_refused_before_spark_starts(config, tmp_path, monkeyp
 
 
 def test_a_batch_a_blocking_suite_refuses_is_held_back_alone(spark, config, tmp_path,
-                                                              monkeypatch):
-    import great_expectations.expectations as gxe
-
-    import seglake.refine.stage as stage
-    from seglake.refine.quality import QualityGate, suites
+                                                              orders_capped_at):
     from seglake.refine.stage import pending_batches
 
-    def capped() -> dict:  # orders above 1,000 are a delivery error for this shop
-        found = suites()
-        found["silver.orders"] = [gxe.ExpectColumnValuesToBeBetween(
-            column="gross_amount", min_value=0, max_value=1000)]
-        return found
-    monkeypatch.setattr(stage, "QualityGate",
-                        lambda *a, **k: QualityGate(*a, **k, suites_of=capped))
+    orders_capped_at(1000)  # orders above 1,000 are a delivery error for this shop
     sources = {"shop_orders": FLAT["shop_orders"]}
     cfg = own_config(config, tmp_path, sources)
     header = "order_no,client,order_date,total,qty\n"
