@@ -14,6 +14,7 @@ import io
 import json
 import random
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,25 @@ def test_check_samples_each_source_and_names_the_rows_that_will_not_parse(flat, 
            "(yyyy-MM-dd)" in out
     assert "warning: shop_orders: 2 of 7 sampled rows break amount_in_range:total" in out
     assert "source members (customers): 3 rows sampled, no finding(s)" in out
+    returns = Path(flat.landing.root) / "returns"  # delivered, and read by no source
+    returns.mkdir()
+    try:
+        (returns / "r.csv").write_text("order_no\nA1\n", encoding="utf-8")
+        assert cli.main(["check", "--config", str(path)]) == 1
+        assert "error: landing folder 'returns' is read by no source: declare it under " \
+               "sources" in capsys.readouterr().out
+    finally:
+        shutil.rmtree(returns)
+
+
+def test_bronze_of_a_source_no_longer_declared_is_an_error_not_dropped(spark, flat):
+    cfg = flat.model_copy(update={"sources": {"shop_orders": flat.sources["shop_orders"]}})
+    with pytest.raises(RefineError, match="bronze.members has no declared source 'members': "
+                                          "its rows go no further"):
+        run_refine(spark, cfg)
+    with pytest.raises(RefineError, match="unknown source"):
+        run_refine(spark, cfg, ["members"])
+    run_refine(spark, cfg, ["shop_orders"])  # named sources: the others are not judged
 
 
 def test_a_flat_order_export_refines_to_orders_with_hand_computed_amounts(spark, flat):

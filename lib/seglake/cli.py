@@ -73,6 +73,7 @@ def _check(config: SeglakeConfig, _: StageOptions) -> int:
     through the lakehouse, then map and parse a sample of each source's landing files."""
     from pyspark.sql import functions as F
 
+    from seglake.delivery import undeclared_folders
     from seglake.lakehouse import Lakehouse
     from seglake.refine import mapping_problems, sampled_problems
     from seglake.session import get_spark
@@ -92,6 +93,11 @@ def _check(config: SeglakeConfig, _: StageOptions) -> int:
     print(f"lakehouse {lakehouse.root}: wrote ops.healthcheck version {commit.version}, "
           f"read back {rows} rows")
     failed = rows != 1000
+    for folder in undeclared_folders(spark, config):
+        print(f"error: landing folder {folder!r} is read by no source: declare it under "
+              f"sources (path: {folder}, with its role and mapping) or move it out of "
+              f"{config.landing.root}")
+        failed = True
     for name, source in config.sources.items():
         sampled, found = sampled_problems(spark, config, name)
         print(f"source {name} ({source.role}): {sampled} rows sampled, "

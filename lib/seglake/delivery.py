@@ -157,3 +157,17 @@ def sampled(spark: SparkSession, config: SeglakeConfig, name: str, rows: int
     if rejected:
         batch = batch.where(~F.col("_source_file").isin(list(rejected)))
     return batch.limit(rows).withColumn("_batch_id", F.lit(0).cast("long")), rejected, extra
+
+
+def undeclared_folders(spark: SparkSession, config: SeglakeConfig) -> list[str]:
+    """Folders under ``landing.root`` that no source reads: their files would never be
+    ingested (hidden and ``_`` folders are left out)."""
+    jvm, conf = spark.sparkContext._jvm, spark.sparkContext._jsc.hadoopConfiguration()
+    root = jvm.org.apache.hadoop.fs.Path(config.landing.root)
+    fs = root.getFileSystem(conf)
+    if not fs.exists(root):
+        return []
+    read = {s.path.strip("/").split("/")[0] for s in config.sources.values() if s.path}
+    return sorted(status.getPath().getName() for status in fs.listStatus(root)
+                  if status.isDirectory() and status.getPath().getName()[0] not in "._"
+                  and status.getPath().getName() not in read)

@@ -241,6 +241,16 @@ def run_refine(
             failures.append(f"{name}: {exc}")
         runlog.flush()
     gate.finish()
+    if sources is None:  # bronze that no declared source refines would go no further
+        for table in lakehouse.tables():
+            layer, source = table.split(".", 1)
+            if layer == "bronze" and source not in config.sources:
+                why = (f"{table} has no declared source {source!r}: its rows go no further; "
+                       f"declare sources.{source} with its role and mapping")
+                log.error("refine: %s", why)
+                runlog.record(source=source, table=table, status="failed", message=why)
+                failures.append(why)
+        runlog.flush()
     if failures:
         raise RefineError("refine failed for " + "; ".join(failures))
     return results
