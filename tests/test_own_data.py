@@ -90,6 +90,14 @@ def own_config(config: SeglakeConfig, root: Path, sources: dict) -> SeglakeConfi
     return SeglakeConfig.model_validate(data)
 
 
+def refined_lake(spark, config: SeglakeConfig, root: Path, sources: dict) -> Lakehouse:
+    """The lakehouse under ``root`` after ingest and refine of what its landing holds."""
+    cfg = own_config(config, root, sources)
+    run_ingest(spark, cfg)
+    run_refine(spark, cfg)
+    return Lakehouse.from_config(spark, cfg)
+
+
 def write(root: Path, files: dict[str, str]) -> None:
     for name, text in files.items():
         path = root / "landing" / name
@@ -136,10 +144,8 @@ def flat(spark, config, tmp_path_factory):
     root = tmp_path_factory.mktemp("flat")
     write(root, {"shop_orders/orders_2025-10.csv": ORDERS_CSV,
                  "members/members.csv": MEMBERS_CSV})
-    cfg = own_config(config, root, FLAT)
-    run_ingest(spark, cfg)
-    run_refine(spark, cfg)
-    return cfg
+    refined_lake(spark, config, root, FLAT)
+    return own_config(config, root, FLAT)
 
 
 def test_check_samples_each_source_and_names_the_rows_that_will_not_parse(flat, capsys):
@@ -286,10 +292,7 @@ def test_csv_fields_are_bound_by_header_name_and_a_header_short_of_a_column_is_r
                              "K2;Roth;Ben;03/02/2025 18:05;ben@example.org;gold\n",
         "crm_shop/day3.csv": "card_no;first;last;signup\nK3;Cara;Vogt;03/03/2025 10:00\n",
     })
-    cfg = own_config(config, tmp_path, CRM)
-    run_ingest(spark, cfg)
-    run_refine(spark, cfg)
-    lake = Lakehouse.from_config(spark, cfg)
+    lake = refined_lake(spark, config, tmp_path, CRM)
     files = {Path(r["file"]).name: r for r in lake.read("ops.ingest_files").collect()}
     assert files["day1.csv"]["status"] == files["day2.csv"]["status"] == "loaded"
     assert files["day3.csv"]["status"] == "rejected"
@@ -346,10 +349,7 @@ def test_parquet_events_in_epoch_seconds_and_json_email_events_by_configuration(
         # valid JSON with a 21-million-character value (past Jackson's default limit)
         json.dumps({"id": "m3", "recipient": "ben@example.org", "type": "Sent",
                     "at": "2025-09-03 08:00:00", "campaign": "c" * 21_000_000})]) + "\n"})
-    cfg = own_config(config, tmp_path, CLICKS)
-    run_ingest(spark, cfg)
-    run_refine(spark, cfg)
-    lake = Lakehouse.from_config(spark, cfg)
+    lake = refined_lake(spark, config, tmp_path, CLICKS)
     events = {r["event_id"]: r for r in lake.read("silver.events").collect()}
     assert sorted(events) == ["e1", "e2", "e3"]
     assert [events[e]["event_type"] for e in ("e1", "e2", "e3")] == \
@@ -439,10 +439,7 @@ T4|2|K3|03/09/2025 12:00|P1|1|9,90|5
 
 def test_an_export_of_one_row_per_line_is_grouped_into_orders(spark, config, tmp_path):
     write(tmp_path, {"tills/2025-09-03.csv": TILLS_CSV})
-    cfg = own_config(config, tmp_path, TILLS)
-    run_ingest(spark, cfg)
-    run_refine(spark, cfg)
-    lake = Lakehouse.from_config(spark, cfg)
+    lake = refined_lake(spark, config, tmp_path, TILLS)
     orders = {r["order_id"]: r for r in lake.read("silver.orders").collect()}
     assert sorted(orders) == ["T1", "T2", "T4"]
     t1 = orders["T1"]
