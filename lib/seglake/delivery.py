@@ -168,6 +168,13 @@ def undeclared_folders(spark: SparkSession, config: SeglakeConfig) -> list[str]:
     if not fs.exists(root):
         return []
     read = {s.path.strip("/").split("/")[0] for s in config.sources.values() if s.path}
-    return sorted(status.getPath().getName() for status in fs.listStatus(root)
-                  if status.isDirectory() and status.getPath().getName()[0] not in "._"
-                  and status.getPath().getName() not in read)
+    # seglake's own folders (a lakehouse or reports root kept under the landing root)
+    own = [str(r).rstrip("/") for r in (config.lakehouse.root, config.reports.root,
+                                        config.truth.root) if r]
+    found = []
+    for status in fs.listStatus(root):
+        name, path = status.getPath().getName(), status.getPath().toUri().getPath()
+        if (status.isDirectory() and name[0] not in "._" and name not in read
+                and not any(o == path or o.startswith(path + "/") for o in own)):
+            found.append(name)
+    return sorted(found)
