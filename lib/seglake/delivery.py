@@ -31,6 +31,11 @@ def reader_options(source: SourceConfig) -> dict[str, str]:
     return options
 
 
+def has_header(source: SourceConfig) -> bool:
+    """A CSV source read with a header line: its fields are bound by name."""
+    return source.format == "csv" and source.options.get("header", "false").lower() == "true"
+
+
 def landing_path(config: SeglakeConfig, name: str) -> str:
     return f"{config.landing.root.rstrip('/')}/{config.sources[name].path}"
 
@@ -95,7 +100,7 @@ def header_check(spark: SparkSession, source: SourceConfig, name: str, files: li
     """CSV with a header: ({file: why rejected} for headers that lack a declared column,
     {file: header} for headers that order the columns otherwise, to bind by name,
     {file: fields} the header has and the source does not declare, which are not loaded)."""
-    if source.format != "csv" or source.options.get("header", "false").lower() != "true":
+    if not has_header(source):
         return {}, {}, {}
     names = [f.name for f in declared_schema(source).fields if f.name != CORRUPT]
     rejected, rebind, extra = {}, {}, {}
@@ -137,9 +142,8 @@ def delivered(spark: SparkSession, source: SourceConfig, name: str, batch: DataF
     """(records as ingest loads them, {file: why rejected}, {file: undeclared fields}):
     ``batch`` (files read by position) with reordered CSV headers bound by name and NUL
     records set aside."""
-    with_header = source.format == "csv" and source.options.get("header", "") == "true"
     files = [r[0] for r in batch.select("_source_file").distinct().collect()] \
-        if with_header else []
+        if has_header(source) else []
     rejected, rebind, extra = header_check(spark, source, name, files)
     if rebind:
         batch = batch.where(~F.col("_source_file").isin(list(rebind))).unionByName(

@@ -289,7 +289,7 @@ def _orders(df: DataFrame, m: Mapped, ctx: Context) -> DataFrame:
         "discount": F.coalesce("discount", F.lit(0.0)),
         "shipping_fee": F.coalesce("shipping_fee", F.lit(0.0)),
     })
-    df = df.withColumn("net_amount", F.round(F.col("gross_amount") - F.col("discount"), 2))
+    df = with_net_amount(df)
     if m.source.grain == "line":  # a line's own key, and its order's gross for the discount
         key = F.col("line_no").cast("string") if m.available("line_no") \
             else F.sha2(F.to_json("_raw"), 256)
@@ -315,8 +315,12 @@ def grouped_orders(lines: DataFrame) -> DataFrame:
         F.sum("items").cast("int").alias("items"),
         F.round(F.sum("gross_amount"), 2).alias("gross_amount"),
         *[F.min_by(c, "_first").alias(c) for c in own])
-    return grouped.withColumn("net_amount",
-                              F.round(F.col("gross_amount") - F.col("discount"), 2))
+    return with_net_amount(grouped)
+
+
+def with_net_amount(orders: DataFrame) -> DataFrame:
+    return orders.withColumn("net_amount",
+                             F.round(F.col("gross_amount") - F.col("discount"), 2))
 
 
 def _order_rules(m: Mapped, ctx: Context) -> list[Rule]:
