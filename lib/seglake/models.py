@@ -61,16 +61,26 @@ def latest_model(lakehouse: Lakehouse, kind: str) -> dict[str, Any] | None:
     return row.asDict()
 
 
-def informative_columns(df: DataFrame, names: list[str]) -> tuple[list[str], list[str]]:
-    """(kept, dropped): columns with at least two distinct non-null values are kept; a column
-    entirely null or constant (a data family the retailer does not send) cannot inform a
-    model and would stop median imputation."""
-    if not names:
-        return [], []
+def spread(names: list[str]) -> list[F.Column]:
+    """Min and max of each column as a double (NaN as null), for ``informative``; aggregates
+    a caller can add to a query it runs anyway."""
     aggs = []
     for n in names:
         value = F.when(~F.isnan(F.col(n).cast("double")), F.col(n).cast("double"))
         aggs += [F.min(value).alias(f"min:{n}"), F.max(value).alias(f"max:{n}")]
-    row = df.agg(*aggs).first().asDict()
+    return aggs
+
+
+def informative(row: dict[str, Any], names: list[str]) -> tuple[list[str], list[str]]:
+    """(kept, dropped) from the ``spread`` aggregates of ``row``: columns with at least two
+    distinct non-null values are kept; a column entirely null or constant (a data family the
+    retailer does not send) cannot inform a model and would stop median imputation."""
     kept = [n for n in names if row[f"min:{n}"] is not None and row[f"min:{n}"] != row[f"max:{n}"]]
     return kept, [n for n in names if n not in kept]
+
+
+def informative_columns(df: DataFrame, names: list[str]) -> tuple[list[str], list[str]]:
+    """(kept, dropped) columns of ``df`` (see ``informative``), in one pass."""
+    if not names:
+        return [], []
+    return informative(df.agg(*spread(names)).first().asDict(), names)

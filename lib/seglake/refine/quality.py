@@ -54,38 +54,44 @@ class QualityGate:
     def __init__(self, lakehouse: Lakehouse, config: QualityConfig, run_id: str,
                  report_dir: Path, suites_of: Callable[[], dict[str, list[Any]]] = suites
                  ) -> None:
-        import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
-
         self.lakehouse = lakehouse
         self.config = config
         self.run_id = run_id
         self.docs_dir = report_dir / "quality"
         self.suites = suites_of()
         self.results: list[tuple[Any, ...]] = []
-        self._gx = gx
-        self._context = gx.get_context(mode="ephemeral")
-        self._context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        if config.data_docs:
-            self._context.add_data_docs_site("seglake", {
-                "class_name": "SiteBuilder",
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                                  "base_directory": str(self.docs_dir.resolve())},
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}})
-        self._datasource = self._context.data_sources.add_spark("seglake")
+        self._context: Any = None  # GX's context, made by the first validation
         self._checkpoints: dict[str, Any] = {}
+
+    def _gx(self) -> tuple[Any, Any]:
+        """GX and its ephemeral context (a few seconds to import and build: only when a
+        candidate is validated, not on a run with nothing new)."""
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        if self._context is None:
+            self._context = gx.get_context(mode="ephemeral")
+            self._context.variables.progress_bars = ProgressBarsConfig(globally=False)
+            if self.config.data_docs:
+                self._context.add_data_docs_site("seglake", {
+                    "class_name": "SiteBuilder",
+                    "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                                      "base_directory": str(self.docs_dir.resolve())},
+                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}})
+            self._datasource = self._context.data_sources.add_spark("seglake")
+        return gx, self._context
 
     def _checkpoint(self, table: str) -> Any:
         if table not in self._checkpoints:
-            gx = self._gx
+            gx, context = self._gx()
             asset = self._datasource.add_dataframe_asset(table)
             batch = asset.add_batch_definition_whole_dataframe("candidate")
-            suite = self._context.suites.add(
+            suite = context.suites.add(
                 gx.ExpectationSuite(name=table, expectations=self.suites[table]))
-            validation = self._context.validation_definitions.add(
+            validation = context.validation_definitions.add(
                 gx.ValidationDefinition(name=table, data=batch, suite=suite))
             # no Data Docs action: it re-renders the whole site per run; ``finish`` builds it once
-            self._checkpoints[table] = self._context.checkpoints.add(gx.Checkpoint(
+            self._checkpoints[table] = context.checkpoints.add(gx.Checkpoint(
                 name=table, validation_definitions=[validation], result_format="SUMMARY"))
         return self._checkpoints[table]
 
@@ -138,6 +144,6 @@ class QualityGate:
         self.lakehouse.append(QUALITY_RESULTS, spark.createDataFrame(self.results,
                                                                      declared(QUALITY_RESULTS).ddl))
         self.results = []
-        if self.config.data_docs:
+        if self.config.data_docs and self._context is not None:
             self._context.build_data_docs(site_names=["seglake"])
             log.info("quality: GX Data Docs in %s", self.docs_dir / "index.html")

@@ -98,23 +98,30 @@ def _batches_predicate(source: str, batches: list[int]) -> str:
     return f"_source = '{source}' AND _batch_id IN ({', '.join(str(b) for b in batches)})"
 
 
-def refined_batches(lakehouse: Lakehouse, source: str) -> set[int]:
+def refined_batches(lakehouse: Lakehouse) -> dict[str, set[int]]:
+    """{source: batches a refine completed}, from one read of the run log."""
     if not lakehouse.exists(RUN_LOG):
-        return set()
+        return {}
     rows = lakehouse.read(RUN_LOG).where(
-        (F.col("stage") == "refine") & (F.col("source") == source) & (F.col("status") == "ok")
-        & F.col("batch_id").isNotNull()).select("batch_id").distinct().collect()
-    return {r["batch_id"] for r in rows}
+        (F.col("stage") == "refine") & (F.col("status") == "ok")
+        & F.col("batch_id").isNotNull()).select("source", "batch_id").distinct().collect()
+    done: dict[str, set[int]] = {}
+    for r in rows:
+        done.setdefault(r["source"], set()).add(r["batch_id"])
+    return done
 
 
-def pending_batches(lakehouse: Lakehouse, source: str) -> list[int]:
-    """Bronze batches of ``source`` no refine has completed."""
+def pending_batches(lakehouse: Lakehouse, source: str,
+                    done: dict[str, set[int]] | None = None) -> list[int]:
+    """Bronze batches of ``source`` no refine has completed (``done``: ``refined_batches``,
+    read once for many sources)."""
     table = bronze_table(source)
     if not lakehouse.exists(table):
         return []
+    done = refined_batches(lakehouse) if done is None else done
     ingested = {r["_batch_id"] for r in
                 lakehouse.read(table).select("_batch_id").distinct().collect()}
-    return sorted(ingested - refined_batches(lakehouse, source))
+    return sorted(ingested - done.get(source, set()))
 
 
 def held_batches(gate: QualityGate, outputs: dict[str, DataFrame], batches: list[int],
@@ -135,11 +142,11 @@ def held_batches(gate: QualityGate, outputs: dict[str, DataFrame], batches: list
 
 def refine_source(
     lakehouse: Lakehouse, refinement: Refinement, ctx: Context, gate: QualityGate,
-    runlog: RunLog,
+    runlog: RunLog, done: dict[str, set[int]] | None = None,
 ) -> SourceResult:
     source = refinement.source
     result = SourceResult(source)
-    batches = pending_batches(lakehouse, source)
+    batches = pending_batches(lakehouse, source, done)
     if not batches:
         log.info("refine %s: nothing new in %s", source, bronze_table(source))
         return result
@@ -231,9 +238,10 @@ def run_refine(
     report = Path(config.reports.root) / runlog.run_id
     gate = QualityGate(lakehouse, config.quality, runlog.run_id, report)
     results, failures = [], []
+    done = refined_batches(lakehouse)
     for name in names:
         try:
-            results.append(refine_source(lakehouse, known[name], ctx, gate, runlog))
+            results.append(refine_source(lakehouse, known[name], ctx, gate, runlog, done))
         except Exception as exc:  # noqa: BLE001 - logged with the source, raised below
             log.error("refine %s failed: %s", name, exc)
             runlog.record(source=name, table=known[name].table, status="failed",

@@ -30,10 +30,11 @@ from seglake.declarations import FEATURES, SCORES
 from seglake.lakehouse import Lakehouse
 from seglake.models import (
     fitting_layout,
-    informative_columns,
+    informative,
     latest_version,
     model_path,
     record_model,
+    spread,
 )
 from seglake.runlog import RunLog
 from seglake.scoring import model as rf
@@ -133,21 +134,24 @@ def run_score(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None 
     frames = labelled(past, buyers, inputs)
     models, scored_frames = {}, []
     for kind in TARGETS:
-        counts = frames[kind].agg(F.count(F.lit(1)), F.sum(rf.LABEL)).first()
-        n, positives = counts[0], int(counts[1] or 0)
-        frame = fitting_layout(frames[kind], n).persist()
+        # the labels and the inputs' spread in one pass over the training rows
+        summary = frames[kind].agg(F.count(F.lit(1)).alias("_rows"),
+                                   F.sum(rf.LABEL).alias("_positives"), *spread(inputs)) \
+            .first().asDict()
+        n, positives = summary["_rows"], int(summary["_positives"] or 0)
         if positives < conf.num_folds * 2 or n - positives < conf.num_folds * 2:
             raise ScoreError(f"{kind}: {positives} positive and {n - positives} negative "
                              f"labels as of {trained_as_of} (horizon {conf.horizon_days} days) "
                              "are too few to train and measure a model: use a longer horizon "
                              "or more data")
-        used, dropped = informative_columns(frame, inputs)
+        used, dropped = informative(summary, inputs)
         if not used:
             raise ScoreError(f"{kind}: no model input varies as of {trained_as_of}; see "
                              "scoring.features")
         if dropped:
             log.warning("score: %s: inputs null or constant as of %s left out: %s", kind,
                         trained_as_of, ", ".join(dropped))
+        frame = fitting_layout(frames[kind], n).persist()
         train, holdout = frame.randomSplit([1 - conf.holdout_fraction, conf.holdout_fraction],
                                            seed=conf.seed)
         model, grid = rf.tuned_forest(train, used, conf)
