@@ -40,6 +40,7 @@ test-cluster: $(STAMP)
 	$(BIN)/python -m pytest -m cluster -s tests/test_cluster.py
 
 bench: $(STAMP)
+	$(BIN)/python bench/pipeline_bench.py --scales small
 	$(BIN)/python bench/lakehouse_bench.py
 	$(BIN)/python bench/demo_bench.py --scale medium
 	$(BIN)/python bench/ingest_refine_bench.py --scale medium
