@@ -8,8 +8,10 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+from pyspark.sql import DataFrame
+
 from seglake.config import SeglakeConfig
-from seglake.demo import generate, resolve_scale
+from seglake.demo import DemoSpec, generate, resolve_scale
 from seglake.ingest import run_ingest
 from seglake.lakehouse import Lakehouse
 from seglake.refine import run_refine
@@ -27,18 +29,32 @@ def bench_config(out: Path) -> SeglakeConfig:
         "privacy": {"demo_mode": True}})
 
 
+def world(spark, config: SeglakeConfig, spec: DemoSpec) -> bool:
+    """Generate ``spec`` into the config's roots unless they hold it already (its manifest);
+    True when it was generated now."""
+    manifest = Path(config.truth.root) / "manifest.json"
+    if manifest.exists() and json.loads(manifest.read_text())["spec"] == json.loads(
+            json.dumps(asdict(spec), default=str)):
+        return False
+    generate(spark, spec, config.landing.root, config.truth.root, clean=True)
+    return True
+
+
+def landing_records(spark, config: SeglakeConfig, name: str) -> DataFrame:
+    """A source's landing files as a hand-written job reads them: its format, options and
+    schema, nothing else."""
+    source = config.sources[name]
+    return (spark.read.format(source.format).options(**source.options)
+            .schema(source.columns).load(f"{config.landing.root}/{source.path}"))
+
+
 def refined_world(spark, scale: str, out: Path, *, keep_resolved: bool = False,
                   days: int | None = None) -> SeglakeConfig:
     """The scale's world (``days`` observed, default by scale) generated, ingested and refined
     under ``out``; resolve's tables are dropped unless ``keep_resolved`` (a benchmark of resolve
     starts from scratch)."""
     config = bench_config(out)
-    spec = resolve_scale(scale, days=days)
-    manifest = out / "truth" / "manifest.json"
-    same = manifest.exists() and json.loads(manifest.read_text())["spec"] == json.loads(
-        json.dumps(asdict(spec), default=str))
-    if not same:
-        generate(spark, spec, config.landing.root, config.truth.root, clean=True)
+    same = not world(spark, config, resolve_scale(scale, days=days))
     if not same or not (out / "lakehouse" / "silver" / "customers_raw").exists():
         run_ingest(spark, config)
         run_refine(spark, config)

@@ -8,16 +8,16 @@ The landing files of ``<out>/landing`` are reused when they hold that scale alre
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 
+from common import bench_config, landing_records, world
+
 from seglake.config import SeglakeConfig
-from seglake.demo import generate, resolve_scale
+from seglake.demo import resolve_scale
 from seglake.ingest import run_ingest
 from seglake.refine import run_refine
 from seglake.session import get_spark
@@ -26,10 +26,8 @@ from seglake.session import get_spark
 def plain_conversion(spark, config: SeglakeConfig, out: str) -> int:
     """What a hand-written job does: read each source with its schema, write Parquet."""
     rows = 0
-    for name, source in config.sources.items():
-        df = (spark.read.format(source.format).options(**source.options)
-              .schema(source.columns).load(f"{config.landing.root}/{source.path}"))
-        df.write.mode("overwrite").parquet(f"{out}/{name}")
+    for name in config.sources:
+        landing_records(spark, config, name).write.mode("overwrite").parquet(f"{out}/{name}")
         rows += spark.read.parquet(f"{out}/{name}").count()
     return rows
 
@@ -40,17 +38,10 @@ def main() -> None:
     parser.add_argument("--out", default="bench/out/pipeline")
     args = parser.parse_args()
     out = Path(args.out)
-    config = SeglakeConfig.model_validate({
-        "spark": {"master": "local[*]"},
-        "lakehouse": {"root": str(out / "lakehouse")}, "landing": {"root": str(out / "landing")},
-        "truth": {"root": str(out / "truth")}, "reports": {"root": str(out / "reports")},
-        "privacy": {"demo_mode": True}})
+    config = bench_config(out)
     spark = get_spark(config)
     spec = resolve_scale(args.scale)
-    manifest = out / "truth" / "manifest.json"
-    if not manifest.exists() or json.loads(manifest.read_text())["spec"] != json.loads(
-            json.dumps(asdict(spec), default=str)):
-        generate(spark, spec, config.landing.root, config.truth.root, clean=True)
+    world(spark, config, spec)
     shutil.rmtree(out / "lakehouse", ignore_errors=True)
 
     started = time.monotonic()

@@ -10,24 +10,23 @@ lakehouse is rebuilt from scratch. The stages run through the runner ``seglake r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from common import bench_config
-from pyspark.sql import DataFrame, SparkSession
+from common import bench_config, landing_records, world
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from seglake.cli import _HANDLERS, StageOptions
 from seglake.config import SeglakeConfig
-from seglake.demo import generate, resolve_scale
+from seglake.demo import resolve_scale
 from seglake.lakehouse import Lakehouse
 from seglake.pipeline import run_stages
-from seglake.stages import PIPELINE, STAGES
+from seglake.stages import BRONZE, PIPELINE, stage
 
 ANCHORED = {  # stage -> the anchor its time is compared with
     "ingest": "convert", "refine": "convert", "features": "group_by",
@@ -72,23 +71,16 @@ def table_rows(lakehouse: Lakehouse, names: list[str]) -> int:
     return sum(lakehouse.read(n).count() for n in names if lakehouse.exists(n))
 
 
-def stage_inputs(lakehouse: Lakehouse, config: SeglakeConfig, stage: str) -> list[str]:
+def stage_inputs(config: SeglakeConfig, name: str) -> list[str]:
     """The tables a stage reads, from its declaration (bronze.*: every source's table)."""
-    reads = next(s.reads for s in STAGES if s.name == stage)
     names = []
-    for name in reads:
-        names += [f"bronze.{s}" for s in config.sources] if name == "bronze.*" else [name]
+    for table in stage(name).reads:
+        names += [f"bronze.{s}" for s in config.sources] if table == BRONZE else [table]
     return names
 
 
 def landing_rows(spark: SparkSession, config: SeglakeConfig) -> int:
-    return sum(files_of(spark, config, name).count() for name in config.sources)
-
-
-def files_of(spark: SparkSession, config: SeglakeConfig, name: str) -> DataFrame:
-    source = config.sources[name]
-    return (spark.read.format(source.format).options(**source.options)
-            .schema(source.columns).load(f"{config.landing.root}/{source.path}"))
+    return sum(landing_records(spark, config, name).count() for name in config.sources)
 
 
 def convert_anchor(spark: SparkSession, config: SeglakeConfig, out: Path) -> float:
@@ -96,7 +88,7 @@ def convert_anchor(spark: SparkSession, config: SeglakeConfig, out: Path) -> flo
     schema, write Parquet."""
     started = time.monotonic()
     for name in config.sources:
-        files_of(spark, config, name).write.mode("overwrite").parquet(str(out / name))
+        landing_records(spark, config, name).write.mode("overwrite").parquet(str(out / name))
     return time.monotonic() - started
 
 
@@ -127,10 +119,7 @@ def bench_scale(spark: SparkSession, scale: str, out: Path) -> tuple[list[StageF
                                                                       dict[str, float], int]:
     config = bench_config(out)
     spec = resolve_scale(scale)
-    manifest = out / "truth" / "manifest.json"
-    if not manifest.exists() or json.loads(manifest.read_text())["spec"] != json.loads(
-            json.dumps(asdict(spec), default=str)):
-        generate(spark, spec, config.landing.root, config.truth.root, clean=True)
+    world(spark, config, spec)
     shutil.rmtree(out / "lakehouse", ignore_errors=True)
     lakehouse = Lakehouse.from_config(spark, config)
     landing = landing_rows(spark, config)
@@ -139,7 +128,7 @@ def bench_scale(spark: SparkSession, scale: str, out: Path) -> tuple[list[StageF
 
     def run_stage(stage: str) -> int:
         rows_in = landing if stage == "ingest" else table_rows(
-            lakehouse, stage_inputs(lakehouse, config, stage))
+            lakehouse, stage_inputs(config, stage))
         reset_peak_heap(spark)
         jobs = jobs_so_far(spark)
         code = _HANDLERS[stage](config, StageOptions(scale=scale))

@@ -60,7 +60,8 @@ class QualityGate:
         self.docs_dir = report_dir / "quality"
         self.suites = suites_of()
         self.results: list[tuple[Any, ...]] = []
-        self._context: Any = None  # GX's context, made by the first validation
+        self._context: Any = None  # GX's context and Spark datasource, made by the first
+        self._datasource: Any = None  # validation
         self._checkpoints: dict[str, Any] = {}
 
     def _gx(self) -> tuple[Any, Any]:
