@@ -88,9 +88,10 @@ def own_config(config: SeglakeConfig, root: Path, sources: dict) -> SeglakeConfi
         data[section]["root"] = str(root / section)
     data["sources"] = sources
     # these retailers' tests assert that clusters and scores exist for everyone, not their
-    # quality (the demo world's tests do): a smaller k range, one start, fewer trees
-    data["clustering"].update(k_min=2, k_max=4, starts=1, bootstrap_runs=1)
-    data["scoring"]["num_trees"] = [20]
+    # quality (the demo world's tests do): a smaller k range, one start, fewer trees; models
+    # fitted on a sample of 150 customers where there are more (the flat export's 240)
+    data["clustering"].update(k_min=2, k_max=4, starts=1, bootstrap_runs=1, fit_sample=150)
+    data["scoring"].update(num_trees=[20], fit_sample=150)
     return SeglakeConfig.model_validate(data)
 
 
@@ -270,9 +271,13 @@ def test_the_whole_pipeline_runs_on_orders_and_ids_alone(spark, flat_run):
     assert scores.count() == 240
     assert scores.where("propensity_probability BETWEEN 0 AND 1").count() == 240
     assert lake.read("gold.customer_clusters").where(F.col("as_of") == as_of).count() == 240
-    model = lake.read("ops.models").where("kind = 'propensity'").first()
-    left_out = json.loads(model["metrics"])["inputs_left_out"]
-    assert any(n.startswith("email_") for n in left_out)  # no email family: left out
+    model = json.loads(lake.read("ops.models").where("kind = 'propensity'").first()["metrics"])
+    assert any(n.startswith("email_") for n in model["inputs_left_out"])  # no email family
+    # fitted on a seeded sample of about scoring/clustering.fit_sample (150) customers; all
+    # 240 scored and clustered above
+    assert model["labelled"] == 240 and 100 <= model["fitted_on"] < 200
+    clusters = json.loads(lake.read("ops.models").where("kind = 'clustering'").first()["metrics"])
+    assert clusters["customers"] == 240 and 100 <= clusters["fitted_on"] < 200
     assert lake.read("gold.segment_membership").where(F.col("as_of") == as_of).count() > 0
 
 

@@ -17,7 +17,7 @@ from seglake.behaviour import feature_catalogue
 from seglake.config import FeaturesConfig, ScoringConfig
 from seglake.declarations import FEATURES, SCORES
 from seglake.lakehouse import Lakehouse
-from seglake.models import latest_model
+from seglake.models import fit_sample, latest_model
 from seglake.scoring import ScoreError, run_score
 from seglake.scoring import model as rf
 from seglake.scoring.model import model_inputs, prepared, tiered
@@ -158,3 +158,15 @@ def test_score_refuses_a_horizon_before_the_data(spark, config, featured):
         update={"horizon_days": 365})})
     with pytest.raises(ScoreError, match="training features as of .* cannot be built"):
         run_score(spark, far, as_of=featured.as_of)
+
+
+def test_a_fit_sample_is_bounded_seeded_and_the_whole_frame_below_its_limit(spark):
+    df = spark.range(20_000).select(F.col("id").cast("string").alias("customer_key"))
+    assert fit_sample(df, 20_000, 20_000, seed=1) is df
+
+    def keys(seed: int) -> set[str]:
+        return {r[0] for r in fit_sample(df, 20_000, 5_000, seed=seed).collect()}
+    first = keys(1)
+    assert 4_500 <= len(first) <= 5_500  # about the limit (binomial sd about 61 rows)
+    assert keys(1) == first  # the same customers on every run with the same seed
+    assert len(first & keys(2)) < 0.5 * len(first)  # another seed, another sample

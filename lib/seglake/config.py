@@ -400,6 +400,10 @@ class ClusteringConfig(_Section):
                                 "adjusted Rand index with the kept model is recorded.")
     name_threshold: float = Field(0.4, gt=0, description="|mean z-score| from which a feature "
                                   "describes a cluster in its name.")
+    fit_sample: int = Field(50_000, ge=100, description="Most customers the k search, the "
+                            "models and the bootstrap refits are fitted on (a seeded sample "
+                            "beyond it); every customer is still assigned. Bounds the fit cost "
+                            "as the customers grow.")
 
     @model_validator(mode="after")
     def _check(self) -> ClusteringConfig:
@@ -433,6 +437,10 @@ class ScoringConfig(_Section):
     holdout_fraction: float = Field(0.25, gt=0, lt=1, description="Share of the labelled "
                                     "customers kept out of training for the recorded metrics.")
     seed: int = Field(42, description="Seed of the split, the folds and the forests.")
+    fit_sample: int = Field(200_000, ge=100, description="Most labelled customers a model is "
+                            "trained and measured on (a seeded sample beyond it); every "
+                            "customer is still scored. Bounds the fit cost as the customers "
+                            "grow.")
     tiers: dict[str, float] = Field(
         {"hot": 0.9, "warm": 0.7, "cool": 0.4, "cold": 0.0},
         description="Tier name -> lowest percentile rank of the score (0..1) in it; a customer "

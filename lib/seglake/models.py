@@ -27,6 +27,18 @@ def fitting_layout(df: DataFrame, rows: int, key: str = "customer_key") -> DataF
     return df.repartition(max(1, -(-rows // ROWS_PER_PARTITION)), key).sortWithinPartitions(key)
 
 
+def fit_sample(df: DataFrame, rows: int, limit: int, seed: int,
+               key: str = "customer_key") -> DataFrame:
+    """``df`` (of ``rows`` rows) itself when ``rows <= limit``, else about ``limit`` of its rows
+    chosen by a seeded hash of ``key``: a model's fit cost stays bounded as the customers grow,
+    and a customer drawn once is drawn on every run with the same seed."""
+    if rows <= limit:
+        return df
+    buckets = 1_000_000
+    draw = F.pmod(F.xxhash64(F.lit(seed), F.col(key)), F.lit(buckets))
+    return df.where(draw < F.lit(limit * buckets // rows))
+
+
 def record_model(lakehouse: Lakehouse, kind: str, run_id: str, *, params: dict[str, Any],
                  metrics: dict[str, Any], data_versions: dict[str, int],
                  artifact: str) -> int:

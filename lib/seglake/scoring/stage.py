@@ -5,11 +5,11 @@ Training rows are the features at ``as_of - horizon`` (computed from silver, not
 ``gold.customer_features`` lacks that date: only the features stage writes that table),
 labelled by what the silver orders say happened in the ``horizon`` days from there up to
 ``as_of``: propensity = a completed purchase (every known customer), churn = none (customers who
-had bought before). A random forest is tuned by cross-validation on part of them; the rest
-measure it. Every customer of the features at ``as_of`` is then scored: probability, score
-0-100 and tier. Writes ``gold.customer_scores`` (partitioned by ``as_of``, a re-run replaces its
-date); each model is saved under ``<lakehouse>/_models/<kind>/v<version>`` and recorded in
-``ops.models``.
+had bought before). A random forest is tuned by cross-validation on part of them (of at most
+``scoring.fit_sample``, a seeded sample beyond it); the rest measure it. Every customer of the
+features at ``as_of`` is then scored: probability, score 0-100 and tier. Writes
+``gold.customer_scores`` (partitioned by ``as_of``, a re-run replaces its date); each model is
+saved under ``<lakehouse>/_models/<kind>/v<version>`` and recorded in ``ops.models``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from seglake.config import SeglakeConfig
 from seglake.declarations import FEATURES, SCORES
 from seglake.lakehouse import Lakehouse
 from seglake.models import (
+    fit_sample,
     fitting_layout,
     informative,
     latest_version,
@@ -151,12 +152,26 @@ def run_score(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None 
         if dropped:
             log.warning("score: %s: inputs null or constant as of %s left out: %s", kind,
                         trained_as_of, ", ".join(dropped))
-        frame = fitting_layout(frames[kind], n).persist()
+        frame = fitting_layout(frames[kind], n)
+        if n > conf.fit_sample:  # trained and measured on a bounded sample; everyone is scored
+            frame = fit_sample(frame, n, conf.fit_sample, conf.seed).persist()
+            sampled = frame.agg(F.count(F.lit(1)), F.sum(rf.LABEL)).first()
+            log.info("score: %s trained on a sample of %d of %d labelled customers "
+                     "(scoring.fit_sample %d)", kind, sampled[0], n, conf.fit_sample)
+            sampled = (sampled[0], int(sampled[1] or 0))
+            if min(sampled[1], sampled[0] - sampled[1]) < conf.num_folds * 2:
+                raise ScoreError(f"{kind}: the sample of {sampled[0]} labelled customers holds "
+                                 f"{sampled[1]} positive and {sampled[0] - sampled[1]} negative "
+                                 "labels: too few to train and measure a model; raise "
+                                 "scoring.fit_sample")
+        else:
+            frame, sampled = frame.persist(), (n, positives)
         train, holdout = frame.randomSplit([1 - conf.holdout_fraction, conf.holdout_fraction],
                                            seed=conf.seed)
         model, grid = rf.tuned_forest(train, used, conf)
         metrics = {"as_of": as_of, "trained_as_of": trained_as_of, "labelled": n,
-                   "positives": positives, "grid": grid, "inputs_left_out": dropped,
+                   "positives": positives, "fitted_on": sampled[0],
+                   "fitted_positives": sampled[1], "grid": grid, "inputs_left_out": dropped,
                    **rf.evaluation(model, holdout, used)}
         version = latest_version(lakehouse, kind) + 1
         path = model_path(lakehouse, kind, version)

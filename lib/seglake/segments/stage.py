@@ -25,6 +25,7 @@ from seglake.config import SeglakeConfig
 from seglake.declarations import CLUSTERS, FEATURES, PROFILES, RULE_SEGMENTS, declared
 from seglake.lakehouse import Lakehouse
 from seglake.models import (
+    fit_sample,
     fitting_layout,
     informative_columns,
     latest_version,
@@ -173,16 +174,22 @@ def run_clusters(lakehouse: Lakehouse, config: SeglakeConfig, features: DataFram
         conf = conf.model_copy(update={
             "features": {n: e for n, e in conf.features.items() if n in kept},
             "log_features": [n for n in conf.log_features if n in kept]})
-    prep = Pipeline(stages=cl.preprocessing(conf)).fit(frame)
-    vectors = prep.transform(frame).select("customer_key", cl.VECTOR).persist()
-    vectors.count()
+    # the k search, the models and the bootstrap refits see at most fit_sample customers;
+    # everyone is assigned
+    fit = fit_sample(frame, n, conf.fit_sample, conf.seed)
+    prep = Pipeline(stages=cl.preprocessing(conf)).fit(fit)
+    vectors = prep.transform(fit).select("customer_key", cl.VECTOR).persist()
+    fitted_on = vectors.count()
+    if fit is not frame:
+        log.info("segment: clusters fitted on a sample of %d of %d customers "
+                 "(clustering.fit_sample %d)", fitted_on, n, conf.fit_sample)
     scores = cl.k_scores(vectors, conf)
     chosen = cl.best_k(scores)
     k = chosen.k
     log.info("segment: k chosen %d of %s by silhouette (%s) (%.1f s)", k,
              [s.k for s in scores], ", ".join(f"{s.silhouette:.3f}" for s in scores),
              time.monotonic() - started)
-    model = cl.fitted_pipeline(frame, conf, chosen)
+    model = cl.fitted_pipeline(fit, conf, chosen)
     scored = model.transform(frame).persist()
     current = cl.centers(model)
 
@@ -224,7 +231,8 @@ def run_clusters(lakehouse: Lakehouse, config: SeglakeConfig, features: DataFram
                     for p in profiles]
     lakehouse.overwrite_as_of(PROFILES, lakehouse.spark.createDataFrame(
         profile_rows, declared(PROFILES).ddl), as_of)
-    metrics = {"as_of": as_of, "customers": n, "k": k, "silhouette": chosen.silhouette,
+    metrics = {"as_of": as_of, "customers": n, "fitted_on": fitted_on, "k": k,
+               "silhouette": chosen.silhouette,
                "wssse": chosen.wssse, "k_scores": [asdict(s) for s in scores],
                "stability_ari": stability, "previous_version": previous_version,
                "bootstrap_ari": boot, "mixture_log_likelihood": gmm.summary.logLikelihood,
