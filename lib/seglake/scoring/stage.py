@@ -128,7 +128,9 @@ def run_score(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None 
     else:
         log.info("score: computing the training features as of %s (%d days before %s) from "
                  "silver", trained_as_of, conf.horizon_days, as_of)
-        past = training_features(lakehouse, config, trained_as_of).persist()
+        # computed once and cut from its plan: the many queries of training and measuring
+        # would otherwise each re-plan the wide features computation
+        past = training_features(lakehouse, config, trained_as_of).localCheckpoint()
     now = features.where((F.col("as_of") == F.lit(as_of)) & ~F.col("is_anonymous")).persist()
     buyers = purchasers(lakehouse, trained_as_of, as_of).persist()
     data_versions = {FEATURES: lakehouse.version(FEATURES)}
@@ -154,7 +156,7 @@ def run_score(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None 
                         trained_as_of, ", ".join(dropped))
         frame = fitting_layout(frames[kind], n)
         if n > conf.fit_sample:  # trained and measured on a bounded sample; everyone is scored
-            frame = fit_sample(frame, n, conf.fit_sample, conf.seed).persist()
+            frame = fit_sample(frame, n, conf.fit_sample, conf.seed).localCheckpoint()
             sampled = frame.agg(F.count(F.lit(1)), F.sum(rf.LABEL)).first()
             log.info("score: %s trained on a sample of %d of %d labelled customers "
                      "(scoring.fit_sample %d)", kind, sampled[0], n, conf.fit_sample)
@@ -165,7 +167,7 @@ def run_score(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None 
                                  "labels: too few to train and measure a model; raise "
                                  "scoring.fit_sample")
         else:
-            frame, sampled = frame.persist(), (n, positives)
+            frame, sampled = frame.localCheckpoint(), (n, positives)
         train, holdout = frame.randomSplit([1 - conf.holdout_fraction, conf.holdout_fraction],
                                            seed=conf.seed)
         model, grid = rf.tuned_forest(train, used, conf)
