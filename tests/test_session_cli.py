@@ -13,7 +13,7 @@ import pytest
 
 from seglake import __version__, cli
 from seglake.config import SeglakeConfig
-from seglake.session import get_spark, local_builder, local_cores, packaged_jars
+from seglake.session import get_spark, local_builder, packaged_jars
 
 
 def test_active_session_is_reused(spark, config):
@@ -29,17 +29,17 @@ def test_local_session_settings(spark):
     assert spark.sparkContext.master == "local[2]"
 
 
-def test_shuffle_partitions_default_to_the_local_cores():
-    assert [local_cores(m) for m in ("local", "local[3]", "local[4,2]", "yarn")] == [1, 3, 4, None]
-    assert local_cores("local[*]") == os.cpu_count()
+def test_shuffle_partitions_follow_the_data_size_unless_set():
+    def options(**spark: object) -> dict:
+        return local_builder(SeglakeConfig.model_validate({"spark": spark}))._options
 
-    def partitions(**spark: object) -> str | None:
-        built = local_builder(SeglakeConfig.model_validate({"spark": spark}))
-        return built._options.get("spark.sql.shuffle.partitions")
-
-    assert partitions(master="local[3]") == "3"
-    assert partitions(master="local[3]", shuffle_partitions=12) == "12"
-    assert partitions(master="spark://head:7077") is None  # Spark's default on a cluster
+    default = options(master="local[3]")
+    assert "spark.sql.shuffle.partitions" not in default  # Spark's 200, coalesced by size
+    assert default["spark.sql.adaptive.coalescePartitions.enabled"] == "true"
+    assert default["spark.sql.optimizer.canChangeCachedPlanOutputPartitioning"] == "true"
+    chosen = options(master="local[3]", shuffle_partitions=12)
+    assert chosen["spark.sql.shuffle.partitions"] == "12"
+    assert "spark.sql.adaptive.coalescePartitions.parallelismFirst" not in chosen
 
 
 def test_packaged_splink_jar_is_on_the_session(spark):

@@ -469,8 +469,9 @@ class SparkConfig(_Section):
     master: str = Field("local[*]", description="Master URL for a session seglake builds itself.")
     app_name: str = Field("seglake", description="Spark application name.")
     shuffle_partitions: int = Field(
-        0, ge=0, description="spark.sql.shuffle.partitions; 0: one per core of a local "
-        "master (8 made the demo ~30% slower on 2 cores), Spark's default on a cluster master.")
+        0, ge=0, description="spark.sql.shuffle.partitions; 0: by data size (Spark's 200, "
+        "coalesced by adaptive execution: to ~64 MB each on a cluster, locally to no fewer "
+        "than the cores while under ~64 MB).")
     driver_memory: str = Field("4g", description="spark.driver.memory (local sessions only).")
     log_level: Literal["ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"] = Field(
         "WARN", description="Spark log level."

@@ -3,7 +3,7 @@
 Where a launcher owns Spark (spark-submit, Databricks, a notebook) its master, name, jars,
 packages, Python and resources are kept as given; seglake adds only what its tables need (UTC,
 microsecond timestamps, adaptive execution) and appends its packaged jars to ``spark.jars``.
-Local defaults (``spark.master``, driver memory, shuffle partitions per core) apply only when
+Local defaults (``spark.master``, driver memory) apply only when
 seglake itself launches Spark.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable
 from importlib import resources
@@ -38,14 +37,20 @@ def _splink_jar() -> str | None:
     return similarity_jar_location()
 
 
-# On a cluster, shuffles follow the data size: adaptive execution coalesces Spark's 200 shuffle
-# partitions to ~64 MB each (spark.sql.adaptive.advisoryPartitionSizeInBytes), cached ones too,
-# instead of 200 tiny tasks per shuffle (58,000 tasks scored 2,000 customers). Defaults only: a
-# submitted conf that sets any of them wins.
-CLUSTER_DEFAULTS = {
+# Shuffles follow the data size: Spark's 200 shuffle partitions coalesced by adaptive execution,
+# cached plans too, rather than one partition per local core (two ~1 GB partitions of the medium
+# world's events ran a 4 GB driver out of memory). Locally they are coalesced to no fewer than
+# the cores while that keeps them under ~64 MB (Spark's parallelismFirst); on a cluster to
+# ~64 MB each (spark.sql.adaptive.advisoryPartitionSizeInBytes), not 200 tiny tasks per shuffle
+# (58,000 tasks scored 2,000 customers). Defaults only: a submitted conf, or
+# spark.shuffle_partitions, wins.
+SIZE_DRIVEN_SHUFFLES = {
     "spark.sql.adaptive.coalescePartitions.enabled": "true",
-    "spark.sql.adaptive.coalescePartitions.parallelismFirst": "false",
     "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
+}
+CLUSTER_DEFAULTS = {
+    **SIZE_DRIVEN_SHUFFLES,
+    "spark.sql.adaptive.coalescePartitions.parallelismFirst": "false",
 }
 
 # Jars that ship inside installed Python packages, added to every session seglake creates.
@@ -70,16 +75,6 @@ def _log4j_config() -> str:
     return str(resources.files("seglake") / "resources" / "log4j2.properties")
 
 
-def local_cores(master: str) -> int | None:
-    """Threads of a ``local``, ``local[N]`` or ``local[*]`` master; None for a cluster."""
-    match = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\d+)?\])?", master.strip())
-    if match is None:
-        return None
-    if match.group(1) is None:
-        return 1
-    return (os.cpu_count() or 1) if match.group(1) == "*" else int(match.group(1))
-
-
 def local_builder(config: SeglakeConfig) -> SparkSession.Builder:
     """The builder of a local session, with every setting seglake relies on."""
     spark_cfg = config.spark
@@ -98,9 +93,12 @@ def local_builder(config: SeglakeConfig) -> SparkSession.Builder:
         .config("spark.driver.extraJavaOptions", java_opts)
         .config("spark.jars", ",".join(jars))
     )
-    partitions = spark_cfg.shuffle_partitions or local_cores(spark_cfg.master)
-    if partitions:  # 0 on a cluster master: Spark's own default
-        builder = builder.config("spark.sql.shuffle.partitions", str(partitions))
+    if spark_cfg.shuffle_partitions:
+        builder = builder.config("spark.sql.shuffle.partitions",
+                                 str(spark_cfg.shuffle_partitions))
+    else:
+        for key, value in SIZE_DRIVEN_SHUFFLES.items():
+            builder = builder.config(key, value)
     for key, value in RUNTIME_CONF.items():
         builder = builder.config(key, value)
     if _delta_jars_configured(config, jars, extra):
