@@ -40,9 +40,9 @@ test-cluster: $(STAMP)
 	$(BIN)/python -m pytest -m cluster -s tests/test_cluster.py
 
 bench: $(STAMP)
-	$(BIN)/python bench/pipeline_bench.py --scales small
+	$(BIN)/python bench/demo_bench.py --scale medium --out bench/out/pipeline/medium
+	$(BIN)/python bench/pipeline_bench.py --scales small,medium
 	$(BIN)/python bench/lakehouse_bench.py
-	$(BIN)/python bench/demo_bench.py --scale medium
 	$(BIN)/python bench/ingest_refine_bench.py --scale medium
 	$(BIN)/python bench/identity_bench.py --scales small,medium
 	$(BIN)/python bench/features_bench.py --scale medium
