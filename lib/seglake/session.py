@@ -3,8 +3,7 @@
 Where a launcher owns Spark (spark-submit, Databricks, a notebook) its master, name, jars,
 packages, Python and resources are kept as given; seglake adds only what its tables need (UTC,
 microsecond timestamps, adaptive execution) and appends its packaged jars to ``spark.jars``.
-Local defaults (``spark.master``, driver memory) apply only when
-seglake itself launches Spark.
+Local defaults (``spark.master``, driver memory) apply only when seglake itself launches Spark.
 """
 
 from __future__ import annotations
