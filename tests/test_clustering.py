@@ -22,8 +22,10 @@ from seglake.segments.clustering import (
     adjusted_rand_index,
     cluster_name,
     cluster_names,
+    driver_kmeans,
     matched_ids,
     relabelled,
+    silhouette,
 )
 from seglake.segments.evaluation import archetype_ari, customer_archetypes
 
@@ -41,6 +43,29 @@ MIN_ARCHETYPE_ARI = 0.15
 def test_adjusted_rand_index_on_known_partitions(spark, a, b, expected):
     df = spark.createDataFrame(list(zip(a, b, strict=True)), "a INT, b INT")
     assert adjusted_rand_index(df, "a", "b") == pytest.approx(expected)
+
+
+def test_driver_k_search_finds_blobs_and_scores_as_spark_does(spark):
+    from pyspark.ml.evaluation import ClusteringEvaluator
+    from pyspark.ml.linalg import Vectors
+
+    rng = np.random.default_rng(7)
+    middles = np.array([[0.0, 0.0, 0.0], [6.0, 0.0, 1.0], [0.0, 6.0, -1.0]])
+    truth = np.repeat(np.arange(3), [200, 120, 80])
+    x = middles[truth] + rng.normal(scale=0.8, size=(len(truth), 3))
+    labels, cost = driver_kmeans(x, 3, seed=1, max_iter=50)
+    # the three blobs found: each found cluster is one blob
+    assert len({(t, f) for t, f in zip(truth, labels, strict=True)}) == 3
+    assert cost == pytest.approx(sum(((x[labels == j] - x[labels == j].mean(axis=0)) ** 2).sum()
+                                     for j in range(3)))
+    # the silhouette Spark's evaluator gives the same labelling (k = 3 and a worse k = 5)
+    for k in (3, 5):
+        found, _ = driver_kmeans(x, k, seed=2, max_iter=50)
+        df = spark.createDataFrame([(Vectors.dense(v.tolist()), int(c))
+                                    for v, c in zip(x, found, strict=True)], ["vector", "c"])
+        expected = ClusteringEvaluator(featuresCol="vector", predictionCol="c").evaluate(df)
+        assert silhouette(x, found) == pytest.approx(expected, abs=1e-9)
+    assert silhouette(x, labels) > silhouette(x, driver_kmeans(x, 5, 2, 50)[0])
 
 
 def test_matched_ids_follow_the_nearest_previous_centroid():

@@ -390,11 +390,11 @@ class ClusteringConfig(_Section):
     algorithm: Literal["kmeans", "bisecting"] = Field(
         "kmeans", description="Assignment: K-means, or bisecting K-means (hierarchical).")
     max_iter: int = Field(50, ge=1, description="Iterations of K-means / the mixture.")
-    starts: int = Field(5, ge=1, description="K-means fits per k from different seeds; the one "
-                        "with the lowest WSSSE is kept (one start can settle in a poor optimum).")
-    parallelism: int = Field(2, ge=1, le=64, description="K-means fits of the k search run at "
-                             "once (driver threads; same clusters as one at a time). Small demo "
-                             "on 2 cores: 27-30 s against 34-40 s.")
+    starts: int = Field(5, ge=1, description="K-means fits per k from different seeds, in the "
+                        "k search and in the Spark fit at the chosen k; the one with the lowest "
+                        "WSSSE is kept (one start can settle in a poor optimum).")
+    parallelism: int = Field(2, ge=1, le=64, description="Spark K-means fits at the chosen k "
+                             "run at once (driver threads; same clusters as one at a time).")
     seed: int = Field(42, description="Seed of every fit (reproducible clusters).")
     bootstrap_runs: int = Field(3, ge=0, description="Refits on bootstrap samples; their "
                                 "adjusted Rand index with the kept model is recorded.")

@@ -8,7 +8,7 @@ import datetime as dt
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from seglake.behaviour.inputs import days_before, within
+from seglake.behaviour.inputs import combined, days_before, within
 from seglake.config import FeaturesConfig
 
 ENGAGING_EVENTS = ("product_view", "search", "add_to_cart", "checkout_start")
@@ -67,9 +67,7 @@ def browsing(events: DataFrame, as_of: dt.date, config: FeaturesConfig) -> DataF
     profile_window = config.profile_window_days
     recent_sessions = sessions.where(within(as_of, "started_at", profile_window))
     recent_events = events.where(within(as_of, "event_ts", profile_window))
-    out = per_customer
-    for part in (active, distinct, _mode(recent_sessions, "device_type", "preferred_device"),
-                 _mode(recent_sessions, "source", "preferred_channel"),
-                 _mode(recent_events, "category", "top_category")):
-        out = out.join(part, "customer_key", "left")
-    return out
+    return combined([per_customer, active, distinct,
+                     _mode(recent_sessions, "device_type", "preferred_device"),
+                     _mode(recent_sessions, "source", "preferred_channel"),
+                     _mode(recent_events, "category", "top_category")])

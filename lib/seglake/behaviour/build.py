@@ -12,7 +12,14 @@ from seglake.behaviour.catalogue import feature_catalogue
 from seglake.behaviour.email import email_engagement
 from seglake.behaviour.engagement import engagement_score
 from seglake.behaviour.funnel import abandoned_carts, funnel_stage
-from seglake.behaviour.inputs import Activity, Sources, activity, cutoff, days_before
+from seglake.behaviour.inputs import (
+    Activity,
+    Sources,
+    activity,
+    combined,
+    cutoff,
+    days_before,
+)
 from seglake.behaviour.intent import intent, intent_score
 from seglake.behaviour.rfm import rfm
 from seglake.config import FeaturesConfig
@@ -43,13 +50,11 @@ def features_of(act: Activity, config: FeaturesConfig) -> DataFrame:
                 browsing(act.events, as_of, config),
                 abandoned_carts(act.events, act.orders, act.products, as_of, config),
                 intent(act.events, as_of, config)]
-    population = families[0].select("customer_key")
-    for part in families[1:]:
-        population = population.unionByName(part.select("customer_key"))
-    df = population.distinct()
-    for part in families:
-        df = df.join(part, "customer_key", "left")
-    df = df.join(act.customers.select("customer_key", "profile"), "customer_key", "left")
+    # everyone known or active before as_of; the profile of CRM customers who are neither
+    # joins no one
+    known = [part.withColumn("_known", F.lit(True)) for part in families]
+    df = combined([*known, act.customers.select("customer_key", "profile")]) \
+        .where(F.col("_known")).drop("_known")
     df = with_consent(df, act.consents, act.emails, config.consent_purpose) \
         .drop("marketing_consent_at")
     catalogue = feature_catalogue(config)

@@ -8,7 +8,7 @@ hold nothing at or after ``as_of`` (midnight UTC), so no feature can see the fut
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -38,6 +38,7 @@ TABLES = {"events": "silver.events", "orders": "silver.orders",
           "identity_map": "silver.identity_map"}
 TIME_COLUMN = {"events": "event_ts", "orders": "ordered_at", "email_events": "event_ts",
                "consents": "updated_at"}
+KEYED = ("events", "orders", "email_events")  # the activity a customer is keyed by
 EMAIL, ACCOUNT, CLIENT = "email_hash", "customer_id", "client_id"  # identity_map id kinds
 
 
@@ -78,6 +79,14 @@ class Activity(Sources):
     as_of: dt.date
     emails: DataFrame
 
+    def persist(self) -> Activity:
+        """The keyed frames computed once and kept: every feature family scans them again."""
+        return replace(self, **{name: getattr(self, name).persist() for name in KEYED})
+
+    def unpersist(self) -> None:
+        for name in KEYED:
+            getattr(self, name).unpersist()
+
 
 def cutoff(as_of: dt.date) -> Column:
     """Midnight UTC at the start of ``as_of``: rows must be strictly earlier."""
@@ -94,9 +103,31 @@ def within(as_of: dt.date, ts: Column | str, days: int) -> Column:
     return days_before(as_of, ts) <= days
 
 
+PARTITION_BYTES = 64 << 20  # input bytes per customer partition of the activity
+
+
+def customer_partitions(sources: Sources) -> int:
+    """Partitions for the activity: ~64 MB of input each (from the plan's size estimate, no
+    job), at least the cores, at most ``spark.sql.shuffle.partitions``."""
+    spark = sources.events.sparkSession
+    size = sum(int(str(getattr(sources, name)._jdf.queryExecution().optimizedPlan().stats()
+                       .sizeInBytes())) for name in KEYED)
+    ceiling = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    cores = spark.sparkContext.defaultParallelism
+    return max(1, min(ceiling, max(cores, -(-size // PARTITION_BYTES))))
+
+
 def activity(sources: Sources, as_of: dt.date) -> Activity:
     """Every source row before ``as_of`` with the customer it belongs to; rows whose
-    identifiers are not in the identity map (arrived after the last resolve) get a null key."""
+    identifiers are not in the identity map (arrived after the last resolve) get a null key.
+
+    Keyed rows and customers are hash-partitioned by ``customer_key`` alike, so every
+    per-customer aggregate and combination downstream runs without another shuffle."""
+    partitions = customer_partitions(sources)
+
+    def by_customer(df: DataFrame) -> DataFrame:
+        return df.repartition(partitions, "customer_key")
+
     before = {name: getattr(sources, name).where(F.col(ts) < cutoff(as_of))
               for name, ts in TIME_COLUMN.items()}
     ids = sources.identity_map
@@ -105,14 +136,16 @@ def activity(sources: Sources, as_of: dt.date) -> Activity:
         return ids.where(F.col("id_kind") == id_kind) \
             .select(F.col("id_value").alias(column), F.col("customer_key").alias(key))
 
+    # only what the features use travels through the joins and the cache
     events = before["events"] \
         .withColumn("client_id", F.coalesce("cookie_id", "device_id")) \
+        .withColumn("session_id", F.coalesce("session_id", F.concat_ws(
+            ":", "client_id", F.to_date("event_ts").cast("string")))) \
+        .drop("event_id", "cookie_id", "device_id") \
         .join(kind(ACCOUNT, "user_id", "_account_key"), "user_id", "left") \
         .join(kind(CLIENT, "client_id", "_client_key"), "client_id", "left") \
         .withColumn("customer_key", F.coalesce("_account_key", "_client_key")) \
-        .withColumn("session_id", F.coalesce("session_id", F.concat_ws(
-            ":", "client_id", F.to_date("event_ts").cast("string")))) \
-        .drop("_account_key", "_client_key")
+        .drop("_account_key", "_client_key", "user_id", "client_id")
     orders = before["orders"] \
         .join(kind(EMAIL, "customer_email_hash", "_email_key"), "customer_email_hash", "left") \
         .join(kind(ACCOUNT, "customer_id", "_account_key"), "customer_id", "left") \
@@ -120,13 +153,11 @@ def activity(sources: Sources, as_of: dt.date) -> Activity:
         .drop("_email_key", "_account_key")
     email_events = before["email_events"].join(kind(EMAIL, "email_hash", "customer_key"),
                                                "email_hash", "left")
-    return Activity(events=events, orders=orders, email_events=email_events,
-                    consents=before["consents"], products=sources.products,
-                    customers=sources.customers, identity_map=ids, as_of=as_of,
+    return Activity(events=by_customer(events), orders=by_customer(orders),
+                    email_events=by_customer(email_events), consents=before["consents"],
+                    products=sources.products, customers=by_customer(sources.customers),
+                    identity_map=ids, as_of=as_of,
                     emails=ids.where(F.col("id_kind") == EMAIL), absent=sources.absent)
-
-
-KEYED = ("events", "orders", "email_events")  # the activity a customer is keyed by
 
 
 def silver_sources(lakehouse: Lakehouse) -> Sources:
@@ -141,3 +172,15 @@ def end_of_data(sources: Sources) -> dt.date | None:
               for name in KEYED]
     latest = [ts for ts in latest if ts is not None]
     return max(latest).date() + dt.timedelta(days=1) if latest else None
+
+
+def combined(parts: list[DataFrame]) -> DataFrame:
+    """Frames of at most one row per ``customer_key`` side by side, one row per key of any of
+    them: a union grouped once, where a chain of outer joins would sort every frame and hold
+    all those sorts in memory at once."""
+    names = list(dict.fromkeys(c for part in parts for c in part.columns if c != "customer_key"))
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionByName(part, allowMissingColumns=True)
+    # each column comes from one part, so the one non-null value per key is its max
+    return union.groupBy("customer_key").agg(*[F.max(c).alias(c) for c in names])

@@ -7,7 +7,7 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from seglake.behaviour.inputs import within
+from seglake.behaviour.inputs import combined, within
 from seglake.config import INTENT_SIGNALS, FeaturesConfig
 
 
@@ -40,7 +40,7 @@ def intent(events: DataFrame, as_of: dt.date, config: FeaturesConfig) -> DataFra
         F.count(F.when(kind == "add_to_cart", True)).alias(cols["add_to_carts"]),
         F.count(F.when(kind == "checkout_start", True)).alias(cols["checkout_starts"]),
         F.count(F.when(is_contact, True)).alias(cols["contact_requests"]))
-    return counts.join(repeat, "customer_key", "left")
+    return combined([counts, repeat])
 
 
 def intent_score(config: FeaturesConfig) -> Column:

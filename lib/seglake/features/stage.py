@@ -58,11 +58,10 @@ def run_features(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | No
             raise FeaturesError("silver holds no orders, events or email events: nothing to "
                                 "build features from")
     log.info("features: as of %s (rows strictly before %s 00:00 UTC)", as_of, as_of)
-    act = activity(sources, as_of)
+    act = activity(sources, as_of).persist()
     rows_in, unkeyed = {}, {}
     for name in KEYED:
-        frame = getattr(act, name).persist()
-        setattr(act, name, frame)
+        frame = getattr(act, name)
         counts = frame.agg(F.count(F.lit(1)), F.count(F.when(F.col("customer_key").isNull(),
                                                               True))).first()
         rows_in[name], unkeyed[name] = counts[0], counts[1]
@@ -94,8 +93,7 @@ def run_features(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | No
                   message=f"as_of {as_of}: {rows - anonymous} customers, {anonymous} "
                   "anonymous visitors")
     runlog.flush()
-    for name in KEYED:
-        getattr(act, name).unpersist()
+    act.unpersist()
     features.unpersist()
     seconds = time.monotonic() - started
     log.info("features: %d rows as of %s written to %s (%.1f s)", rows, as_of, FEATURES,

@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from seglake.behaviour import activity, cutoff, feature_catalogue, features_of, silver_sources
-from seglake.behaviour.inputs import KEYED
+from seglake.behaviour.inputs import KEYED, TIME_COLUMN
 from seglake.config import SeglakeConfig
 from seglake.declarations import FEATURES, SCORES
 from seglake.lakehouse import Lakehouse
@@ -78,13 +78,19 @@ def purchasers(lakehouse: Lakehouse, start: dt.date, end: dt.date) -> DataFrame:
 
 def training_features(lakehouse: Lakehouse, config: SeglakeConfig,
                       as_of: dt.date) -> DataFrame:
-    """The features at a past ``as_of``, point in time, computed in memory."""
-    act = activity(silver_sources(lakehouse), as_of)
-    if not any(getattr(act, name).limit(1).count() for name in KEYED):
+    """The features at a past ``as_of``, point in time, computed once (kept in memory)."""
+    sources = silver_sources(lakehouse)
+    if not any(getattr(sources, name).where(F.col(TIME_COLUMN[name]) < cutoff(as_of))
+               .limit(1).count() for name in KEYED):
         raise ScoreError(f"training features as of {as_of} (as_of minus scoring.horizon_days "
                          f"{config.scoring.horizon_days}) cannot be built: no order, event or "
                          "email event before that date; use a shorter horizon or more history")
-    return features_of(act, config.features)
+    act = activity(sources, as_of).persist()
+    # computed once and cut from its plan: the many queries of training and measuring would
+    # otherwise each re-plan the wide features computation
+    past = features_of(act, config.features).localCheckpoint()
+    act.unpersist()
+    return past
 
 
 def labelled(features: DataFrame, buyers: DataFrame, inputs: list[str]) -> dict[str, DataFrame]:
@@ -128,9 +134,7 @@ def run_score(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None 
     else:
         log.info("score: computing the training features as of %s (%d days before %s) from "
                  "silver", trained_as_of, conf.horizon_days, as_of)
-        # computed once and cut from its plan: the many queries of training and measuring
-        # would otherwise each re-plan the wide features computation
-        past = training_features(lakehouse, config, trained_as_of).localCheckpoint()
+        past = training_features(lakehouse, config, trained_as_of)
     now = features.where((F.col("as_of") == F.lit(as_of)) & ~F.col("is_anonymous")).persist()
     buyers = purchasers(lakehouse, trained_as_of, as_of).persist()
     data_versions = {FEATURES: lakehouse.version(FEATURES)}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pyspark.ml import Pipeline, PipelineModel, Transformer
+from pyspark.ml import PipelineModel, Transformer
 from pyspark.ml.clustering import BisectingKMeans, GaussianMixture, KMeans
 from pyspark.ml.evaluation import ClusteringEvaluator
 from pyspark.ml.feature import PCA, Imputer, SQLTransformer, StandardScaler, VectorAssembler
@@ -91,28 +91,91 @@ def clusterer(config: ClusteringConfig, k: int, seed: int | None = None):
                 featuresCol=VECTOR, predictionCol=RAW)
 
 
+def driver_kmeans(x: np.ndarray, k: int, seed: int, max_iter: int,
+                  tol: float = 1e-4) -> tuple[np.ndarray, float]:
+    """K-means (k-means++ seeding, Lloyd) on the driver: (labels, cost). The k search runs on
+    a bounded sample, where a Spark job per iteration would be nearly all latency."""
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    centers = np.empty((k, x.shape[1]))
+    centers[0] = x[rng.integers(n)]
+    nearest = ((x - centers[0]) ** 2).sum(axis=1)
+    for i in range(1, k):
+        total = nearest.sum()
+        centers[i] = x[rng.choice(n, p=nearest / total) if total > 0 else rng.integers(n)]
+        nearest = np.minimum(nearest, ((x - centers[i]) ** 2).sum(axis=1))
+    norms = (x ** 2).sum(axis=1)
+    for _ in range(max_iter + 1):
+        distances = norms[:, None] - 2 * x @ centers.T + (centers ** 2).sum(axis=1)[None, :]
+        labels = distances.argmin(axis=1)
+        sizes = np.bincount(labels, minlength=k)
+        sums = np.stack([np.bincount(labels, weights=x[:, d], minlength=k)
+                         for d in range(x.shape[1])], axis=1)
+        moved = np.where(sizes[:, None] > 0, sums / np.maximum(sizes, 1)[:, None], centers)
+        if np.abs(moved - centers).max() <= tol:
+            break
+        centers = moved
+    cost = float(np.maximum(distances[np.arange(n), labels], 0.0).sum())
+    return labels, cost
+
+
+def silhouette(x: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette with squared Euclidean distances, as Spark's ClusteringEvaluator
+    computes it (from per-cluster sums: linear in the rows)."""
+    ids = np.unique(labels)
+    if len(ids) < 2:
+        return 0.0
+    index = np.searchsorted(ids, labels)
+    counts = np.bincount(index).astype(float)
+    sums = np.stack([np.bincount(index, weights=x[:, d]) for d in range(x.shape[1])], axis=1)
+    square_sums = np.bincount(index, weights=(x ** 2).sum(axis=1))
+    norms = (x ** 2).sum(axis=1)
+    mean_distance = norms[:, None] + (square_sums / counts)[None, :] - 2 * (x @ sums.T) / counts
+    rows = np.arange(len(x))
+    own = counts[index]
+    a = mean_distance[rows, index] * own / np.maximum(own - 1, 1)
+    others = mean_distance.copy()
+    others[rows, index] = np.inf
+    b = others.min(axis=1)
+    s = np.where(a < b, 1 - a / np.where(b > 0, b, 1), np.where(a > b, b / np.where(a > 0, a, 1)
+                                                               - 1, 0.0))
+    return float(np.where(own > 1, s, 0.0).mean())
+
+
 def k_scores(vectors: DataFrame, config: ClusteringConfig) -> list[KScore]:
     """Silhouette and within-cluster sum of squares for every k of the configured range, each
-    of the best of ``config.starts`` seeds by WSSSE (bisecting K-means is deterministic: one)."""
-    evaluator = ClusteringEvaluator(featuresCol=VECTOR, predictionCol=RAW)
+    of the best of ``config.starts`` seeds by WSSSE; computed on the driver from the
+    vectors (at most ``clustering.fit_sample`` rows, collected once)."""
+    x = np.array([r[VECTOR].toArray() for r in vectors.select(VECTOR).collect()])
+    seeds = range(config.seed, config.seed + config.starts)
+    scores = []
+    for k in range(config.k_min, config.k_max + 1):
+        fits = [(*driver_kmeans(x, k, seed, config.max_iter), seed) for seed in seeds]
+        labels, cost, seed = min(fits, key=lambda fit: (fit[1], fit[2]))
+        scores.append(KScore(k, silhouette(x, labels), cost, seed))
+    return scores
+
+
+def best_fit(vectors: DataFrame, config: ClusteringConfig, k: int):
+    """The lowest-WSSSE Spark fit at ``k`` of ``config.starts`` seeds (bisecting K-means is
+    deterministic: one)."""
     seeds = range(config.seed, config.seed + (config.starts if config.algorithm == "kmeans"
                                               else 1))
-    ks = range(config.k_min, config.k_max + 1)
 
-    def fit(k: int, seed: int) -> tuple[float, int, Any]:
+    def fit(seed: int) -> tuple[float, int, Any]:
         model = clusterer(config, k, seed=seed).fit(vectors)
         return float(model.summary.trainingCost), seed, model
 
     # each small fit is mostly job latency: Spark runs the jobs of parallel fits side by side;
     # the threads carry the caller's Spark thread properties, as CrossValidator's do
-    fit_in_thread = inheritable_thread_target(fit)
     with ThreadPoolExecutor(config.parallelism) as pool:
-        fits = {k: [pool.submit(fit_in_thread, k, s) for s in seeds] for k in ks}
-    scores = []
-    for k in ks:
-        cost, seed, model = min((f.result() for f in fits[k]), key=lambda done: done[:2])
-        scores.append(KScore(k, float(evaluator.evaluate(model.transform(vectors))), cost, seed))
-    return scores
+        return min(pool.map(inheritable_thread_target(fit), seeds), key=lambda f: f[:2])[2]
+
+
+def model_silhouette(model: PipelineModel, frame: DataFrame) -> float:
+    """Silhouette of the kept model's assignment of ``frame`` (Spark's evaluator)."""
+    return float(ClusteringEvaluator(featuresCol=VECTOR, predictionCol=RAW)
+                 .evaluate(model.transform(frame)))
 
 
 def best_k(scores: Sequence[KScore]) -> KScore:
@@ -120,11 +183,11 @@ def best_k(scores: Sequence[KScore]) -> KScore:
     return max(scores, key=lambda s: (s.silhouette, -s.k))
 
 
-def fitted_pipeline(frame: DataFrame, config: ClusteringConfig, chosen: KScore) -> PipelineModel:
-    """Preprocessing + the clusterer at the chosen k and seed + PCA to 2-D, fitted as one
-    persisted model."""
-    return Pipeline(stages=[*preprocessing(config), clusterer(config, chosen.k, chosen.seed),
-                            PCA(k=2, inputCol=VECTOR, outputCol="_pca")]).fit(frame)
+def kept_pipeline(preprocessing: PipelineModel, model: Transformer,
+                  vectors: DataFrame) -> PipelineModel:
+    """The fitted preprocessing + the kept clusterer + PCA to 2-D, as one persisted model."""
+    pca = PCA(k=2, inputCol=VECTOR, outputCol="_pca").fit(vectors)
+    return PipelineModel(stages=[*preprocessing.stages, model, pca])
 
 
 def mixture(vectors: DataFrame, config: ClusteringConfig, k: int):

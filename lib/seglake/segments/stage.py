@@ -189,7 +189,8 @@ def run_clusters(lakehouse: Lakehouse, config: SeglakeConfig, features: DataFram
     log.info("segment: k chosen %d of %s by silhouette (%s) (%.1f s)", k,
              [s.k for s in scores], ", ".join(f"{s.silhouette:.3f}" for s in scores),
              time.monotonic() - started)
-    model = cl.fitted_pipeline(fit, conf, chosen)
+    model = cl.kept_pipeline(prep, cl.best_fit(vectors, conf, k), vectors)
+    kept_silhouette = cl.model_silhouette(model, fit)
     scored = model.transform(frame).persist()
     current = cl.centers(model)
 
@@ -232,7 +233,7 @@ def run_clusters(lakehouse: Lakehouse, config: SeglakeConfig, features: DataFram
     lakehouse.overwrite_as_of(PROFILES, lakehouse.spark.createDataFrame(
         profile_rows, declared(PROFILES).ddl), as_of)
     metrics = {"as_of": as_of, "customers": n, "fitted_on": fitted_on, "k": k,
-               "silhouette": chosen.silhouette,
+               "silhouette": kept_silhouette, "search_silhouette": chosen.silhouette,
                "wssse": chosen.wssse, "k_scores": [asdict(s) for s in scores],
                "stability_ari": stability, "previous_version": previous_version,
                "bootstrap_ari": boot, "mixture_log_likelihood": gmm.summary.logLikelihood,
@@ -244,7 +245,7 @@ def run_clusters(lakehouse: Lakehouse, config: SeglakeConfig, features: DataFram
                  metrics=metrics, data_versions={FEATURES: lakehouse.version(FEATURES)},
                  artifact=artifact)
     runlog.record(source=FEATURES, table=CLUSTERS, rows_in=n, rows_out=n,
-                  message=f"as_of {as_of}: k={k}, silhouette {chosen.silhouette:.3f}, model "
+                  message=f"as_of {as_of}: k={k}, silhouette {kept_silhouette:.3f}, model "
                   f"v{version}" + (f", ARI vs previous {stability:.3f}"
                                    if stability is not None else ""))
     runlog.record(source=CLUSTERS, table=PROFILES, rows_in=n, rows_out=len(profile_rows))
