@@ -21,10 +21,10 @@ RESOLVED = ("silver.customers", "silver.customers_pii", "silver.identity_map",
 
 
 def bench_config(out: Path) -> SeglakeConfig:
-    """All roots under ``out``, every core, the public demo key; an 8 GB driver (the
-    medium world's features stage runs out of memory in the default 4 GB: docs/benchmarks.md)."""
+    """All roots under ``out``, every core, the public demo key, seglake's default 4 GB driver
+    (the medium world runs in it since 12-04: docs/benchmarks.md)."""
     return SeglakeConfig.model_validate({
-        "spark": {"master": "local[*]", "driver_memory": "8g"},
+        "spark": {"master": "local[*]"},
         "lakehouse": {"root": str(out / "lakehouse")}, "landing": {"root": str(out / "landing")},
         "truth": {"root": str(out / "truth")}, "reports": {"root": str(out / "reports")},
         "privacy": {"demo_mode": True}})
