@@ -152,7 +152,10 @@ def refine_source(
         return result
     result.batches = batches
     bronze = lakehouse.read(bronze_table(source)).where(F.col("_batch_id").isin(batches))
-    rows = prepared(bronze, refinement, ctx).persist()
+    # kept for the counts, the split and quarantine: the mapped values are done with, and only
+    # a rejected row's raw record is needed (quarantine keeps it as delivered)
+    rows = prepared(bronze, refinement, ctx).drop("_in").withColumn(
+        "_raw", F.when(F.size("_rules") > 0, F.col("_raw"))).persist()
     kept, held = None, {}
     try:
         good = rows.where(F.size("_rules") == 0)
