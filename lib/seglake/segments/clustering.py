@@ -91,6 +91,13 @@ def clusterer(config: ClusteringConfig, k: int, seed: int | None = None):
                 featuresCol=VECTOR, predictionCol=RAW)
 
 
+def cluster_sums(x: np.ndarray, index: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, sum of the rows' vectors) per cluster index 0..k-1."""
+    sums = np.stack([np.bincount(index, weights=x[:, d], minlength=k)
+                     for d in range(x.shape[1])], axis=1)
+    return np.bincount(index, minlength=k), sums
+
+
 def driver_kmeans(x: np.ndarray, k: int, seed: int, max_iter: int,
                   tol: float = 1e-4) -> tuple[np.ndarray, float]:
     """K-means (k-means++ seeding, Lloyd) on the driver: (labels, cost). The k search runs on
@@ -108,9 +115,7 @@ def driver_kmeans(x: np.ndarray, k: int, seed: int, max_iter: int,
     for _ in range(max_iter + 1):
         distances = norms[:, None] - 2 * x @ centers.T + (centers ** 2).sum(axis=1)[None, :]
         labels = distances.argmin(axis=1)
-        sizes = np.bincount(labels, minlength=k)
-        sums = np.stack([np.bincount(labels, weights=x[:, d], minlength=k)
-                         for d in range(x.shape[1])], axis=1)
+        sizes, sums = cluster_sums(x, labels, k)
         moved = np.where(sizes[:, None] > 0, sums / np.maximum(sizes, 1)[:, None], centers)
         if np.abs(moved - centers).max() <= tol:
             break
@@ -126,8 +131,8 @@ def silhouette(x: np.ndarray, labels: np.ndarray) -> float:
     if len(ids) < 2:
         return 0.0
     index = np.searchsorted(ids, labels)
-    counts = np.bincount(index).astype(float)
-    sums = np.stack([np.bincount(index, weights=x[:, d]) for d in range(x.shape[1])], axis=1)
+    counts, sums = cluster_sums(x, index, len(ids))
+    counts = counts.astype(float)
     square_sums = np.bincount(index, weights=(x ** 2).sum(axis=1))
     norms = (x ** 2).sum(axis=1)
     mean_distance = norms[:, None] + (square_sums / counts)[None, :] - 2 * (x @ sums.T) / counts
@@ -172,10 +177,10 @@ def best_fit(vectors: DataFrame, config: ClusteringConfig, k: int):
         return min(pool.map(inheritable_thread_target(fit), seeds), key=lambda f: f[:2])[2]
 
 
-def model_silhouette(model: PipelineModel, frame: DataFrame) -> float:
-    """Silhouette of the kept model's assignment of ``frame`` (Spark's evaluator)."""
+def model_silhouette(model: Transformer, vectors: DataFrame) -> float:
+    """Silhouette of a fitted clusterer's assignment of ``vectors`` (Spark's evaluator)."""
     return float(ClusteringEvaluator(featuresCol=VECTOR, predictionCol=RAW)
-                 .evaluate(model.transform(frame)))
+                 .evaluate(model.transform(vectors)))
 
 
 def best_k(scores: Sequence[KScore]) -> KScore:

@@ -189,8 +189,10 @@ def run_clusters(lakehouse: Lakehouse, config: SeglakeConfig, features: DataFram
     log.info("segment: k chosen %d of %s by silhouette (%s) (%.1f s)", k,
              [s.k for s in scores], ", ".join(f"{s.silhouette:.3f}" for s in scores),
              time.monotonic() - started)
-    model = cl.kept_pipeline(prep, cl.best_fit(vectors, conf, k), vectors)
-    kept_silhouette = cl.model_silhouette(model, fit)
+    best = cl.best_fit(vectors, conf, k)
+    # on the sample's vectors, already preprocessed and kept
+    kept_silhouette = cl.model_silhouette(best, vectors)
+    model = cl.kept_pipeline(prep, best, vectors)
     scored = model.transform(frame).persist()
     current = cl.centers(model)
 
