@@ -20,10 +20,12 @@ from seglake.segments import SegmentError, checked_rules, run_segment
 from seglake.segments.clustering import (
     RAW,
     adjusted_rand_index,
+    bootstrap_ari,
     cluster_name,
     cluster_names,
     driver_kmeans,
     matched_ids,
+    pair_agreement,
     relabelled,
     silhouette,
 )
@@ -43,6 +45,7 @@ MIN_ARCHETYPE_ARI = 0.15
 def test_adjusted_rand_index_on_known_partitions(spark, a, b, expected):
     df = spark.createDataFrame(list(zip(a, b, strict=True)), "a INT, b INT")
     assert adjusted_rand_index(df, "a", "b") == pytest.approx(expected)
+    assert pair_agreement(np.array(a), np.array(b)) == pytest.approx(expected)  # the driver's
 
 
 def test_driver_k_search_finds_blobs_and_scores_as_spark_does(spark):
@@ -66,6 +69,13 @@ def test_driver_k_search_finds_blobs_and_scores_as_spark_does(spark):
         expected = ClusteringEvaluator(featuresCol="vector", predictionCol="c").evaluate(df)
         assert silhouette(x, found) == pytest.approx(expected, abs=1e-9)
     assert silhouette(x, labels) > silhouette(x, driver_kmeans(x, 5, 2, 50)[0])
+    # refits on bootstrap samples find the same three blobs; five clusters cut into one
+    # round cloud are not stable
+    conf = ClusteringConfig(bootstrap_runs=3, seed=3)
+    assert all(a > 0.95 for a in bootstrap_ari(x, labels, conf, 3))
+    cloud = rng.normal(size=(400, 3))
+    unstable = bootstrap_ari(cloud, driver_kmeans(cloud, 5, 1, 50)[0], conf, 5)
+    assert len(unstable) == 3 and min(unstable) < 0.9
 
 
 def test_matched_ids_follow_the_nearest_previous_centroid():

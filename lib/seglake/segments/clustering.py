@@ -147,11 +147,17 @@ def silhouette(x: np.ndarray, labels: np.ndarray) -> float:
     return float(np.where(own > 1, s, 0.0).mean())
 
 
-def k_scores(vectors: DataFrame, config: ClusteringConfig) -> list[KScore]:
+def sample_vectors(vectors: DataFrame) -> tuple[list[str], np.ndarray]:
+    """The customer keys and scaled vectors of the fit sample (at most
+    ``clustering.fit_sample`` rows), collected once for the driver's k search and refits."""
+    rows = vectors.select("customer_key", VECTOR).collect()
+    return [r["customer_key"] for r in rows], np.array([r[VECTOR].toArray() for r in rows])
+
+
+def k_scores(x: np.ndarray, config: ClusteringConfig) -> list[KScore]:
     """Silhouette and within-cluster sum of squares for every k of the configured range, each
-    of the best of ``config.starts`` seeds by WSSSE; computed on the driver from the
-    vectors (at most ``clustering.fit_sample`` rows, collected once)."""
-    x = np.array([r[VECTOR].toArray() for r in vectors.select(VECTOR).collect()])
+    of the best of ``config.starts`` seeds by WSSSE; computed on the driver from the fit
+    sample's vectors."""
     seeds = range(config.seed, config.seed + config.starts)
     scores = []
     for k in range(config.k_min, config.k_max + 1):
@@ -261,17 +267,39 @@ def adjusted_rand_index(df: DataFrame, a: str, b: str) -> float:
     return 1.0 if maximum == expected else float((index - expected) / (maximum - expected))
 
 
-def bootstrap_ari(vectors: DataFrame, assigned: DataFrame, config: ClusteringConfig,
+def pair_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Adjusted Rand index of two labelings of the same rows (on the driver: the bounded fit
+    sample; ``adjusted_rand_index`` is the same figure over a DataFrame)."""
+    _, a = np.unique(a, return_inverse=True)
+    _, b = np.unique(b, return_inverse=True)
+    cells = np.zeros((a.max() + 1, b.max() + 1))
+    np.add.at(cells, (a, b), 1)
+
+    def pairs(n: np.ndarray) -> float:
+        return float((n * (n - 1) / 2).sum())
+    index, rows, cols = pairs(cells), pairs(cells.sum(axis=1)), pairs(cells.sum(axis=0))
+    total = len(a) * (len(a) - 1) / 2
+    expected = rows * cols / total if total else 0.0
+    maximum = (rows + cols) / 2
+    return 1.0 if maximum == expected else (index - expected) / (maximum - expected)
+
+
+def bootstrap_ari(x: np.ndarray, kept: np.ndarray, config: ClusteringConfig,
                   k: int) -> list[float]:
-    """ARI between the kept assignment and refits on bootstrap samples (predicting everyone)."""
+    """ARI between the kept assignment of the fit sample and K-means refits (each the best of
+    ``config.starts`` seeds, as the kept model is) on bootstrap samples of it, each predicting
+    the whole sample; on the driver, like the k search."""
     out = []
     for run in range(config.bootstrap_runs):
         seed = config.seed + 1 + run
-        sample = vectors.sample(withReplacement=True, fraction=1.0, seed=seed)
-        refit = clusterer(config, k, seed=seed).fit(sample).transform(vectors) \
-            .select("customer_key", F.col(RAW).alias("_boot"))
-        out.append(adjusted_rand_index(assigned.join(refit, "customer_key"), "cluster",
-                                       "_boot"))
+        drawn = x[np.random.default_rng(seed).integers(len(x), size=len(x))]
+        labels, _ = min((driver_kmeans(drawn, k, seed * 1000 + start, config.max_iter)
+                         for start in range(config.starts)), key=lambda fit: fit[1])
+        _, centers = cluster_sums(drawn, labels, k)
+        sizes = np.bincount(labels, minlength=k)
+        centers = centers[sizes > 0] / sizes[sizes > 0, None]
+        refit = (((x[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)).argmin(axis=1)
+        out.append(pair_agreement(kept, refit))
     return out
 
 

@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 from pyspark.ml import Pipeline
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
@@ -183,7 +184,8 @@ def run_clusters(lakehouse: Lakehouse, config: SeglakeConfig, features: DataFram
     if fit is not frame:
         log.info("segment: clusters fitted on a sample of %d of %d customers "
                  "(clustering.fit_sample %d)", fitted_on, n, conf.fit_sample)
-    scores = cl.k_scores(vectors, conf)
+    keys, x = cl.sample_vectors(vectors)
+    scores = cl.k_scores(x, conf)
     chosen = cl.best_k(scores)
     k = chosen.k
     log.info("segment: k chosen %d of %s by silhouette (%s) (%.1f s)", k,
@@ -210,7 +212,8 @@ def run_clusters(lakehouse: Lakehouse, config: SeglakeConfig, features: DataFram
     stability = (cl.adjusted_rand_index(
         previous.withColumnRenamed("cluster", "_previous").join(assigned, "customer_key"),
         "_previous", "cluster") if previous is not None else None)
-    boot = cl.bootstrap_ari(vectors, assigned, conf, k)
+    kept_labels = dict(best.transform(vectors).select("customer_key", cl.RAW).collect())
+    boot = cl.bootstrap_ari(x, np.array([kept_labels[key] for key in keys]), conf, k)
     profiles = cl.profiles(assigned, list(conf.features))
     names = cl.cluster_names(profiles, conf.name_threshold)
 
