@@ -60,6 +60,37 @@ def test_tiers_follow_the_percentile_rank(spark):
     assert all(r["score"] == round(r["p"] * 100) for r in rows)
 
 
+def test_holdout_metrics_are_spark_s_on_the_driver(spark):
+    """The driver's ROC-AUC, PR-AUC, best-F1 threshold and deciles equal Spark's own
+    (BinaryClassificationMetrics unbinned, ntile(10)) on scores with ties."""
+    import numpy as np
+    from pyspark.sql import Window
+
+    rng = np.random.default_rng(5)
+    label = (rng.random(537) < 0.3).astype(float)
+    probability = np.round(np.clip(0.3 * label + rng.random(537) * 0.7, 0, 1), 2)  # ties
+    keys = [f"c{i:04d}" for i in range(537)]
+    got = rf.holdout_metrics(probability, label, keys)
+    df = spark.createDataFrame([(k, float(p), float(y)) for k, p, y in
+                                zip(keys, probability, label, strict=True)],
+                               "customer_key STRING, rawPrediction DOUBLE, label DOUBLE")
+    for metric in ("areaUnderROC", "areaUnderPR"):
+        expected = BinaryClassificationEvaluator(metricName=metric, numBins=0).evaluate(df)
+        name = {"areaUnderROC": "roc_auc", "areaUnderPR": "pr_auc"}[metric]
+        assert got[name] == pytest.approx(expected, abs=1e-12)
+    # the best F1 over every threshold, computed directly
+    f1 = {t: 2 * ((probability >= t) & (label == 1)).sum()
+          / ((probability >= t).sum() + label.sum()) for t in set(probability)}
+    assert got["f1"] == pytest.approx(max(f1.values()))
+    assert got["threshold"] == min(t for t, v in f1.items() if v == pytest.approx(max(f1.values())))
+    ntile = df.withColumn("decile", F.ntile(10).over(
+        Window.orderBy(F.desc("rawPrediction"), "customer_key"))).groupBy("decile").agg(
+        F.count(F.lit(1)).alias("n"), F.sum("label").alias("hits")).orderBy("decile").collect()
+    assert [(d["customers"], d["positives"]) for d in got["deciles"]] == \
+        [(r["n"], int(r["hits"])) for r in ntile]
+    assert got["deciles"][-1]["capture"] == pytest.approx(1.0)
+
+
 def test_a_grid_is_cross_validated_and_a_single_point_fitted_directly(spark):
     import random
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.classification import RandomForestClassifier
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
@@ -78,57 +79,80 @@ def scored(model: PipelineModel, frame: DataFrame) -> DataFrame:
         PROBABILITY, vector_to_array(F.col("probability"))[1])
 
 
+def curves(probability: np.ndarray, label: np.ndarray) -> dict[str, np.ndarray]:
+    """Per distinct score, highest first, the cumulative true and false positives of
+    predicting 1 at or above it: the points of Spark's BinaryClassificationMetrics
+    (unbinned)."""
+    order = np.argsort(-probability, kind="stable")
+    p, y = probability[order], label[order]
+    last = np.r_[p[1:] != p[:-1], True]  # the last row of each distinct score
+    tp = np.cumsum(y)[last]
+    fp = np.cumsum(1 - y)[last]
+    return {"threshold": p[last], "tp": tp, "fp": fp}
+
+
 def evaluation(model: PipelineModel, holdout: DataFrame, inputs: list[str]) -> dict:
-    """What is recorded about ``model`` on labelled rows it was not trained on."""
-    predictions = scored(model, holdout).persist()
-    summary = model.stages[-1].evaluate(predictions.drop("prediction", "probability",
-                                                         "rawPrediction"))
-    f1 = summary.fMeasureByThreshold.orderBy(F.desc("F-Measure"), "threshold").first()
-    threshold = float(f1["threshold"])
-    counts = predictions.agg(
-        F.count(F.lit(1)).alias("n"), F.sum(LABEL).alias("positives"),
-        F.sum(F.when((F.col(PROBABILITY) >= threshold) & (F.col(LABEL) == 1), 1).otherwise(0))
-        .alias("tp"),
-        F.sum(F.when(F.col(PROBABILITY) >= threshold, 1).otherwise(0)).alias("predicted"),
-    ).first()
-    precision = counts["tp"] / counts["predicted"] if counts["predicted"] else 0.0
-    recall = counts["tp"] / counts["positives"] if counts["positives"] else 0.0
-    roc = [(float(r["FPR"]), float(r["TPR"])) for r in summary.roc.collect()]
+    """What is recorded about ``model`` on labelled rows it was not trained on. The holdout is
+    a share of the bounded fit sample (``scoring.fit_sample``): its predictions are collected
+    once and measured on the driver."""
+    rows = scored(model, holdout).select("customer_key", PROBABILITY, LABEL).collect()
     forest = model.stages[-1]
     importances = sorted(zip(inputs, forest.featureImportances.toArray().tolist(), strict=True),
                          key=lambda kv: -kv[1])
-    out = {
-        "holdout_rows": counts["n"], "holdout_positives": int(counts["positives"] or 0),
-        "roc_auc": float(summary.areaUnderROC),
-        "pr_auc": float(BinaryClassificationEvaluator(
-            labelCol=LABEL, metricName="areaUnderPR").evaluate(predictions)),
+    return {**holdout_metrics(np.array([r[PROBABILITY] for r in rows], dtype=float),
+                              np.array([r[LABEL] for r in rows], dtype=float),
+                              [r["customer_key"] for r in rows]),
+            "importances": {n: v for n, v in importances}}
+
+
+def holdout_metrics(probability: np.ndarray, label: np.ndarray, keys: list[str]) -> dict:
+    """ROC-AUC and PR-AUC as Spark's BinaryClassificationMetrics computes them (unbinned),
+    precision, recall and F1 at the best-F1 threshold, deciles and the ROC curve."""
+    n, positives = len(label), float(label.sum())
+    c = curves(probability, label)
+    tpr = c["tp"] / positives if positives else np.zeros(len(c["tp"]))
+    fpr = c["fp"] / (n - positives) if n - positives else np.zeros(len(c["fp"]))
+    roc = np.r_[[[0.0, 0.0]], np.c_[fpr, tpr], [[1.0, 1.0]]]
+    precision_at = c["tp"] / (c["tp"] + c["fp"])
+    pr = np.r_[[[0.0, precision_at[0] if n else 1.0]], np.c_[tpr, precision_at]]
+    f1_at = np.where(precision_at + tpr > 0,
+                     2 * precision_at * tpr / np.maximum(precision_at + tpr, 1e-300), 0.0)
+    best = int(np.lexsort((c["threshold"], -f1_at))[0]) if n else 0  # ties: lowest threshold
+    threshold = float(c["threshold"][best]) if n else 0.5
+    precision = float(precision_at[best]) if n else 0.0
+    recall = float(tpr[best]) if n else 0.0
+    points = [(float(a), float(b)) for a, b in roc]
+    return {
+        "holdout_rows": n, "holdout_positives": int(positives),
+        "roc_auc": float(np.trapezoid(roc[:, 1], roc[:, 0])),
+        "pr_auc": float(np.trapezoid(pr[:, 1], pr[:, 0])),
         "threshold": threshold, "precision": precision, "recall": recall,
         "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-        "deciles": deciles(predictions),
-        "importances": {n: v for n, v in importances},
-        "roc_curve": roc[:: max(1, len(roc) // 200)],
+        "deciles": deciles(probability, label, keys),
+        "roc_curve": points[:: max(1, len(points) // 200)],
     }
-    predictions.unpersist()
-    return out
 
 
-def deciles(predictions: DataFrame) -> list[dict]:
-    """Per decile of ``probability_1`` (1 = highest): customers, positives, lift over the base
-    rate and cumulative capture of all positives."""
-    ranked = predictions.withColumn(
-        "decile", F.ntile(10).over(Window.orderBy(F.desc(PROBABILITY), "customer_key")))
-    rows = ranked.groupBy("decile").agg(F.count(F.lit(1)).alias("n"),
-                                        F.sum(LABEL).alias("positives")).orderBy("decile") \
-        .collect()
-    total = sum(r["n"] for r in rows) or 1
-    positives = sum(r["positives"] or 0 for r in rows)
-    base = positives / total if total else 0.0
-    out, captured = [], 0
-    for r in rows:
-        captured += r["positives"] or 0
-        rate = (r["positives"] or 0) / r["n"] if r["n"] else 0.0
-        out.append({"decile": r["decile"], "customers": r["n"], "positives": r["positives"] or 0,
-                    "rate": rate, "lift": rate / base if base else 0.0,
+def deciles(probability: np.ndarray, label: np.ndarray, keys: list[str]) -> list[dict]:
+    """Per decile of the probability (1 = highest; ties in customer key order; sizes as
+    Spark's ``ntile(10)``): customers, positives, lift over the base rate and cumulative
+    capture of all positives."""
+    order = sorted(range(len(keys)), key=lambda i: (-probability[i], keys[i]))
+    base_size, extra = divmod(len(order), 10)
+    sizes = [base_size + (1 if d < extra else 0) for d in range(10)]
+    total = len(order) or 1
+    positives = float(label.sum())
+    base = positives / total
+    out, captured, at = [], 0, 0
+    for d, size in enumerate(sizes, 1):
+        if not size:
+            continue
+        hits = int(label[order[at:at + size]].sum())
+        at += size
+        captured += hits
+        rate = hits / size
+        out.append({"decile": d, "customers": size, "positives": hits, "rate": rate,
+                    "lift": rate / base if base else 0.0,
                     "capture": captured / positives if positives else 0.0})
     return out
 
