@@ -253,14 +253,24 @@ def mixture_probabilities(gmm, kmeans_centers: np.ndarray, ids: Sequence[int]) -
 
 
 def adjusted_rand_index(df: DataFrame, a: str, b: str) -> float:
-    """ARI of two labelings (columns ``a`` and ``b``); only aggregates reach the driver."""
-    pairs = F.expr("sum(n * (n - 1) / 2)")
-    cells = df.groupBy(a, b).agg(F.count(F.lit(1)).alias("n")).persist()
-    index = cells.agg(pairs).first()[0] or 0.0
-    rows = cells.groupBy(a).agg(F.sum("n").alias("n")).agg(pairs).first()[0] or 0.0
-    cols = cells.groupBy(b).agg(F.sum("n").alias("n")).agg(pairs).first()[0] or 0.0
-    n = cells.agg(F.sum("n")).first()[0] or 0
-    cells.unpersist()
+    """ARI of two labelings (columns ``a`` and ``b``); only the contingency table (one cell
+    per pair of labels) reaches the driver."""
+    cells = df.groupBy(a, b).agg(F.count(F.lit(1)).alias("n")).collect()
+    rows = {v: i for i, v in enumerate(sorted({r[a] for r in cells}, key=str))}
+    cols = {v: i for i, v in enumerate(sorted({r[b] for r in cells}, key=str))}
+    table = np.zeros((len(rows), len(cols)))
+    for r in cells:
+        table[rows[r[a]], cols[r[b]]] = r["n"]
+    return contingency_ari(table)
+
+
+def contingency_ari(cells: np.ndarray) -> float:
+    """Adjusted Rand index from the contingency table of two labelings (rows: one labeling's
+    labels, columns: the other's, cells: rows labelled both ways)."""
+    def pairs(n: np.ndarray) -> float:
+        return float((n * (n - 1) / 2).sum())
+    index, rows, cols = pairs(cells), pairs(cells.sum(axis=1)), pairs(cells.sum(axis=0))
+    n = cells.sum()
     total = n * (n - 1) / 2
     expected = rows * cols / total if total else 0.0
     maximum = (rows + cols) / 2
@@ -268,20 +278,12 @@ def adjusted_rand_index(df: DataFrame, a: str, b: str) -> float:
 
 
 def pair_agreement(a: np.ndarray, b: np.ndarray) -> float:
-    """Adjusted Rand index of two labelings of the same rows (on the driver: the bounded fit
-    sample; ``adjusted_rand_index`` is the same figure over a DataFrame)."""
+    """Adjusted Rand index of two labelings of the same rows held on the driver."""
     _, a = np.unique(a, return_inverse=True)
     _, b = np.unique(b, return_inverse=True)
     cells = np.zeros((a.max() + 1, b.max() + 1))
     np.add.at(cells, (a, b), 1)
-
-    def pairs(n: np.ndarray) -> float:
-        return float((n * (n - 1) / 2).sum())
-    index, rows, cols = pairs(cells), pairs(cells.sum(axis=1)), pairs(cells.sum(axis=0))
-    total = len(a) * (len(a) - 1) / 2
-    expected = rows * cols / total if total else 0.0
-    maximum = (rows + cols) / 2
-    return 1.0 if maximum == expected else (index - expected) / (maximum - expected)
+    return contingency_ari(cells)
 
 
 def bootstrap_ari(x: np.ndarray, kept: np.ndarray, config: ClusteringConfig,
