@@ -127,7 +127,7 @@ def holdout_metrics(probability: np.ndarray, label: np.ndarray, keys: list[str])
         "roc_auc": float(np.trapezoid(roc[:, 1], roc[:, 0])),
         "pr_auc": float(np.trapezoid(pr[:, 1], pr[:, 0])),
         "threshold": threshold, "precision": precision, "recall": recall,
-        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "f1": float(f1_at[best]) if n else 0.0,
         "deciles": deciles(probability, label, keys),
         "roc_curve": points[:: max(1, len(points) // 200)],
     }

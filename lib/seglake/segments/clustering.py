@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 from pyspark.ml import PipelineModel, Transformer
 from pyspark.ml.clustering import BisectingKMeans, GaussianMixture, KMeans
-from pyspark.ml.evaluation import ClusteringEvaluator
 from pyspark.ml.feature import PCA, Imputer, SQLTransformer, StandardScaler, VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.stat import Summarizer
@@ -98,6 +97,14 @@ def cluster_sums(x: np.ndarray, index: np.ndarray, k: int) -> tuple[np.ndarray, 
     return np.bincount(index, minlength=k), sums
 
 
+def squared_distances(x: np.ndarray, centers: np.ndarray,
+                      norms: np.ndarray | None = None) -> np.ndarray:
+    """Squared Euclidean distance of every row of ``x`` to every center (``norms``: the rows'
+    squared norms, when already at hand)."""
+    norms = (x ** 2).sum(axis=1) if norms is None else norms
+    return norms[:, None] - 2 * x @ centers.T + (centers ** 2).sum(axis=1)[None, :]
+
+
 def driver_kmeans(x: np.ndarray, k: int, seed: int, max_iter: int,
                   tol: float = 1e-4) -> tuple[np.ndarray, float]:
     """K-means (k-means++ seeding, Lloyd) on the driver: (labels, cost). The k search runs on
@@ -113,7 +120,7 @@ def driver_kmeans(x: np.ndarray, k: int, seed: int, max_iter: int,
         nearest = np.minimum(nearest, ((x - centers[i]) ** 2).sum(axis=1))
     norms = (x ** 2).sum(axis=1)
     for _ in range(max_iter + 1):
-        distances = norms[:, None] - 2 * x @ centers.T + (centers ** 2).sum(axis=1)[None, :]
+        distances = squared_distances(x, centers, norms)
         labels = distances.argmin(axis=1)
         sizes, sums = cluster_sums(x, labels, k)
         moved = np.where(sizes[:, None] > 0, sums / np.maximum(sizes, 1)[:, None], centers)
@@ -181,12 +188,6 @@ def best_fit(vectors: DataFrame, config: ClusteringConfig, k: int):
     # the threads carry the caller's Spark thread properties, as CrossValidator's do
     with ThreadPoolExecutor(config.parallelism) as pool:
         return min(pool.map(inheritable_thread_target(fit), seeds), key=lambda f: f[:2])[2]
-
-
-def model_silhouette(model: Transformer, vectors: DataFrame) -> float:
-    """Silhouette of a fitted clusterer's assignment of ``vectors`` (Spark's evaluator)."""
-    return float(ClusteringEvaluator(featuresCol=VECTOR, predictionCol=RAW)
-                 .evaluate(model.transform(vectors)))
 
 
 def best_k(scores: Sequence[KScore]) -> KScore:
@@ -297,10 +298,9 @@ def bootstrap_ari(x: np.ndarray, kept: np.ndarray, config: ClusteringConfig,
         drawn = x[np.random.default_rng(seed).integers(len(x), size=len(x))]
         labels, _ = min((driver_kmeans(drawn, k, seed * 1000 + start, config.max_iter)
                          for start in range(config.starts)), key=lambda fit: fit[1])
-        _, centers = cluster_sums(drawn, labels, k)
-        sizes = np.bincount(labels, minlength=k)
-        centers = centers[sizes > 0] / sizes[sizes > 0, None]
-        refit = (((x[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)).argmin(axis=1)
+        sizes, sums = cluster_sums(drawn, labels, k)
+        centers = sums[sizes > 0] / sizes[sizes > 0, None]
+        refit = squared_distances(x, centers).argmin(axis=1)
         out.append(pair_agreement(kept, refit))
     return out
 

@@ -192,8 +192,11 @@ def run_clusters(lakehouse: Lakehouse, config: SeglakeConfig, features: DataFram
              [s.k for s in scores], ", ".join(f"{s.silhouette:.3f}" for s in scores),
              time.monotonic() - started)
     best = cl.best_fit(vectors, conf, k)
-    # on the sample's vectors, already preprocessed and kept
-    kept_silhouette = cl.model_silhouette(best, vectors)
+    # the kept model's assignment of the sample (collected: bounded), for its silhouette and
+    # the bootstrap refits, both on the driver
+    kept_labels = dict(best.transform(vectors).select("customer_key", cl.RAW).collect())
+    kept = np.array([kept_labels[key] for key in keys])
+    kept_silhouette = cl.silhouette(x, kept)
     model = cl.kept_pipeline(prep, best, vectors)
     scored = model.transform(frame).persist()
     current = cl.centers(model)
@@ -212,8 +215,7 @@ def run_clusters(lakehouse: Lakehouse, config: SeglakeConfig, features: DataFram
     stability = (cl.adjusted_rand_index(
         previous.withColumnRenamed("cluster", "_previous").join(assigned, "customer_key"),
         "_previous", "cluster") if previous is not None else None)
-    kept_labels = dict(best.transform(vectors).select("customer_key", cl.RAW).collect())
-    boot = cl.bootstrap_ari(x, np.array([kept_labels[key] for key in keys]), conf, k)
+    boot = cl.bootstrap_ari(x, kept, conf, k)
     profiles = cl.profiles(assigned, list(conf.features))
     names = cl.cluster_names(profiles, conf.name_threshold)
 
