@@ -194,9 +194,10 @@ def test_auto_links_small_inputs_on_duckdb_and_a_reused_model_where_it_was_train
 
 def test_splink_on_spark_and_on_duckdb_find_the_same_duplicates(spark, config, lake, resolved):
     """The demo runs Splink on DuckDB (auto, small); Spark, the engine of large inputs, must
-    cluster the same records together."""
-    frame = comparison_frame(crm_records(lake), config.identity,
-                             config.privacy.phone_region).persist()
+    cluster the same records together. Compared on the records of about a third of the
+    postcode areas: Splink on Spark is the suite's slowest linkage."""
+    frame = comparison_frame(crm_records(lake), config.identity, config.privacy.phone_region)
+    frame = frame.where(F.abs(F.hash(F.substring("postcode", 1, 2))) % 100 < 30).persist()
     clusters = {}
     for engine in ("spark", "duckdb"):
         linkage = link(spark, frame, config.identity.model_copy(update={"engine": engine}))
@@ -205,7 +206,7 @@ def test_splink_on_spark_and_on_duckdb_find_the_same_duplicates(spark, config, l
     on_duckdb = clusters["duckdb"].withColumnRenamed("customer_key", "person_id")
     agreement = pair_scores(clusters["spark"], on_duckdb)
     print(f"spark vs duckdb clusters: {agreement}")
-    assert agreement.true_pairs > 300
+    assert agreement.true_pairs > 150  # 179 of the small world's 507
     assert agreement.precision >= 0.99 and agreement.recall >= 0.99
     frame.unpersist()
 

@@ -610,7 +610,13 @@ def boutique_run(spark, config, tmp_path_factory):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         checked = cli.main(["check", "--config", str(path)]), out.getvalue()
-    return cfg, truth, checked, cli.main(["run", "--config", str(path)])
+    # this run keeps Spark's default of adaptive execution, which the suite's config turns off
+    before = spark.conf.get("spark.sql.adaptive.enabled")
+    spark.conf.set("spark.sql.adaptive.enabled", "true")
+    try:
+        return cfg, truth, checked, cli.main(["run", "--config", str(path)])
+    finally:
+        spark.conf.set("spark.sql.adaptive.enabled", before)
 
 
 def test_a_second_retailer_runs_end_to_end_on_its_own_exports(spark, boutique_run):

@@ -24,7 +24,7 @@ def test_local_session_settings(spark):
     conf = spark.conf
     assert conf.get("spark.sql.session.timeZone") == "UTC"
     assert conf.get("spark.sql.parquet.outputTimestampType") == "TIMESTAMP_MICROS"
-    assert conf.get("spark.sql.adaptive.enabled") == "true"
+    assert conf.get("spark.sql.adaptive.enabled") == "false"  # the test config's choice
     assert conf.get("spark.sql.shuffle.partitions") == "2"
     assert spark.sparkContext.master == "local[2]"
 
@@ -41,6 +41,10 @@ def test_shuffle_partitions_follow_the_data_size_unless_set():
     assert chosen["spark.sql.shuffle.partitions"] == "12"
     # a count the user chose is not coalesced behind their back
     assert "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning" not in chosen
+    # adaptive execution is on unless the conf says otherwise
+    assert default["spark.sql.adaptive.enabled"] == "true"
+    assert options(conf={"spark.sql.adaptive.enabled": "false"})[
+        "spark.sql.adaptive.enabled"] == "false"
 
 
 def test_packaged_splink_jar_is_on_the_session(spark):
@@ -56,10 +60,14 @@ def test_packaged_splink_jar_is_on_the_session(spark):
 
 def test_active_session_gets_the_runtime_settings(spark, config):
     spark.conf.set("spark.sql.session.timeZone", "Europe/Paris")
+    spark.conf.set("spark.sql.adaptive.enabled", "true")
     try:
-        assert get_spark(config).conf.get("spark.sql.session.timeZone") == "UTC"
+        active = get_spark(config).conf
+        assert active.get("spark.sql.session.timeZone") == "UTC"
+        assert active.get("spark.sql.adaptive.enabled") == "true"  # its own choice, kept
     finally:
         spark.conf.set("spark.sql.session.timeZone", "UTC")
+        spark.conf.set("spark.sql.adaptive.enabled", "false")
 
 
 def test_version_command(capsys):

@@ -126,17 +126,17 @@ def pending_batches(lakehouse: Lakehouse, source: str,
 
 def held_batches(gate: QualityGate, outputs: dict[str, DataFrame], batches: list[int],
                  source: str, absent: frozenset[str]) -> dict[int, str]:
-    """{batch: why} for the batches a blocking suite refuses, each judged on its own rows, so
-    one bad delivery holds back only itself."""
+    """{batch: why} for the batches a blocking suite refuses, each judged on its own rows (all
+    of a table's batches in one pass), so one bad delivery holds back only itself."""
     held: dict[int, str] = {}
-    for batch in batches:
-        for name, df in outputs.items():
-            part = df if len(batches) == 1 else df.where(F.col("_batch_id") == batch)
-            try:
-                gate.check(name, part, source, absent)
-            except QualityError as exc:
-                held[batch] = str(exc)
-                break
+    for name, df in outputs.items():
+        by = "_batch_id" if len(batches) > 1 else None
+        verdicts = gate.check_groups(name, df, by, batches if by else [None], source, absent,
+                                     raising=False)
+        for batch, why in verdicts.items():
+            for b in ([batch] if by else batches):
+                if why and b not in held:
+                    held[b] = why
     return held
 
 
