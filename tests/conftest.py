@@ -16,6 +16,14 @@ from seglake.lakehouse import Lakehouse, make_backend
 from seglake.session import get_spark
 
 TEST_KEY = "seglake-test-key-0123456789abcdef"
+# Spark in its small-data test mode: adaptive execution off (on a few MB in two partitions its
+# extra jobs, a shuffle stage or broadcast each, cost ~13% of the small world's chain) and
+# expressions interpreted instead of compiled to Java (the mode Spark's own tests hold equal to
+# code generation; compiling each new plan cost another ~12%). Results are the same;
+# test_own_data's second retailer runs end to end with Spark's defaults.
+SMALL_DATA_SPARK = {"spark.sql.adaptive.enabled": "false",
+                    "spark.sql.codegen.wholeStage": "false",
+                    "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
 
 
 @pytest.fixture(scope="session")
@@ -28,11 +36,8 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> SeglakeConfig:
             "landing": {"root": str(root / "landing")},
             "truth": {"root": str(root / "truth")},
             "reports": {"root": str(root / "reports")},
-            # adaptive execution off: on a few MB in two partitions its extra jobs (a shuffle
-            # stage or broadcast each) cost ~13% of the small world's chain; results are the
-            # same. test_own_data's second retailer runs end to end with it on.
             "spark": {"master": "local[2]", "shuffle_partitions": 2, "driver_memory": "3g",
-                      "conf": {"spark.sql.adaptive.enabled": "false"}},
+                      "conf": SMALL_DATA_SPARK},
             # fewer K-means starts per k than the default 5: the archetype bound still held;
             # the forest the default grid picks here (depth 4 of 4 and 8), without the folds
             # (one point of 30 trees, depth 6 did not: top-decile lift 1.46 < 1.5)
