@@ -156,12 +156,27 @@ def test_rfm(tiny):
     assert n["monetary_365d"] == 0.0 and n["recency_days"] is None
 
 
-def test_rfm_map_covers_the_classic_corners(spark):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_rfm_map_covers_the_classic_corners(spark, compiled):
+    """In the suite's interpreted mode and in Spark's default generated code, which once put a
+    customer without completed orders (no scores) among the Champions."""
     cases = [(5, 5, 5, "Champions"), (1, 1, 1, "Lost"), (1, 5, 5, "Can't lose them"),
              (5, 1, 1, "New"), (4, 1, 1, "Promising"), (3, 3, 3, "Need attention"),
-             (2, 1, 2, "Hibernating"), (2, 4, 4, "At risk"), (3, 4, 5, "Loyal")]
+             (2, 1, 2, "Hibernating"), (2, 4, 4, "At risk"), (3, 4, 5, "Loyal"),
+             (None, None, None, None), (5, None, None, None)]
     df = spark.createDataFrame([c[:3] for c in cases], "r INT, f INT, m INT")
-    got = [r[0] for r in df.select(rfm_segment(F.col("r"), F.col("f"), F.col("m"))).collect()]
+    modes = {"spark.sql.codegen.wholeStage": "true",
+             "spark.sql.codegen.factoryMode": "CODEGEN_ONLY"}
+    before = {key: spark.conf.get(key) for key in modes}
+    if compiled:
+        for key, value in modes.items():
+            spark.conf.set(key, value)
+    try:
+        got = [r[0] for r in df.select(rfm_segment(F.col("r"), F.col("f"), F.col("m")))
+               .collect()]
+    finally:
+        for key, value in before.items():
+            spark.conf.set(key, value)
     assert got == [c[3] for c in cases]
     assert {name for row in RFM_MAP.values() for name in row} == set(RFM_SEGMENTS)
 

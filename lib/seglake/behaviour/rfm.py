@@ -29,10 +29,13 @@ def rfm_map_markdown() -> str:
 
 
 def rfm_segment(r: Column, f: Column, m: Column) -> Column:
-    """The RFM map as one lookup: element (r - 1) * 5 + FM of the flattened grid."""
+    """The RFM map as one lookup: element (r - 1) * 5 + FM of the flattened grid; null without
+    scores (Spark 4.2's generated code for ``element_at`` of a literal array at a null index
+    returns the last element, so a customer without completed orders became "Champions")."""
     grid = [F.lit(name) for r_score in sorted(RFM_MAP) for name in RFM_MAP[r_score]]
     fm = F.floor((f + m + 1) / 2)
-    return F.element_at(F.array(*grid), ((r - 1) * 5 + fm).cast("int"))
+    index = ((r - 1) * 5 + fm).cast("int")
+    return F.when(index.isNotNull(), F.element_at(F.array(*grid), index))
 
 
 def _rank_above(cuts: Column, value: Column) -> Column:
