@@ -19,8 +19,9 @@ TEST_KEY = "seglake-test-key-0123456789abcdef"
 # Spark in its small-data test mode: adaptive execution off (on a few MB in two partitions its
 # extra jobs, a shuffle stage or broadcast each, cost ~13% of the small world's chain) and
 # expressions interpreted instead of compiled to Java (the mode Spark's own tests hold equal to
-# code generation; compiling each new plan cost another ~12%). Results are the same;
-# test_own_data's second retailer runs end to end with Spark's defaults.
+# code generation; compiling each new plan cost another ~12%). Results must be the same:
+# test_cluster (make test-cluster, run by CI) compares every table of a run with Spark's
+# defaults under spark-submit with the same run in this mode.
 SMALL_DATA_SPARK = {"spark.sql.adaptive.enabled": "false",
                     "spark.sql.codegen.wholeStage": "false",
                     "spark.sql.codegen.factoryMode": "NO_CODEGEN"}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SMALL_DATA_SPARK, TEST_KEY
+from conftest import TEST_KEY
 from pyspark.sql import functions as F
 
 from seglake import cli
@@ -610,15 +610,7 @@ def boutique_run(spark, config, tmp_path_factory):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         checked = cli.main(["check", "--config", str(path)]), out.getvalue()
-    # this run has Spark's defaults (adaptive execution, code generation), which the rest of
-    # the suite turns off
-    for key in SMALL_DATA_SPARK:
-        spark.conf.unset(key)
-    try:
-        return cfg, truth, checked, cli.main(["run", "--config", str(path)])
-    finally:
-        for key, value in SMALL_DATA_SPARK.items():
-            spark.conf.set(key, value)
+    return cfg, truth, checked, cli.main(["run", "--config", str(path)])
 
 
 def test_a_second_retailer_runs_end_to_end_on_its_own_exports(spark, boutique_run):
