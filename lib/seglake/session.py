@@ -27,11 +27,6 @@ RUNTIME_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
-# Adaptive execution sizes the shuffles below and turns joins of small sides into broadcasts:
-# on in the sessions seglake creates unless their conf says otherwise (an active session keeps
-# its own setting). On data of a few MB in fixed partitions its extra jobs cost more than it
-# saves (the test suite turns it off; one end-to-end test runs with it).
-ADAPTIVE = {"spark.sql.adaptive.enabled": "true"}
 
 
 def _splink_jar() -> str | None:
@@ -54,7 +49,11 @@ SIZE_DRIVEN_SHUFFLES = {
 # PySpark 4 records the Python call site of every DataFrame and Column call for error messages:
 # five or so extra round trips to the JVM per call, a tenth of a small pipeline's time.
 # seglake's errors name the stage, table and column themselves; set it to true to debug.
-DRIVER_DEFAULTS = {"spark.python.sql.dataFrameDebugging.enabled": "false", **ADAPTIVE}
+# Adaptive execution sizes the shuffles above and turns joins of small sides into broadcasts:
+# on unless the conf says otherwise (an active session keeps its own setting). On a few MB in
+# fixed partitions its extra jobs cost more than it saves: the test suite turns it off.
+DRIVER_DEFAULTS = {"spark.python.sql.dataFrameDebugging.enabled": "false",
+                   "spark.sql.adaptive.enabled": "true"}
 CLUSTER_DEFAULTS = {
     **SIZE_DRIVEN_SHUFFLES,
     **DRIVER_DEFAULTS,

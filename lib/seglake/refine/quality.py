@@ -27,7 +27,6 @@ from pyspark.sql import functions as F
 from seglake.config import QualityConfig
 from seglake.declarations import QUALITY_RESULTS, declared
 from seglake.lakehouse import Lakehouse
-from seglake.runlog import utc_now
 from seglake.tables import Expectation, Registry, registry
 
 log = logging.getLogger(__name__)
@@ -100,6 +99,11 @@ class Measure:
     @property
     def column(self) -> str:
         return ",".join(self.rule.columns)
+
+    @property
+    def expectation(self) -> str:
+        """GX's name of the expectation."""
+        return GX_TYPES[self.rule.kind]
 
     def summary(self) -> dict[str, Any]:
         """GX's SUMMARY result of this measure."""
@@ -177,9 +181,10 @@ def measures(candidate: DataFrame, expected: Sequence[Expectation], by: str | No
                 part = flagged.where(F.col(f"_u{i}"))
                 if by:
                     part = part.where(F.col(by) == group)
-                values = part.select(*e.columns).limit(EXAMPLES).collect()
+                unexpected = part.select(*e.columns).limit(EXAMPLES).collect()
                 m = Measure(m.rule, m.element_count, m.considered, m.unexpected_count,
-                            tuple(r[0] if len(e.columns) == 1 else r.asDict() for r in values))
+                            tuple(r[0] if len(e.columns) == 1 else r.asDict()
+                                  for r in unexpected))
             made.append(m)
         out[group] = made
     return out
@@ -187,13 +192,23 @@ def measures(candidate: DataFrame, expected: Sequence[Expectation], by: str | No
 
 @dataclass
 class _Validation:
-    """One candidate's measures, kept for the Data Docs."""
+    """One candidate's measures: rows of ``ops.quality_results`` and a page of the Data Docs."""
 
     table: str
     source: str
     batch: Any
+    blocking: bool
     measured: list[Measure]
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+
+    def rows(self, run_id: str) -> list[tuple[Any, ...]]:
+        at = self.at.replace(tzinfo=None)  # the table's timestamps are naive UTC
+        return [(run_id, self.table, self.source, m.expectation, m.column, m.success,
+                 self.blocking, m.element_count, m.unexpected_count,
+                 json.dumps({k: v for k, v in m.summary().items()
+                             if k in ("unexpected_percent", "partial_unexpected_list")},
+                            default=str), at)
+                for m in self.measured]
 
 
 class QualityGate:
@@ -207,7 +222,6 @@ class QualityGate:
         self.run_id = run_id
         self.docs_dir = report_dir / "quality"
         self.rules = rules_of()
-        self.results: list[tuple[Any, ...]] = []
         self.validations: list[_Validation] = []
 
     def check(self, table: str, candidate: DataFrame, source: str = "",
@@ -228,20 +242,14 @@ class QualityGate:
         blocking = table in self.config.blocking
         verdicts = {}
         for group, measured in measures(candidate, self.rules[table], by, groups).items():
-            self.validations.append(_Validation(table, source, group, measured))
+            self.validations.append(_Validation(table, source, group, blocking, measured))
             failed = []
             for m in measured:
-                self.results.append((
-                    self.run_id, table, source, GX_TYPES[m.rule.kind], m.column, m.success,
-                    blocking, m.element_count, m.unexpected_count,
-                    json.dumps({k: v for k, v in m.summary().items()
-                                if k in ("unexpected_percent", "partial_unexpected_list")},
-                               default=str), utc_now()))
                 if not m.success and m.column in absent:
                     log.warning("%s: %s(%s) not met: %s maps nothing onto it", table,
-                                GX_TYPES[m.rule.kind], m.column, source)
+                                m.expectation, m.column, source)
                 elif not m.success:
-                    failed.append(f"{GX_TYPES[m.rule.kind]}({m.column}): {m.unexpected_count} "
+                    failed.append(f"{m.expectation}({m.column}): {m.unexpected_count} "
                                   f"unexpected of {m.element_count}, e.g. "
                                   f"{list(m.examples[:3])}")
             verdicts[group] = ""
@@ -260,13 +268,13 @@ class QualityGate:
     def finish(self) -> None:
         """Write the collected results to ``ops.quality_results`` and the Data Docs of every
         validation so far."""
-        if not self.results:
+        rows = [row for v in self.validations for row in v.rows(self.run_id)]
+        if not rows:
             return
         spark = self.lakehouse.spark
-        self.lakehouse.append(QUALITY_RESULTS, spark.createDataFrame(self.results,
-                                                                     declared(QUALITY_RESULTS).ddl))
-        self.results = []
-        if self.config.data_docs and self.validations:
+        self.lakehouse.append(QUALITY_RESULTS, spark.createDataFrame(
+            rows, declared(QUALITY_RESULTS).ddl))
+        if self.config.data_docs:
             data_docs(self.validations, self.docs_dir, self.run_id)
             log.info("quality: GX Data Docs in %s", self.docs_dir / "index.html")
         self.validations = []

@@ -130,13 +130,11 @@ def held_batches(gate: QualityGate, outputs: dict[str, DataFrame], batches: list
     of a table's batches in one pass), so one bad delivery holds back only itself."""
     held: dict[int, str] = {}
     for name, df in outputs.items():
-        by = "_batch_id" if len(batches) > 1 else None
-        verdicts = gate.check_groups(name, df, by, batches if by else [None], source, absent,
+        verdicts = gate.check_groups(name, df, "_batch_id", batches, source, absent,
                                      raising=False)
         for batch, why in verdicts.items():
-            for b in ([batch] if by else batches):
-                if why and b not in held:
-                    held[b] = why
+            if why:
+                held.setdefault(batch, why)
     return held
 
 
