@@ -3,6 +3,7 @@ brought up to a stage there (reused while it holds the same world)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import asdict
@@ -65,3 +66,21 @@ def refined_world(spark, scale: str, out: Path, *, keep_resolved: bool = False,
         if lakehouse.exists(table):
             shutil.rmtree(lakehouse.path(table).removeprefix("file:"))
     return config
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak of this process's resident memory (Linux: VmHWM; elsewhere a no-op)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory since the last reset (the Python driver: pandas,
+    Arrow and the DuckDB engine live here; the JVM is another process); None off Linux."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    kb = next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")),
+              None)
+    return int(kb) / 1024 if kb else None

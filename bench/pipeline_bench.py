@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import bench_config, landing_records, world
+from common import bench_config, landing_records, peak_rss_mb, reset_peak_rss, world
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -41,6 +41,7 @@ class StageFigures:
     seconds: float
     jobs: int
     peak_heap_mb: float
+    python_mb: float | None
 
 
 def jobs_so_far(spark: SparkSession) -> int:
@@ -124,15 +125,17 @@ def bench_scale(spark: SparkSession, scale: str, out: Path) -> tuple[list[StageF
     lakehouse = Lakehouse.from_config(spark, config)
     landing = landing_rows(spark, config)
     figures: list[StageFigures] = []
-    measured: dict[str, tuple[int, int, float]] = {}
+    measured: dict[str, tuple[int, int, float, float | None]] = {}
 
     def run_stage(stage: str) -> int:
         rows_in = landing if stage == "ingest" else table_rows(
             lakehouse, stage_inputs(config, stage))
         reset_peak_heap(spark)
+        reset_peak_rss()
         jobs = jobs_so_far(spark)
         code = _HANDLERS[stage](config, StageOptions(scale=scale))
-        measured[stage] = (rows_in, jobs_so_far(spark) - jobs, peak_heap_mb(spark))
+        measured[stage] = (rows_in, jobs_so_far(spark) - jobs, peak_heap_mb(spark),
+                           peak_rss_mb())
         return code
 
     stages = [s for s in PIPELINE if s not in ("demo", "report")]
@@ -140,10 +143,10 @@ def bench_scale(spark: SparkSession, scale: str, out: Path) -> tuple[list[StageF
     for o in outcomes:
         if o.code != 0:
             raise SystemExit(f"stage {o.stage} failed: {o.error}")
-        rows_in, jobs, heap = measured[o.stage]
+        rows_in, jobs, heap, python = measured[o.stage]
         written = [t for t in o.written if not t.startswith("ops.")]
         figures.append(StageFigures(o.stage, rows_in, table_rows(lakehouse, written),
-                                    o.seconds, jobs, heap))
+                                    o.seconds, jobs, heap, python))
     columns = len(lakehouse.read("gold.customer_features").columns)
     anchors = {"convert": convert_anchor(spark, config, out / "plain"),
                "group_by": group_by_anchor(lakehouse, columns),
@@ -155,13 +158,13 @@ def report(scale: str, figures: list[StageFigures], anchors: dict[str, float],
            landing: int) -> None:
     print(f"\nscale {scale}: {landing:,} landing rows")
     print(f"  {'stage':<9} {'rows in':>11} {'rows out':>11} {'seconds':>8} {'rows/s':>9} "
-          f"{'jobs':>6} {'old gen MB':>10} {'anchor':>9} {'ratio':>6}")
+          f"{'jobs':>6} {'old gen MB':>10} {'python MB':>9} {'anchor':>9} {'ratio':>6}")
     for f in figures:
         anchor = ANCHORED.get(f.stage)
         ratio = f"{f.seconds / anchors[anchor]:.1f}" if anchor else "-"
         print(f"  {f.stage:<9} {f.rows_in:>11,} {f.rows_out:>11,} {f.seconds:>8.1f} "
               f"{f.rows_in / f.seconds:>9,.0f} {f.jobs:>6} {f.peak_heap_mb:>10.0f} "
-              f"{anchor or '-':>9} {ratio:>6}")
+              f"{f'{f.python_mb:,.0f}' if f.python_mb else '-':>9} {anchor or '-':>9} {ratio:>6}")
     total = sum(f.seconds for f in figures)
     by_stage = {f.stage: f.seconds for f in figures}
     print(f"  end to end {total:.0f} s, {landing / total:,.0f} landing rows/s")

@@ -291,9 +291,10 @@ def reference_markdown(reg: Registry) -> str:
             lines.append("Expectations: " + "; ".join(f"`{r}`" for r in rules) + ".")
         lines += ["", "| column | type | null | description |", "|---|---|---|---|"]
         for c in t.columns:
-            subject = f" Subject: {t.subjects[c.name]}." if c.name in t.subjects else ""
-            lines.append(f"| `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | "
-                         f"{c.doc}{subject} |")
+            doc = c.doc
+            if c.name in t.subjects:
+                doc = f"{doc.rstrip('.')}. Subject: {t.subjects[c.name]}."
+            lines.append(f"| `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | {doc} |")
     return "\n".join(lines) + "\n"
 
 

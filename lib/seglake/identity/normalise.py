@@ -55,8 +55,7 @@ def _without_words(col: Column, words: tuple[str, ...]) -> Column:
 def name_key(col: Column) -> Column:
     """A person's name for comparison: folded, hyphens and apostrophes as spaces, particles
     (de, le, d'…) dropped — "de La Fontaine" and "LAFONTAINE" differ only by a space."""
-    key = _without_words(folded(col), NAME_PARTICLES)
-    return F.when(key != "", key)
+    return F.nullif(_without_words(folded(col), NAME_PARTICLES), F.lit(""))
 
 
 def address_key(col: Column) -> Column:
@@ -64,10 +63,9 @@ def address_key(col: Column) -> Column:
     text = folded(col)
     for word, spellings in STREET_TYPES.items():
         text = F.regexp_replace(text, r"\b(" + "|".join(spellings) + r")\b", word)
-    return F.when(text != "", text)
+    return F.nullif(text, F.lit(""))
 
 
 def postcode_key(col: Column) -> Column:
     """Postcode without spaces, upper case."""
-    text = F.upper(F.regexp_replace(col, r"[\s\-]", ""))
-    return F.when(text != "", text)
+    return F.nullif(F.upper(F.regexp_replace(col, r"[\s\-]", "")), F.lit(""))

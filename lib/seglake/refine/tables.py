@@ -57,9 +57,9 @@ class Refinement:
 
 # ------------------------------------------------------------------------------ helpers
 def text(value: Column) -> Column:
-    """Trimmed, inner whitespace collapsed, empty -> null."""
-    cleaned = F.trim(F.regexp_replace(value.cast("string"), r"\s+", " "))
-    return F.when(cleaned != "", cleaned)
+    """Trimmed, inner whitespace collapsed, empty -> null. ``nullif`` evaluates the cleaning
+    once (``when(cleaned != "", cleaned)`` ran the regex twice: refine's costliest step)."""
+    return F.nullif(F.trim(F.regexp_replace(value.cast("string"), r"\s+", " ")), F.lit(""))
 
 
 def french_number(value: Column) -> Column:
