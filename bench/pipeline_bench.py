@@ -1,6 +1,7 @@
 """Whole-pipeline benchmark: every stage of ``seglake run`` on a demo world, with rows in and
-out, seconds, rows/s, Spark jobs and the driver's peak old-generation heap, and each stage's
-ratio to a plain Spark job on the same data measured in the same run (issue 21's anchors).
+out, seconds, rows/s, Spark jobs, the driver's peak old-generation heap and the Python driver's
+peak memory; each stage's ratio to a plain Spark job on the same data measured in the same run
+(issue 21's anchors), and how resolve's candidate pairs grow from the first scale to the last.
 
 Usage: python bench/pipeline_bench.py [--scales small,20000] [--out bench/out/pipeline]
 Each scale's world is generated under ``<out>/<scale>`` (reused while it holds that world); the
@@ -10,6 +11,8 @@ lakehouse is rebuilt from scratch. The stages run through the runner ``seglake r
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import platform
 import shutil
@@ -116,8 +119,17 @@ def scan_anchor(lakehouse: Lakehouse) -> float:
     return time.monotonic() - started
 
 
+def linkage_size(lakehouse: Lakehouse) -> tuple[int, int]:
+    """(CRM records, candidate pairs) of the latest linkage model in ops.models."""
+    row = lakehouse.read("ops.models").where("kind = 'identity-linkage'") \
+        .orderBy(F.desc("version")).select("metrics").first()
+    metrics = json.loads(row["metrics"])
+    return metrics["records"], metrics["candidate_pairs"]
+
+
 def bench_scale(spark: SparkSession, scale: str, out: Path) -> tuple[list[StageFigures],
-                                                                      dict[str, float], int]:
+                                                                      dict[str, float], int,
+                                                                      tuple[int, int]]:
     config = bench_config(out)
     spec = resolve_scale(scale)
     world(spark, config, spec)
@@ -151,7 +163,7 @@ def bench_scale(spark: SparkSession, scale: str, out: Path) -> tuple[list[StageF
     anchors = {"convert": convert_anchor(spark, config, out / "plain"),
                "group_by": group_by_anchor(lakehouse, columns),
                "scan": scan_anchor(lakehouse)}
-    return figures, anchors, landing
+    return figures, anchors, landing, linkage_size(lakehouse)
 
 
 def report(scale: str, figures: list[StageFigures], anchors: dict[str, float],
@@ -173,6 +185,18 @@ def report(scale: str, figures: list[StageFigures], anchors: dict[str, float],
           f"{(by_stage['ingest'] + by_stage['refine']) / anchors['convert']:.1f} (target <= 2)")
     print(f"  features / group-by: {by_stage['features'] / anchors['group_by']:.1f} "
           "(target <= 3)")
+    print(f"  segment / scan: {by_stage['segment'] / anchors['scan']:.0f}, score / scan: "
+          f"{by_stage['score'] / anchors['scan']:.0f} (target <= 3 scans beyond the fixed fit "
+          "cost; the fits are not timed apart here, so the target is not judged)")
+
+
+def growth(sizes: dict[str, tuple[int, int]]) -> None:
+    """How resolve's candidate pairs grow with the CRM records from the first scale to the
+    last (issue 21: near-linear)."""
+    (a, (ra, pa)), (b, (rb, pb)) = list(sizes.items())[0], list(sizes.items())[-1]
+    exponent = math.log(pb / pa) / math.log(rb / ra)
+    print(f"\nresolve {a} -> {b}: CRM records x{rb / ra:.1f}, candidate pairs x{pb / pa:.1f}: "
+          f"pairs ~ records^{exponent:.2f} (target: near 1)")
 
 
 def main() -> None:
@@ -185,9 +209,13 @@ def main() -> None:
     spark = get_spark(bench_config(Path(args.out)))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Spark {spark.version} "
           f"{spark.sparkContext.master}")
+    sizes = {}
     for scale in args.scales.split(","):
-        figures, anchors, landing = bench_scale(spark, scale, Path(args.out) / scale)
+        figures, anchors, landing, sizes[scale] = bench_scale(spark, scale,
+                                                              Path(args.out) / scale)
         report(scale, figures, anchors, landing)
+    if len(sizes) > 1 and len(set(sizes.values())) > 1:
+        growth(sizes)
 
 
 if __name__ == "__main__":

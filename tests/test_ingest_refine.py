@@ -11,6 +11,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -249,6 +250,31 @@ def test_every_injected_bad_row_is_quarantined_under_its_rule_and_no_good_row_is
         empty_type = defect == "unknown_type" and rule.replace("known_value", "required") \
             in q["rules"]  # an empty value is indistinguishable from a missing one
         assert rule in q["rules"] or empty_type, (key, q["rules"])
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_delivered_text_is_trimmed_collapsed_and_empty_is_null(spark, compiled):
+    """refine's cleaning of every delivered value, against Python's reading of the rule: runs
+    of ASCII whitespace (Java's \\s) become one space, spaces are trimmed, empty is null; other
+    spaces (no-break) stay. In Spark's compiled and interpreted modes alike."""
+    from seglake.refine.tables import text
+
+    values = [None, "", " ", " \t\n ", "a", " a ", "a  b", "a\t\tb", " x \n y ", "\u00a0a",
+              "a\u00a0 \u00a0b", "\r\nline\f", "é  è"]
+    expected = [(re.sub(r"[ \t\n\x0b\f\r]+", " ", v).strip(" ") or None) if v is not None
+                else None for v in values]
+    modes = {"spark.sql.codegen.wholeStage": str(compiled).lower(),
+             "spark.sql.codegen.factoryMode": "FALLBACK" if compiled else "NO_CODEGEN"}
+    before = {k: spark.conf.get(k) for k in modes}
+    try:
+        for k, v in modes.items():
+            spark.conf.set(k, v)
+        df = spark.createDataFrame([(i, v) for i, v in enumerate(values)], "i INT, v STRING")
+        got = [r[1] for r in df.select("i", text(F.col("v"))).orderBy("i").collect()]
+    finally:
+        for k, v in before.items():
+            spark.conf.set(k, v)
+    assert got == expected
 
 
 def test_silver_is_typed_in_utc_and_carries_no_direct_identifiers(spark, config, lake):
