@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -25,6 +26,24 @@ TEST_KEY = "seglake-test-key-0123456789abcdef"
 SMALL_DATA_SPARK = {"spark.sql.adaptive.enabled": "false",
                     "spark.sql.codegen.wholeStage": "false",
                     "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
+# Spark's default of expressions compiled to Java, without the interpreted fallback
+COMPILED_SPARK = {"spark.sql.codegen.wholeStage": "true",
+                  "spark.sql.codegen.factoryMode": "CODEGEN_ONLY"}
+
+
+@contextlib.contextmanager
+def expressions(spark, compiled: bool):
+    """The block runs with expressions compiled (Spark's default) or interpreted (the suite's
+    mode); the session's settings are restored after."""
+    settings = COMPILED_SPARK if compiled else {k: SMALL_DATA_SPARK[k] for k in COMPILED_SPARK}
+    before = {key: spark.conf.get(key) for key in settings}
+    try:
+        for key, value in settings.items():
+            spark.conf.set(key, value)
+        yield
+    finally:
+        for key, value in before.items():
+            spark.conf.set(key, value)
 
 
 @pytest.fixture(scope="session")

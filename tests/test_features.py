@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import expressions
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
@@ -165,18 +166,9 @@ def test_rfm_map_covers_the_classic_corners(spark, compiled):
              (2, 1, 2, "Hibernating"), (2, 4, 4, "At risk"), (3, 4, 5, "Loyal"),
              (None, None, None, None), (5, None, None, None)]
     df = spark.createDataFrame([c[:3] for c in cases], "r INT, f INT, m INT")
-    modes = {"spark.sql.codegen.wholeStage": "true",
-             "spark.sql.codegen.factoryMode": "CODEGEN_ONLY"}
-    before = {key: spark.conf.get(key) for key in modes}
-    if compiled:
-        for key, value in modes.items():
-            spark.conf.set(key, value)
-    try:
+    with expressions(spark, compiled):
         got = [r[0] for r in df.select(rfm_segment(F.col("r"), F.col("f"), F.col("m")))
                .collect()]
-    finally:
-        for key, value in before.items():
-            spark.conf.set(key, value)
     assert got == [c[3] for c in cases]
     assert {name for row in RFM_MAP.values() for name in row} == set(RFM_SEGMENTS)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import TEST_KEY
+from conftest import TEST_KEY, expressions
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.sql.types import MapType
@@ -263,17 +263,9 @@ def test_delivered_text_is_trimmed_collapsed_and_empty_is_null(spark, compiled):
               "a\u00a0 \u00a0b", "\r\nline\f", "é  è"]
     expected = [(re.sub(r"[ \t\n\x0b\f\r]+", " ", v).strip(" ") or None) if v is not None
                 else None for v in values]
-    modes = {"spark.sql.codegen.wholeStage": str(compiled).lower(),
-             "spark.sql.codegen.factoryMode": "FALLBACK" if compiled else "NO_CODEGEN"}
-    before = {k: spark.conf.get(k) for k in modes}
-    try:
-        for k, v in modes.items():
-            spark.conf.set(k, v)
-        df = spark.createDataFrame([(i, v) for i, v in enumerate(values)], "i INT, v STRING")
+    df = spark.createDataFrame([(i, v) for i, v in enumerate(values)], "i INT, v STRING")
+    with expressions(spark, compiled):
         got = [r[1] for r in df.select("i", text(F.col("v"))).orderBy("i").collect()]
-    finally:
-        for k, v in before.items():
-            spark.conf.set(k, v)
     assert got == expected
 
 
