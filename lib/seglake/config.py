@@ -191,10 +191,16 @@ class QualityConfig(_Section):
 
 class ComparisonConfig(_Section):
     column: str = Field(description="Column of silver.customers_raw_pii to compare.")
-    method: Literal["name", "date", "postcode", "email", "phone", "text", "exact"] = Field(
-        description="How it is normalised and compared (Splink comparison).")
+    method: Literal["name", "date", "postcode", "email", "phone", "text", "identifier",
+                    "exact"] = Field(
+        description="How it is normalised and compared (Splink comparison); identifier: a "
+        "national id, loyalty card or customer number, exact or one typo apart.")
     term_frequency: bool = Field(
         False, description="Weight agreement by how rare the value is (common names count less).")
+    implied_by: str | None = Field(
+        None, description="Another compared column whose agreement implies this one's (city "
+        "by postcode): when that one agrees, this comparison counts as no evidence, so one "
+        "fact is not counted twice.")
 
 
 def _default_comparisons() -> list[ComparisonConfig]:
@@ -204,29 +210,60 @@ def _default_comparisons() -> list[ComparisonConfig]:
             ComparisonConfig(column="phone", method="phone"),
             ComparisonConfig(column="birth_date", method="date"),
             ComparisonConfig(column="postcode", method="postcode"),
-            ComparisonConfig(column="city", method="exact", term_frequency=True),
+            ComparisonConfig(column="city", method="exact", term_frequency=True,
+                             implied_by="postcode"),
             ComparisonConfig(column="address", method="text"),
-            ComparisonConfig(column="shared_id", method="exact")]
+            ComparisonConfig(column="shared_id", method="identifier")]
 
 
 class IdentityConfig(_Section):
+    country: str = Field(
+        "FR", min_length=2, max_length=2, description="ISO 3166 country of the CRM records: "
+        "its name particles and street types are normalised, and its postcodes compared by "
+        "area (GB: Splink's UK postcode comparison). Phones use privacy.phone_region.")
     comparisons: list[ComparisonConfig] = Field(
         default_factory=_default_comparisons,
         description="Compared columns of the CRM records and how (name, date, postcode, email, "
         "phone, text, exact); each becomes a Splink comparison.")
     blocking: list[list[str] | str] = Field(
         default_factory=lambda: [
-            ["email"], ["phone"], ["shared_id"], ["first_name", "last_name"],
-            ["last_name", "postcode"],
-            ["first_name", "birth_date"], ["postcode", "birth_date"],
+            ["email"], ["phone"], ["shared_id"],
+            ["first_name", "last_name"], ["last_name", "birth_date"],
+            ["first_name", "birth_date"], ["last_name", "postcode"],
+            ["first_name", "postcode"], ["postcode", "birth_date"],
             ["substr(email, 1, instr(email, '@'))"],
-            "l.first_name = r.last_name AND l.last_name = r.first_name"],
-        description="Which pairs are compared: lists of columns/expressions that must agree "
-        "(Splink block_on), or SQL over l./r.; far fewer pairs than all pairs.")
+            "l.first_name = r.last_name AND l.last_name = r.first_name",
+            ["first_name_soundex", "last_name_soundex"], ["postcode", "address"],
+            ["birth_date"], ["last_name"], ["last_name_soundex"], ["postcode"],
+            ["first_name"]],
+        description="Which pairs are compared, in order of priority: lists of columns or "
+        "expressions that must agree (Splink block_on; every compared name also has "
+        "`<column>_soundex`), or SQL over l./r. Rules are kept while their pairs fit the "
+        "pair budget (max_pairs): single fields find pairs with a typo in any other field "
+        "where the data can afford them.")
+    max_pairs: int = Field(
+        20_000_000, ge=1, description="The most candidate pairs a resolve scores: blocking "
+        "rules are kept in their order while their pairs (counted by Splink first) fit in "
+        "min(max_pairs, pairs_per_record x records); the others are skipped and logged.")
+    pairs_per_record: int = Field(
+        50, ge=1, description="The pair budget per CRM record (see max_pairs).")
     deterministic: list[list[str]] = Field(
         default_factory=lambda: [["email"], ["phone"], ["shared_id"]],
-        description="Column sets whose exact agreement links two records before any "
-        "probabilistic scoring.")
+        description="Identifier column sets: the pairs agreeing exactly on one estimate the "
+        "match prior and the blocking recall proxy; they link records outright when matching "
+        "is deterministic or deterministic_links is on.")
+    deterministic_links: bool = Field(
+        False, description="Probabilistic matching also links every pair agreeing on a "
+        "deterministic column set outright, whatever else disagrees; off, such pairs are "
+        "scored like the others (two people sharing a family email stay two customers).")
+    match_prior: float | None = Field(
+        None, gt=0.0, lt=1.0, description="The probability that two random records are one "
+        "person; unset: estimated from the pairs agreeing on identity.deterministic, else on "
+        "identity.prior_rules.")
+    prior_rules: list[list[str]] = Field(
+        default_factory=lambda: [["first_name", "last_name", "birth_date"]],
+        description="Column sets whose exact agreement estimates the match prior (assumed to "
+        "find half the true pairs) when no records share an identifier.")
     training_blocks: list[list[str]] = Field(
         default_factory=lambda: [["first_name", "last_name"], ["birth_date"]],
         description="One EM training pass per entry, on the pairs agreeing on those columns.")
@@ -264,6 +301,17 @@ class IdentityConfig(_Section):
         "marketing_consent flag.")
     largest_clusters: int = Field(
         20, ge=0, description="How many of the largest clusters the diagnostics list.")
+
+    @model_validator(mode="after")
+    def _implied_columns_are_compared(self) -> IdentityConfig:
+        compared = {c.column for c in self.comparisons}
+        for c in self.comparisons:
+            if c.implied_by is not None and (c.implied_by not in compared
+                                             or c.implied_by == c.column):
+                raise ValueError(f"identity.comparisons: {c.column} is implied_by "
+                                 f"{c.implied_by}, which is not another compared column "
+                                 f"(compared: {sorted(compared)})")
+        return self
 
 
 INTENT_SIGNALS = ("repeat_product_views", "long_dwell_views", "return_visits", "add_to_carts",

@@ -158,6 +158,15 @@ def identity(lakehouse: Lakehouse) -> Section:
     figures = pd.DataFrame([(name, f"{value:,}") for name, value in pairs],
                            columns=["figure", "value"])
     section.tables.append((f"Linkage model v{metrics['version']}", figures))
+    if metrics.get("blocking"):
+        rules = pd.DataFrame(metrics["blocking"]).rename(columns={
+            "rule": "blocking rule", "pairs": "pairs added", "kept": "kept",
+            "recall_proxy": "identifier pairs reached"})
+        section.tables.append((
+            f"Blocking rules within the budget of {metrics['pair_budget']:,} pairs (pairs "
+            "added: over the rules above; identifier pairs reached: share of records agreeing "
+            "on an email, phone or identifier that the kept rules without identifiers pair, "
+            "cumulative)", rules))
     sizes = lakehouse.read("silver.customers").groupBy("record_count").count() \
         .orderBy("record_count").toPandas()
     section.tables.append(("Customers by number of CRM records", sizes))

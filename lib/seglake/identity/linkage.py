@@ -14,9 +14,8 @@ links linear in the group size.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -24,7 +23,15 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from seglake.config import ComparisonConfig, IdentityConfig
-from seglake.identity.normalise import address_key, folded, name_key, postcode_key
+from seglake.identity.blocking import (
+    RuleUse,
+    chosen_rules,
+    pair_budget,
+    recall_proxies,
+    splink_rule,
+    uses,
+)
+from seglake.identity.normalise import address_key, code_key, folded, name_key
 from seglake.privacy import e164_phone, email_key
 
 log = logging.getLogger(__name__)
@@ -32,45 +39,77 @@ log = logging.getLogger(__name__)
 ID = "unique_id"  # Splink's record id column
 
 
-def _normaliser(method: str, region: str) -> Callable[[Column], Column]:
+def _normaliser(method: str, region: str, country: str) -> Callable[[Column], Column]:
     return {
-        "name": name_key, "text": address_key, "postcode": postcode_key, "email": email_key,
+        "name": lambda c: name_key(c, country), "text": lambda c: address_key(c, country),
+        "postcode": code_key, "identifier": code_key, "email": email_key,
         "phone": lambda c: e164_phone(c, region), "date": lambda c: c.cast("date"),
         "exact": folded,
     }[method]
 
 
 def comparison_frame(records: DataFrame, config: IdentityConfig, region: str) -> DataFrame:
-    """One row per CRM record: its id and the comparison form of every compared column."""
+    """One row per CRM record: its id, the comparison form of every compared column and the
+    Soundex code (``<column>_soundex``) of every compared name."""
     missing = [c.column for c in config.comparisons if c.column not in records.columns]
     if missing:
         raise ValueError(f"identity.comparisons name columns the CRM records lack: {missing}; "
                          f"available: {sorted(records.columns)}")
-    return records.select(F.col("record_key").alias(ID), *[
-        _normaliser(c.method, region)(F.col(c.column)).alias(c.column)
+    normalised = records.select(F.col("record_key").alias(ID), *[
+        _normaliser(c.method, region, config.country)(F.col(c.column)).alias(c.column)
         for c in config.comparisons])
+    return normalised.select("*", *[  # blocking keys that survive a typo in a name
+        F.soundex(c.column).alias(f"{c.column}_soundex")
+        for c in config.comparisons if c.method == "name"])
 
 
-def _comparison(c: ComparisonConfig) -> Any:
+# leading postcode characters that name an area (French département, US sectional centre…)
+POSTCODE_AREA = {"FR": 2, "BE": 2, "LU": 2, "DE": 2, "AT": 2, "CH": 2, "ES": 2, "IT": 3,
+                 "NL": 4, "US": 3, "CA": 3, "AU": 2, "PT": 4, "DK": 2, "SE": 3, "PL": 2}
+
+
+def _postcode(column: str, country: str) -> Any:
+    """UK postcodes by Splink's own comparison (sector, district, area); elsewhere exact, one
+    typo, then the country's area prefix."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    if country.upper() in ("GB", "UK"):
+        return cl.PostcodeComparison(column)
+    levels = [cll.NullLevel(column), cll.ExactMatchLevel(column),
+              cll.DamerauLevenshteinLevel(column, 1)]
+    area = POSTCODE_AREA.get(country.upper())
+    if area:
+        levels.append(cll.CustomLevel(
+            f'substr("{column}_l", 1, {area}) = substr("{column}_r", 1, {area})',
+            f"same {area}-character postcode area", base_dialect_str="duckdb"))
+    return cl.CustomComparison([*levels, cll.ElseLevel()], output_column_name=column)
+
+
+def _comparison(c: ComparisonConfig, country: str) -> Any:
+    import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
     made = {
         "name": lambda: cl.NameComparison(c.column),
         "date": lambda: cl.DateOfBirthComparison(c.column, input_is_string=False),
-        "postcode": lambda: cl.PostcodeComparison(c.column),
+        "postcode": lambda: _postcode(c.column, country),
         "email": lambda: cl.EmailComparison(c.column),
         "phone": lambda: cl.ExactMatch(c.column),
         "text": lambda: cl.LevenshteinAtThresholds(c.column, [2, 5]),
+        "identifier": lambda: cl.DamerauLevenshteinAtThresholds(c.column, [1]),
         "exact": lambda: cl.ExactMatch(c.column),
     }[c.method]()
+    if c.implied_by:  # agreeing on both is one fact: this one then says nothing
+        neutral = cll.CustomLevel(
+            f'"{c.column}_l" IS NULL OR "{c.column}_r" IS NULL OR '
+            f'"{c.implied_by}_l" = "{c.implied_by}_r"',
+            f"no {c.column} evidence (null, or {c.implied_by} agrees)",
+            base_dialect_str="duckdb",  # written with DuckDB's quotes, translated for Spark
+        ).configure(is_null_level=True)
+        made = cl.CustomComparison([neutral, *made.create_comparison_levels()[1:]],
+                                   output_column_name=c.column)
     return made.configure(term_frequency_adjustments=True) if c.term_frequency else made
-
-
-def _rule(rule: list[str] | str) -> Any:
-    from splink import block_on
-    from splink.blocking_rule_library import CustomRule
-
-    return CustomRule(rule) if isinstance(rule, str) else block_on(*rule)
 
 
 def splink_settings(config: IdentityConfig) -> Any:
@@ -79,8 +118,10 @@ def splink_settings(config: IdentityConfig) -> Any:
 
     return SettingsCreator(
         link_type="dedupe_only",
-        comparisons=[_comparison(c) for c in config.comparisons],
-        blocking_rules_to_generate_predictions=[_rule(r) for r in config.blocking],
+        comparisons=[_comparison(c, config.country) for c in config.comparisons],
+        blocking_rules_to_generate_predictions=[splink_rule(r) for r in config.blocking],
+        **({} if config.match_prior is None
+           else {"probability_two_random_records_match": config.match_prior}),
         retain_intermediate_calculation_columns=False,
         retain_matching_columns=False,
     )
@@ -95,6 +136,7 @@ class Linkage:
     clusters: DataFrame       # unique_id, cluster_id
     candidate_pairs: int
     charts: dict[str, Any]    # name -> Splink chart (altair), for the diagnostics
+    blocking: list[RuleUse] = field(default_factory=list)  # the rules weighed, when trained
 
 
 def deterministic_edges(frame: DataFrame, rules: list[list[str]]) -> DataFrame:
@@ -166,11 +208,6 @@ class _Engine:
         return int(table.as_duckdbpyrelation().aggregate("count(*)").fetchall()[0][0])
 
 
-def _uses(rule: list[str] | str, columns: set[str]) -> bool:
-    text = rule if isinstance(rule, str) else " ".join(rule)
-    return any(re.search(rf"\b{re.escape(c)}\b", text) for c in columns)
-
-
 def filled_config(frame: DataFrame, config: IdentityConfig) -> tuple[IdentityConfig, list[str]]:
     """``config`` without the compared columns that hold no value in ``frame`` (and the rules
     that use them), with a note of what went: data without phones or names still links."""
@@ -180,10 +217,13 @@ def filled_config(frame: DataFrame, config: IdentityConfig) -> tuple[IdentityCon
     if not empty:
         return config, []
     kept = config.model_copy(update={
-        "comparisons": [c for c in config.comparisons if c.column not in empty],
-        "blocking": [r for r in config.blocking if not _uses(r, empty)],
-        "deterministic": [r for r in config.deterministic if not _uses(r, empty)],
-        "training_blocks": [r for r in config.training_blocks if not _uses(r, empty)]})
+        "comparisons": [c.model_copy(update={"implied_by": None})
+                        if c.implied_by in empty else c
+                        for c in config.comparisons if c.column not in empty],
+        "blocking": [r for r in config.blocking if not uses(r, empty)],
+        "deterministic": [r for r in config.deterministic if not uses(r, empty)],
+        "training_blocks": [r for r in config.training_blocks if not uses(r, empty)],
+        "prior_rules": [r for r in config.prior_rules if not uses(r, empty)]})
     return kept, [f"no CRM record has {', '.join(sorted(empty))}: not compared"]
 
 
@@ -204,6 +244,25 @@ def _deterministic_linkage(frame: DataFrame, config: IdentityConfig, engine: _En
     return Linkage(model, pairs, clusters, pairs.count(), {})
 
 
+def _estimate_prior(linker: Any, config: IdentityConfig) -> None:
+    """The probability that two random records match, from the pairs that agree on an
+    identifier, else on the prior rules (strict agreement on names and birth date), each with
+    the share of true pairs it is assumed to find; Splink's default when neither pairs any."""
+    for rules, recall, name in ((config.deterministic, 0.7, "identity.deterministic"),
+                                (config.prior_rules, 0.5, "identity.prior_rules")):
+        if not rules:
+            continue
+        try:
+            linker.training.estimate_probability_two_random_records_match(
+                [splink_rule(r) for r in rules], recall=recall)
+            log.info("resolve: match prior estimated from %s", name)
+            return
+        except (ValueError, ZeroDivisionError, IndexError) as exc:
+            log.info("resolve: the match prior could not be estimated from %s (%s)", name, exc)
+    log.warning("resolve: no identifier or prior rule pairs any records: Splink's default "
+                "match prior kept; set identity.match_prior")
+
+
 def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
          model_json: dict[str, Any] | None = None, records: int | None = None) -> Linkage:
     """Train (or reuse) the model, score candidate pairs, cluster at the threshold; link on
@@ -212,8 +271,9 @@ def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
     from splink.clustering import cluster_pairwise_predictions_at_threshold
     from splink.internals.exceptions import EMTrainingException
 
+    n_records = frame.count() if records is None else records
     engine = _Engine(spark, chosen_engine(
-        config, frame.count() if records is None else records,
+        config, n_records,
         model_json if model_json and "matching" not in model_json else None))
     log.info("linkage on %s (identity.engine %s)", engine.name, config.engine)
     if model_json and model_json.get("matching") == "deterministic":
@@ -231,23 +291,30 @@ def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
             log.warning("resolve: %s", why)
             return _deterministic_linkage(frame, config, engine, why)
     records_in = engine.local(frame)
-    linker = Linker(engine.api.register(records_in), model_json or splink_settings(config))
+    table = engine.api.register(records_in)
+    weighed: list[RuleUse] = []
+    if model_json is None:
+        kept, weighed = chosen_rules(table, config.blocking, n_records,
+                                     pair_budget(config, n_records))
+        if not kept:
+            why = ("every blocking rule would pass the pair budget: linked on "
+                   "identity.deterministic columns only; raise identity.max_pairs or add "
+                   "narrower identity.blocking rules")
+            log.warning("resolve: %s", why)
+            return _deterministic_linkage(frame, config, engine, why)
+        config = config.model_copy(update={"blocking": kept})
+    linker = Linker(table, model_json or splink_settings(config))
     if model_json is None:
         log.info("training the linkage model (u by sampling %d pairs, EM on %d blocks)",
                  config.u_max_pairs, len(config.training_blocks))
-        try:
-            linker.training.estimate_probability_two_random_records_match(
-                [_rule(r) for r in config.deterministic], recall=0.7)
-        except (ValueError, ZeroDivisionError, IndexError) as exc:
-            log.warning("resolve: the match prior could not be estimated from "
-                        "identity.deterministic (%s: no exact pairs?): Splink's default kept",
-                        exc)
+        if config.match_prior is None:
+            _estimate_prior(linker, config)
         linker.training.estimate_u_using_random_sampling(
             max_pairs=config.u_max_pairs, seed=config.seed, num_chunks=1)
         trained = 0
         for block in config.training_blocks:
             try:
-                linker.training.estimate_parameters_using_expectation_maximisation(_rule(block))
+                linker.training.estimate_parameters_using_expectation_maximisation(splink_rule(block))
                 trained += 1
             except EMTrainingException:
                 log.warning("EM on training block %s skipped: it pairs no records", block)
@@ -270,10 +337,15 @@ def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
         F.least(f"{ID}_l", f"{ID}_r").alias(f"{ID}_l"),
         F.greatest(f"{ID}_l", f"{ID}_r").alias(f"{ID}_r"),
         "match_probability", "match_weight", F.lit("splink").alias("rule")).persist()
-    exact = deterministic_edges(frame, config.deterministic) \
-        .withColumn("match_probability", F.lit(1.0)) \
-        .withColumn("match_weight", F.lit(None).cast("double"))
-    pairs = exact.unionByName(scored).persist()
+    identifier_pairs = deterministic_edges(frame, config.deterministic)
+    if weighed:
+        weighed = recall_proxies(frame, identifier_pairs, config, weighed, config.blocking, ID)
+    if config.deterministic_links:
+        exact = identifier_pairs.withColumn("match_probability", F.lit(1.0)) \
+            .withColumn("match_weight", F.lit(None).cast("double"))
+        pairs = exact.unionByName(scored).persist()
+    else:  # scored like any pair: a shared family email does not merge two people
+        pairs = scored
     edges = pairs.where(F.col("match_probability") >= config.match_threshold) \
         .groupBy(f"{ID}_l", f"{ID}_r").agg(F.max("match_probability").alias("match_probability"))
     nodes = records_in.select([ID]) if engine.name == "duckdb" else frame.select(ID)
@@ -283,4 +355,5 @@ def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
     )).select(ID, F.col("cluster_id").cast("string")).persist()
     charts = {"match_weights": linker.visualisations.match_weights_chart(),
               "m_u_parameters": linker.visualisations.m_u_parameters_chart()}
-    return Linkage(linker.misc.save_model_to_json(), pairs, clusters, candidates, charts)
+    return Linkage(linker.misc.save_model_to_json(), pairs, clusters, candidates, charts,
+                   weighed)

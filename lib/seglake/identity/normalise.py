@@ -15,15 +15,39 @@ from pyspark.sql.types import StringType
 # letters NFKD does not decompose
 LIGATURES = str.maketrans({"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ß": "ss", "ø": "o",
                            "Ø": "O", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D"})
-NAME_PARTICLES = ("de", "du", "des", "la", "le", "d", "l", "van", "von", "der", "da", "di")
-# street-type spellings -> one word (French addresses)
-STREET_TYPES = {
+# per country (ISO 3166 code, identity.country): name particles dropped, and street-type
+# spellings -> one word; a country not listed folds accents and case only
+_ROMANCE = ("de", "du", "des", "la", "le", "d", "l")
+NAME_PARTICLES: dict[str, tuple[str, ...]] = {
+    "FR": (*_ROMANCE, "van", "von", "der", "da", "di"), "BE": (*_ROMANCE, "van", "der", "den"),
+    "CH": (*_ROMANCE, "von", "der"), "LU": (*_ROMANCE, "von"),
+    "DE": ("von", "vom", "zu", "zum", "der", "van"), "AT": ("von", "vom", "zu", "der"),
+    "NL": ("van", "de", "der", "den", "ten", "ter", "het", "t"),
+    "ES": ("de", "del", "la", "las", "los", "y"), "PT": ("de", "da", "do", "das", "dos", "e"),
+    "IT": ("di", "de", "da", "del", "della", "dei", "degli", "lo", "la"),
+    "GB": (), "IE": (), "US": (), "CA": (), "AU": (),
+}
+_FRENCH_STREETS = {
     "rue": ("r",), "avenue": ("av", "ave", "avn"), "boulevard": ("bd", "bld", "boul", "blvd"),
     "place": ("pl",), "allee": ("all", "al"), "impasse": ("imp",), "chemin": ("ch", "chem"),
     "quai": ("qu", "qai"), "route": ("rte",), "square": ("sq",), "faubourg": ("fg", "fbg"),
     "residence": ("res", "resid"), "batiment": ("bat",), "saint": ("st",), "sainte": ("ste",),
 }
-
+_ENGLISH_STREETS = {
+    "street": ("st", "str"), "road": ("rd",), "avenue": ("av", "ave"), "lane": ("ln",),
+    "drive": ("dr", "drv"), "crescent": ("cres", "cr", "cresc"), "place": ("pl",),
+    "court": ("ct",), "square": ("sq",), "terrace": ("tce", "terr"), "parade": ("pde",),
+    "boulevard": ("blvd", "bvd"), "close": ("cl",), "highway": ("hwy",), "north": ("n",),
+    "south": ("s",), "east": ("e",), "west": ("w",), "apartment": ("apt",),
+}
+_GERMAN_STREETS = {"strasse": ("str", "st"), "platz": ("pl",), "weg": ("wg",),
+                   "allee": ("al",)}
+STREET_TYPES: dict[str, dict[str, tuple[str, ...]]] = {
+    "FR": _FRENCH_STREETS, "BE": _FRENCH_STREETS, "LU": _FRENCH_STREETS,
+    "GB": _ENGLISH_STREETS, "IE": _ENGLISH_STREETS, "US": _ENGLISH_STREETS,
+    "CA": _ENGLISH_STREETS, "AU": _ENGLISH_STREETS, "NZ": _ENGLISH_STREETS,
+    "DE": _GERMAN_STREETS, "AT": _GERMAN_STREETS, "CH": _GERMAN_STREETS,
+}
 
 
 def fold_text(value: str | None) -> str | None:
@@ -52,20 +76,25 @@ def _without_words(col: Column, words: tuple[str, ...]) -> Column:
     return F.trim(F.regexp_replace(F.regexp_replace(col, pattern, " "), r"\s+", " "))
 
 
-def name_key(col: Column) -> Column:
-    """A person's name for comparison: folded, hyphens and apostrophes as spaces, particles
-    (de, le, d'…) dropped — "de La Fontaine" and "LAFONTAINE" differ only by a space."""
-    return F.nullif(_without_words(folded(col), NAME_PARTICLES), F.lit(""))
-
-
-def address_key(col: Column) -> Column:
-    """Street address for comparison: folded, street types spelled one way (av. -> avenue)."""
+def name_key(col: Column, country: str = "FR") -> Column:
+    """A person's name for comparison: folded, hyphens and apostrophes as spaces, the
+    country's particles (de, le, d'…; von; van…) dropped — "de La Fontaine" and
+    "LAFONTAINE" differ only by a space."""
+    particles = NAME_PARTICLES.get(country.upper(), ())
     text = folded(col)
-    for word, spellings in STREET_TYPES.items():
+    return F.nullif(_without_words(text, particles) if particles else text, F.lit(""))
+
+
+def address_key(col: Column, country: str = "FR") -> Column:
+    """Street address for comparison: folded, the country's street types spelled one way
+    (av. -> avenue)."""
+    text = folded(col)
+    for word, spellings in STREET_TYPES.get(country.upper(), {}).items():
         text = F.regexp_replace(text, r"\b(" + "|".join(spellings) + r")\b", word)
     return F.nullif(text, F.lit(""))
 
 
-def postcode_key(col: Column) -> Column:
-    """Postcode without spaces, upper case."""
-    return F.nullif(F.upper(F.regexp_replace(col, r"[\s\-]", "")), F.lit(""))
+def code_key(col: Column) -> Column:
+    """A postcode or identifier for comparison: upper case, without spaces, hyphens, dots or
+    slashes ("75 011", "ab-12.34" -> "75011", "AB1234")."""
+    return F.nullif(F.upper(F.regexp_replace(col, r"[\s\-./]", "")), F.lit(""))

@@ -28,6 +28,7 @@ from seglake.declarations import (
     MERGES,
 )
 from seglake.identity import diagnostics
+from seglake.identity.blocking import pair_budget
 from seglake.identity.golden import (
     CUSTOMER_COLUMNS,
     PII_COLUMNS,
@@ -189,7 +190,9 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
 
     summary = {"records": n_records, "customers": n_customers, "crm_customers": n_crm,
                "candidate_pairs": linkage.candidate_pairs, "matched_pairs": matched,
-               "merges": n_merges, "threshold": ident.match_threshold}
+               "merges": n_merges, "threshold": ident.match_threshold,
+               "pair_budget": pair_budget(ident, n_records),
+               "blocking": [u.as_dict() for u in linkage.blocking]}
     version = record_model(lakehouse, MODEL_KIND, run_id, params=ident.model_dump(),
                            metrics=summary, data_versions=versions,
                            artifact=json.dumps(linkage.model_json, sort_keys=True))
