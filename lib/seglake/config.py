@@ -288,6 +288,13 @@ class IdentityConfig(_Section):
         "are one customer.")
     reuse_model: bool = Field(
         False, description="Score with the latest model in ops.models instead of retraining.")
+    retrain_new_share: float = Field(
+        0.2, gt=0.0, le=1.0, description="With a reused model: advise retraining (warned, and "
+        "in ops.models) when this share of the CRM records is newer than the model's training.")
+    retrain_weight_psi: float = Field(
+        0.25, gt=0.0, description="With a reused model: advise retraining when the match "
+        "weights of the scored pairs moved this far (population stability index) from those "
+        "of the training run.")
     source_priority: list[str] = Field(
         default_factory=lambda: ["eshop", "loyalty"],
         description="CRM systems in order of trust, for the source_priority survivorship rule.")

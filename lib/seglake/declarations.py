@@ -27,6 +27,7 @@ IDENTITY_MAP = "silver.identity_map"
 CUSTOMERS = "silver.customers"
 CUSTOMERS_PII = "silver.customers_pii"
 MERGES = "silver.identity_merges"
+LINKS = "silver.identity_links"
 FEATURES = "gold.customer_features"
 RULE_SEGMENTS = "gold.rule_segments"
 CLUSTERS = "gold.customer_clusters"
@@ -290,14 +291,31 @@ city STRING -- city
         key=("customer_key",), pii="direct", subjects=KEYED,
         retention="until erased; exports read it only with --include-email"),
     Table(
-        MERGES, "Key merges: customers whose records now resolve to "
-        "another key (for downstream systems to follow).", "resolve",
+        LINKS, "The identity graph's edges: pairs of CRM records linked at or above the match "
+        "threshold, with their evidence (what explains a merge).", "resolve",
         columns("""
-old_key STRING NOT NULL -- the key that was retired
-new_key STRING NOT NULL -- the key that took its identifiers
+record_key_l STRING NOT NULL -- one CRM record
+record_key_r STRING NOT NULL -- the other (record_key_l < record_key_r)
+match_probability DOUBLE NOT NULL -- the pair's match probability (1: linked outright)
+match_weight DOUBLE -- Splink's match weight (null when linked outright)
+run_id STRING NOT NULL -- the resolve run
+linked_at TIMESTAMP NOT NULL -- when (UTC)
+"""),
+        key=("record_key_l", "record_key_r"), pii="pseudonymous",
+        subjects={"record_key_l": "record_key", "record_key_r": "record_key"}),
+    Table(
+        MERGES, "Key changes: customers whose identifiers now resolve to another key, and "
+        "why (for downstream systems to follow).", "resolve",
+        columns("""
+old_key STRING NOT NULL -- the key the identifiers left
+new_key STRING NOT NULL -- the key that took them
 ids_moved BIGINT -- identifiers moved
 run_id STRING NOT NULL -- the resolve run
 merged_at TIMESTAMP NOT NULL -- when (UTC)
+event STRING -- merge (old key retired), split (to a new key: no link holds them any more) or move
+record_key_l STRING -- a merge's strongest link: one record
+record_key_r STRING -- and the other
+match_probability DOUBLE -- that link's match probability
 """),
         key=("old_key", "new_key"), pii="pseudonymous",
         subjects={"old_key": "customer_key", "new_key": "customer_key"}),

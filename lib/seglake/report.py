@@ -155,8 +155,14 @@ def identity(lakehouse: Lakehouse) -> Section:
              ("duplicate records merged", metrics["records"] - metrics["crm_customers"]),
              ("all customers", metrics["customers"]), ("key merges", metrics["merges"]),
              ("match threshold", metrics["threshold"])]
-    figures = pd.DataFrame([(name, f"{value:,}") for name, value in pairs],
-                           columns=["figure", "value"])
+    rows = [(name, f"{value:,}") for name, value in pairs]
+    if "drift" in metrics:
+        drift = metrics["drift"]
+        rows.append(("retraining advised",
+                     f"{'yes' if drift['retrain_advised'] else 'no'} "
+                     f"({drift['new_records_share']:.0%} of the records newer than the model, "
+                     f"match weight PSI {drift['weight_psi']:.2f})"))
+    figures = pd.DataFrame(rows, columns=["figure", "value"])
     section.tables.append((f"Linkage model v{metrics['version']}", figures))
     if metrics.get("blocking"):
         rules = pd.DataFrame(metrics["blocking"]).rename(columns={

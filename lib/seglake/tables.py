@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 Pii = Literal["direct", "pseudonymous", "none"]
 # what a subject column holds; erasure looks each kind up among the subject's identifiers
 SubjectKind = Literal["email", "email_hash", "customer_id", "client_id", "order_id",
-                      "customer_key", "text"]
+                      "customer_key", "record_key", "text"]
 LAYERS = ("bronze", "silver", "gold", "ops")
 LINEAGE = ("_source", "_source_file", "_batch_id")  # on every silver row refined from bronze
 CORRUPT = "_corrupt_record"

@@ -76,8 +76,8 @@ def chosen_rules(table: Any, rules: list[Rule], records: int,
     """The rules kept within ``budget`` pairs, in their order, and what each adds to the kept
     rules before it. ``table``: the records as registered with Splink.
 
-    One count of all rules settles it when they fit together; otherwise each rule is counted
-    with the rules kept so far and skipped when it would overrun the budget."""
+    One count of all rules settles the rules up to the first that overruns the budget; each
+    rule from there is counted with the rules kept so far and skipped when it would overrun."""
     from splink.blocking_analysis import count_comparisons_from_blocking_rules
 
     def cumulative(chosen: list[Rule]) -> list[int]:
@@ -93,10 +93,12 @@ def chosen_rules(table: Any, rules: list[Rule], records: int,
         added = [b - a for a, b in zip([0, *together], together, strict=False)]
         return list(rules), [RuleUse(rule_text(r), n, True) for r, n in zip(rules, added,
                                                                                 strict=True)]
-    kept: list[Rule] = []
-    weighed = []
-    total = 0
-    for rule in rules:
+    fit = next(i for i, n in enumerate(together) if n > budget)  # the rules before it fit
+    kept = list(rules[:fit])
+    weighed = [RuleUse(rule_text(r), b - a, True)
+               for r, a, b in zip(kept, [0, *together], together[:fit], strict=False)]
+    total = together[fit - 1] if fit else 0
+    for rule in rules[fit:]:
         pairs = cumulative([*kept, rule])[-1] - total
         if total + pairs <= budget:
             kept.append(rule)

@@ -45,15 +45,44 @@ def assign_keys(anchors: DataFrame, previous: DataFrame | None, key: bytes) -> D
         .withColumn("customer_key", F.coalesce("_kept", "_new_key")).drop("_kept", "_new_key")
 
 
-def merges(previous: DataFrame | None, current: DataFrame) -> DataFrame:
-    """(old_key, new_key, ids_moved): keys that no longer exist, and where their ids went."""
-    schema = "old_key STRING, new_key STRING, ids_moved BIGINT"
+def key_changes(previous: DataFrame | None, current: DataFrame, links: DataFrame) -> DataFrame:
+    """Every previous key whose identifiers moved, and why.
+
+    ``event``: ``merge`` (the old key is retired), ``split`` (ids went to a key that did not
+    exist: no link at or above the threshold ties them to the rest any more) or ``move`` (to
+    another existing key). A merge carries the strongest link (``links``: record_key_l,
+    record_key_r, match_probability) that now ties a record of the old key to one of another
+    previous key."""
+    schema = ("event STRING, old_key STRING, new_key STRING, ids_moved BIGINT, "
+              "record_key_l STRING, record_key_r STRING, match_probability DOUBLE")
     if previous is None:
         return current.sparkSession.createDataFrame([], schema)
-    alive = current.select(F.col("customer_key").alias("old_key")).distinct()
+    alive = current.select(F.col("customer_key").alias("old_key")).distinct() \
+        .withColumn("_alive", F.lit(True))
+    existed = previous.select(F.col("customer_key").alias("new_key")).distinct() \
+        .withColumn("_existed", F.lit(True))
     moved = previous.select("id_kind", "id_value", F.col("customer_key").alias("old_key")) \
         .join(current.select("id_kind", "id_value", F.col("customer_key").alias("new_key")),
               ["id_kind", "id_value"]) \
         .where(F.col("old_key") != F.col("new_key")) \
-        .join(alive, "old_key", "left_anti")
-    return moved.groupBy("old_key", "new_key").agg(F.count("*").alias("ids_moved"))
+        .groupBy("old_key", "new_key").agg(F.count("*").alias("ids_moved")) \
+        .join(alive, "old_key", "left").join(existed, "new_key", "left") \
+        .withColumn("event", F.when(F.col("_alive").isNull(), "merge")
+                    .when(F.col("_existed").isNull(), "split").otherwise("move"))
+    before = previous.where(F.col("id_kind") == "record_key") \
+        .select(F.col("id_value").alias("record"), F.col("customer_key").alias("key"))
+    bridges = links.join(before.toDF("record_key_l", "key_l"), "record_key_l") \
+        .join(before.toDF("record_key_r", "key_r"), "record_key_r") \
+        .where(F.col("key_l") != F.col("key_r"))
+    ends = bridges.select(F.col("key_l").alias("old_key"), "record_key_l", "record_key_r",
+                          "match_probability") \
+        .unionByName(bridges.select(F.col("key_r").alias("old_key"), "record_key_l",
+                                    "record_key_r", "match_probability"))
+    why = ends.groupBy("old_key").agg(F.max_by(
+        F.struct("record_key_l", "record_key_r", "match_probability"),
+        F.struct("match_probability", "record_key_l", "record_key_r")).alias("_why")) \
+        .withColumn("event", F.lit("merge"))
+    return moved.join(why, ["old_key", "event"], "left").select(
+        "event", "old_key", "new_key", "ids_moved", F.col("_why.record_key_l").alias(
+            "record_key_l"), F.col("_why.record_key_r").alias("record_key_r"),
+        F.col("_why.match_probability").alias("match_probability"))

@@ -1,9 +1,10 @@
 """``seglake resolve``: CRM records -> customers, every identifier -> customer_key.
 
 Reads silver only (customers_raw, customers_raw_pii, orders, email_events, consents, events) and
-the previous identity map; writes silver.customers, silver.customers_pii, silver.identity_merges,
-silver.identity_map (last, so a run killed before it re-runs from the same previous keys), the
-model to ops.models and the diagnostics to the run's report folder.
+the previous identity map; writes silver.customers, silver.customers_pii, silver.identity_merges
+(key changes and why), silver.identity_links (the graph's edges), silver.identity_map (last, so
+a run killed before it re-runs from the same previous keys), the model to ops.models and the
+diagnostics to the run's report folder.
 """
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from seglake.config import SeglakeConfig
+from seglake.config import IdentityConfig, SeglakeConfig
 from seglake.declarations import (
     CUSTOMERS,
     CUSTOMERS_PII,
     CUSTOMERS_RAW,
     CUSTOMERS_RAW_PII,
     IDENTITY_MAP,
+    LINKS,
     MERGES,
 )
+from seglake.drift import histogram, population_stability
 from seglake.identity import diagnostics
 from seglake.identity.blocking import pair_budget
 from seglake.identity.golden import (
@@ -35,7 +38,7 @@ from seglake.identity.golden import (
     check_survivorship,
     golden,
 )
-from seglake.identity.keys import merges
+from seglake.identity.keys import key_changes
 from seglake.identity.linkage import ID, comparison_frame, link
 from seglake.identity.stitching import ACCOUNT, EMAIL, RECORD, identity_map
 from seglake.lakehouse import Lakehouse
@@ -47,6 +50,9 @@ from seglake.tables import LINEAGE
 log = logging.getLogger(__name__)
 
 MODEL_KIND = "identity-linkage"
+# bins of the scored pairs' match weights (the drift guard): Splink scores pairs from a match
+# probability of 0.5, which the demo's priors put at a weight of about 10 to 15
+WEIGHT_EDGES = (0.0, 5.0, 10.0, 12.5, 15.0, 17.5, 20.0, 22.5, 25.0, 30.0)
 INPUTS = ("silver.customers_raw", "silver.customers_raw_pii", "silver.orders",
           "silver.email_events", "silver.consents", "silver.events")
 
@@ -67,6 +73,7 @@ class ResolveResult:
     model_version: int
     seconds: float
     report_files: list[str] = field(default_factory=list)
+    retrain_advised: bool = False
 
 
 def _optional(lakehouse: Lakehouse, name: str) -> DataFrame | None:
@@ -123,8 +130,14 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                    records=n_records)
     clusters = linkage.clusters.select(F.col(ID).alias("record_key"),
                                        F.col("cluster_id").alias("group"))
-    matched = linkage.pairs.where(F.col("match_probability") >= ident.match_threshold) \
-        .select(f"{ID}_l", f"{ID}_r").distinct().count()
+    run_id = runlog.run_id
+    stamp = utc_now()
+    links = linkage.pairs.where(F.col("match_probability") >= ident.match_threshold) \
+        .groupBy(F.col(f"{ID}_l").alias("record_key_l"), F.col(f"{ID}_r").alias("record_key_r")) \
+        .agg(F.max("match_probability").alias("match_probability"),
+             F.max("match_weight").alias("match_weight")) \
+        .withColumn("run_id", F.lit(run_id)).withColumn("linked_at", F.lit(stamp)).persist()
+    matched = links.count()
     log.info("resolve: %d matched pairs of %d candidates, clustered (%.1f s)", matched,
              linkage.candidate_pairs, time.monotonic() - started)
 
@@ -149,8 +162,6 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     if previous is not None:
         previous = previous.select("id_kind", "id_value", "customer_key").persist()
         previous_rows = previous.count()  # materialised: the table is rewritten below
-    run_id = runlog.run_id
-    stamp = utc_now()
     new_map = identity_map(records, clusters, emails, accounts, logins, clients, previous,
                            key).withColumn("run_id", F.lit(run_id)) \
         .withColumn("resolved_at", F.lit(stamp)).persist()
@@ -174,7 +185,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     customers = customers.select(*CUSTOMER_COLUMNS).withColumn("run_id", F.lit(run_id)) \
         .withColumn("resolved_at", F.lit(stamp)).persist()
     golden_pii = crm.select(*PII_COLUMNS)
-    moved = _merges(previous, new_map, run_id, stamp).persist()
+    moved = key_changes(previous, new_map, links).withColumn("run_id", F.lit(run_id)) \
+        .withColumn("merged_at", F.lit(stamp)).persist()
 
     n_customers = customers.count()
     n_crm = customers.where(F.col("profile") == "crm").count()
@@ -186,13 +198,28 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         lakehouse.append(MERGES, moved)
     elif n_merges:  # a re-run after a kill records the same merges once
         lakehouse.merge(MERGES, moved, on=["old_key", "new_key"], when_matched_update=False)
+    lakehouse.overwrite(LINKS, links)
     lakehouse.overwrite(IDENTITY_MAP, new_map)
 
+    weights = linkage.pairs.agg(*histogram("match_weight", WEIGHT_EDGES)).first()
+    trained = json.loads(previous_model["metrics"]) if previous_model else {}
+    drift = retrain_advice(
+        trained.get("trained_records", n_records), n_records,
+        trained.get("trained_weights", list(weights)), list(weights), ident)
+    if drift["retrain_advised"]:
+        log.warning("resolve: retraining advised: %.0f%% of the CRM records are newer than "
+                    "the reused model, and the match weights moved by a PSI of %.2f "
+                    "(identity.retrain_new_share %.2f, retrain_weight_psi %.2f); run with "
+                    "identity.reuse_model false", 100 * drift["new_records_share"],
+                    drift["weight_psi"], ident.retrain_new_share, ident.retrain_weight_psi)
     summary = {"records": n_records, "customers": n_customers, "crm_customers": n_crm,
                "candidate_pairs": linkage.candidate_pairs, "matched_pairs": matched,
                "merges": n_merges, "threshold": ident.match_threshold,
                "pair_budget": pair_budget(ident, n_records),
-               "blocking": [u.as_dict() for u in linkage.blocking]}
+               "blocking": [u.as_dict() for u in linkage.blocking],
+               "trained_records": trained.get("trained_records", n_records),
+               "trained_weights": trained.get("trained_weights", list(weights)),
+               "drift": drift}
     version = record_model(lakehouse, MODEL_KIND, run_id, params=ident.model_dump(),
                            metrics=summary, data_versions=versions,
                            artifact=json.dumps(linkage.model_json, sort_keys=True))
@@ -210,8 +237,10 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     runlog.record(table=IDENTITY_MAP, rows_in=previous_rows if previous is not None else 0,
                   rows_out=map_rows)
     runlog.record(table=MERGES, rows_in=0, rows_out=n_merges)
+    runlog.record(table=LINKS, rows_in=linkage.candidate_pairs, rows_out=matched)
     runlog.flush()
-    for df in (records, frame, new_map, customers, moved, linkage.pairs, linkage.clusters):
+    for df in (records, frame, new_map, customers, moved, links, linkage.pairs,
+               linkage.clusters):
         df.unpersist()
     for df in (previous, events):
         if df is not None:
@@ -220,10 +249,16 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     log.info("resolve: %d records -> %d customers (%d with a CRM profile), %d merges, %.1f s",
              n_records, n_customers, n_crm, n_merges, seconds)
     return ResolveResult(run_id, n_records, n_customers, n_crm, linkage.candidate_pairs,
-                         matched, n_merges, version, seconds, [str(f) for f in files])
+                         matched, n_merges, version, seconds, [str(f) for f in files],
+                         drift["retrain_advised"])
 
 
-def _merges(previous: DataFrame | None, current: DataFrame, run_id: str,
-            stamp: Any) -> DataFrame:
-    return merges(previous, current).withColumn("run_id", F.lit(run_id)) \
-        .withColumn("merged_at", F.lit(stamp))
+def retrain_advice(trained_records: int, records: int, trained_weights: list[int],
+                   weights: list[int], config: IdentityConfig) -> dict[str, Any]:
+    """How far the records and the match weights moved from the model's training run, and
+    whether that calls for retraining (either past its threshold)."""
+    new_share = max(0.0, 1 - trained_records / records) if records else 0.0
+    psi = population_stability(trained_weights, weights)
+    return {"new_records_share": round(new_share, 4), "weight_psi": round(psi, 4),
+            "retrain_advised": new_share >= config.retrain_new_share
+            or psi >= config.retrain_weight_psi}
