@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/lakehouse_bench.py
 	$(BIN)/python bench/ingest_refine_bench.py --scale medium
 	$(BIN)/python bench/identity_bench.py --scales small,medium
+	$(BIN)/python bench/register_bench.py --persons 6000
 	$(BIN)/python bench/features_bench.py --scale medium
 	$(BIN)/python bench/segments_bench.py --scale medium
 
