@@ -108,9 +108,10 @@ CONSENTS = [
 PRODUCTS = [("p1", 20.0), ("p2", 25.0), ("p3", 50.0)]
 CUSTOMERS = [("c_alice", "crm", ts("2024-01-15 09:00")), ("c_bob", "email_only", None),
              ("c_carol", "crm", ts("2025-07-01 09:00"))]
-MAP = [("email_hash", "e_alice", "c_alice"), ("customer_id", "u_alice", "c_alice"),
-       ("client_id", "ck_alice", "c_alice"), ("client_id", "dv_alice", "c_alice"),
-       ("email_hash", "e_bob", "c_bob"), ("client_id", "ck_anon", "a_anon")]
+MAP = [(kind, value, key, None, None) for kind, value, key in (  # valid from the start
+    ("email_hash", "e_alice", "c_alice"), ("customer_id", "u_alice", "c_alice"),
+    ("client_id", "ck_alice", "c_alice"), ("client_id", "dv_alice", "c_alice"),
+    ("email_hash", "e_bob", "c_bob"), ("client_id", "ck_anon", "a_anon"))]
 TINY = {"events": EVENTS, "orders": ORDERS, "email_events": EMAILS, "consents": CONSENTS,
         "products": PRODUCTS, "customers": CUSTOMERS, "identity_map": MAP}
 
@@ -274,6 +275,28 @@ def test_nothing_after_as_of_changes_a_feature(spark, tiny):
     }
     rows = customer_features(tiny_sources(spark, later), AS_OF, FeaturesConfig()).collect()
     assert {r["customer_key"]: r.asDict() for r in rows} == tiny
+
+
+def test_a_cookie_counts_for_its_customer_only_from_its_first_login_on(spark, tiny):
+    """The identity map as of as_of: a cookie whose first login as Alice came after as_of was
+    an anonymous visitor then; one that logged in before counts for Alice, earlier visits
+    included."""
+    def features(valid_from: str) -> dict:
+        extra = {"events": [_ev("l1", "web", "product_view", "2025-05-29 10:00", "ck_late",
+                                "l1", None, "/p/p1", "p1", "mode", "tablet", 40),
+                            _ev("l2", "web", "product_view", "2025-05-29 10:02", "ck_late",
+                                "l1", None, "/p/p3", "p3", "mode", "tablet", 40)],
+                 "identity_map": [("client_id", "ck_late", "c_alice", ts(valid_from),
+                                   "a_late")]}
+        rows = customer_features(tiny_sources(spark, extra), AS_OF, FeaturesConfig()).collect()
+        return {r["customer_key"]: r.asDict() for r in rows}
+
+    later = features("2025-06-03 09:00")  # logged in after as_of
+    assert later["c_alice"] == tiny["c_alice"]
+    assert (later["a_late"]["sessions_7d"], later["a_late"]["product_views_7d"]) == (1, 2)
+    earlier = features("2025-05-30 09:00")  # logged in the day after those visits
+    assert "a_late" not in earlier
+    assert earlier["c_alice"]["product_views_7d"] == tiny["c_alice"]["product_views_7d"] + 2
 
 
 def test_catalogue_matches_the_table(spark, tiny):

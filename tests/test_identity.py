@@ -141,9 +141,10 @@ def test_stitching_follows_logins_and_keeps_anonymous_visitors(spark):
                                       ("eshop:C2", "g2")], "record_key STRING, group STRING")
     emails = spark.createDataFrame([("h-anna",), ("h-guest",)], "id_value STRING")
     accounts = spark.createDataFrame([("C1",), ("29",), ("C404",)], "id_value STRING")
+    later = t + dt.timedelta(days=3)
     logins = spark.createDataFrame([
-        ("ck.shared", "C1", t), ("ck.shared", "C2", t), ("ck.shared", "C2", t),
-        ("ck.anna", "29", t), ("dev-1", "C1", t)],
+        ("ck.shared", "C1", t), ("ck.shared", "C2", later), ("ck.shared", "C2", t),
+        ("ck.anna", "29", later), ("dev-1", "C1", t)],
         "client_id STRING, customer_id STRING, event_ts TIMESTAMP")
     clients = spark.createDataFrame([("ck.shared",), ("ck.anna",), ("dev-1",), ("ck.nobody",)],
                                     "id_value STRING")
@@ -161,6 +162,11 @@ def test_stitching_follows_logins_and_keeps_anonymous_visitors(spark):
     assert len({anna, bob, guest, lost}) == 4
     nobody, anonymous = by[("client_id", "ck.nobody")]
     assert anonymous and nobody.startswith("a_") and "nobody" not in nobody
+    # a cookie is its customer's from its first login as that customer; before, anonymous
+    valid = {r["id_value"]: (r["valid_from"], r["key_before"]) for r in m.collect()}
+    assert valid["ck.anna"][0] == later and valid["ck.shared"][0] == t
+    assert valid["ck.anna"][1].startswith("a_") and valid["ck.anna"][1] not in (anna, nobody)
+    assert valid["ck.nobody"] == (None, None) and valid["C1"] == (None, None)
 
 
 # ------------------------------------------------------------------------------ golden

@@ -247,8 +247,11 @@ customer_key STRING NOT NULL -- the customer it belongs to
 anonymous BOOLEAN NOT NULL -- a cookie or device that never logged in
 run_id STRING NOT NULL -- the resolve run
 resolved_at TIMESTAMP NOT NULL -- when (UTC)
+valid_from TIMESTAMP -- when it became the customer's, in data time: a cookie's first login
+key_before STRING -- its key before valid_from: the anonymous key of a cookie until it logged in
 """),
-        key=("id_kind", "id_value"), pii="pseudonymous", subjects=KEYED),
+        key=("id_kind", "id_value"), pii="pseudonymous",
+        subjects={"customer_key": "customer_key", "key_before": "customer_key"}),
     Table(
         CUSTOMERS, "One golden record per customer_key (survivorship rules), "
         "pseudonymous.", "resolve",

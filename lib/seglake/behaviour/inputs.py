@@ -30,7 +30,8 @@ SCHEMAS = {
     "consents": "subject_hash STRING, purpose STRING, status STRING, updated_at TIMESTAMP",
     "products": "product_id STRING, price DOUBLE",
     "customers": "customer_key STRING, profile STRING, first_seen_at TIMESTAMP",
-    "identity_map": "id_kind STRING, id_value STRING, customer_key STRING",
+    "identity_map": "id_kind STRING, id_value STRING, customer_key STRING, "
+                    "valid_from TIMESTAMP, key_before STRING",
 }
 TABLES = {"events": "silver.events", "orders": "silver.orders",
           "email_events": "silver.email_events", "consents": "silver.consents",
@@ -42,8 +43,16 @@ KEYED = ("events", "orders", "email_events")  # the activity a customer is keyed
 EMAIL, ACCOUNT, CLIENT = "email_hash", "customer_id", "client_id"  # identity_map id kinds
 
 
+# columns an older table may lack (null there): a map resolved before validity was kept
+OPTIONAL = frozenset({"valid_from", "key_before"})
+
+
 def columns(schema: str) -> list[str]:
     return [part.split()[0] for part in schema.split(", ")]
+
+
+def typed_columns(schema: str) -> list[tuple[str, str]]:
+    return [tuple(part.split(maxsplit=1)) for part in schema.split(", ")]
 
 
 @dataclass
@@ -67,7 +76,9 @@ class Sources:
         for name, schema in SCHEMAS.items():
             df = frames.get(name)
             chosen[name] = spark.createDataFrame([], schema) if df is None \
-                else df.select(*columns(schema))
+                else df.select(*[c if c in df.columns or c not in OPTIONAL else
+                                 F.lit(None).cast(type_).alias(c)
+                                 for c, type_ in typed_columns(schema)])
         return cls(**chosen, absent=frozenset(n for n in SCHEMAS if frames.get(n) is None))
 
 
@@ -133,8 +144,11 @@ def activity(sources: Sources, as_of: dt.date) -> Activity:
     ids = sources.identity_map
 
     def kind(id_kind: str, column: str, key: str) -> DataFrame:
-        return ids.where(F.col("id_kind") == id_kind) \
-            .select(F.col("id_value").alias(column), F.col("customer_key").alias(key))
+        # the key as known at as_of: a cookie that first logged in later was still anonymous
+        known = F.col("valid_from").isNull() | (F.col("valid_from") < cutoff(as_of))
+        return ids.where(F.col("id_kind") == id_kind).select(
+            F.col("id_value").alias(column),
+            F.when(known, F.col("customer_key")).otherwise(F.col("key_before")).alias(key))
 
     # only what the features use travels through the joins and the cache
     events = before["events"] \

@@ -18,7 +18,7 @@ from seglake.identity.keys import assign_keys, opaque_key
 
 RECORD, EMAIL, ACCOUNT, PHONE, CLIENT = "record_key", "email_hash", "customer_id", "phone_hash", \
     "client_id"
-MAP_COLUMNS = ("id_kind", "id_value", "customer_key", "anonymous")
+MAP_COLUMNS = ("id_kind", "id_value", "customer_key", "anonymous", "valid_from", "key_before")
 
 
 def _latest(df: DataFrame, by: str, order: list[Column]) -> DataFrame:
@@ -60,7 +60,7 @@ def anchors(records: DataFrame, clusters: DataFrame, emails: DataFrame,
 def identity_map(records: DataFrame, clusters: DataFrame, emails: DataFrame,
                  accounts: DataFrame, logins: DataFrame, clients: DataFrame,
                  previous: DataFrame | None, key: bytes) -> DataFrame:
-    """The whole map: (id_kind, id_value, customer_key, anonymous).
+    """The whole map: (id_kind, id_value, customer_key, anonymous, valid_from, key_before).
 
     ``logins``: client_id, customer_id, event_ts of events with a user id; ``clients``: one
     column ``id_value`` of every cookie and device id seen."""
@@ -78,15 +78,24 @@ def identity_map(records: DataFrame, clusters: DataFrame, emails: DataFrame,
         .select(F.col("id_value").alias("customer_id"), "customer_key")
     # a cookie that logged in as several customers follows the most frequent, then latest
     votes = logins.join(account_keys, "customer_id").groupBy("client_id", "customer_key") \
-        .agg(F.count("*").alias("n"), F.max("event_ts").alias("last"))
+        .agg(F.count("*").alias("n"), F.max("event_ts").alias("last"),
+             F.min("event_ts").alias("first"))
+    # until its first login as that customer a cookie was anonymous: valid_from says when it
+    # became the customer's, key_before what it was before (features as of an earlier date)
     followed = _latest(votes, "client_id", [F.desc("n"), F.desc("last"), F.col("customer_key")]) \
         .select(F.lit(CLIENT).alias("id_kind"), F.col("client_id").alias("id_value"),
-                "customer_key")
+                "customer_key", F.col("first").alias("valid_from"),
+                _anonymous_key("client_id", key).alias("key_before"))
     anonymous = clients.where(F.col("id_value").isNotNull()).distinct() \
         .join(followed.select("id_value"), "id_value", "left_anti") \
         .select(F.lit(CLIENT).alias("id_kind"), "id_value",
-                opaque_key("a_", F.concat(F.lit("client:"), "id_value"), key)
-                .alias("customer_key"))
-    identified = known.unionByName(phones).unionByName(followed) \
+                _anonymous_key("id_value", key).alias("customer_key"))
+    identified = known.unionByName(phones).unionByName(followed, allowMissingColumns=True) \
         .withColumn("anonymous", F.lit(False))
-    return identified.unionByName(anonymous.withColumn("anonymous", F.lit(True)))
+    return identified.unionByName(anonymous.withColumn("anonymous", F.lit(True)),
+                                  allowMissingColumns=True).select(*MAP_COLUMNS)
+
+
+def _anonymous_key(client: str, key: bytes) -> Column:
+    """The key of a cookie or device as long as no login ties it to a customer."""
+    return opaque_key("a_", F.concat(F.lit("client:"), F.col(client)), key)
