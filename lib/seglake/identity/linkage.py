@@ -244,6 +244,12 @@ def _deterministic_linkage(frame: DataFrame, config: IdentityConfig, engine: _En
     return Linkage(model, pairs, clusters, pairs.count(), {})
 
 
+def _fallback(frame: DataFrame, config: IdentityConfig, engine: _Engine, why: str) -> Linkage:
+    """Exact links only, said loudly: the probabilistic model could not be built (``why``)."""
+    log.warning("resolve: %s", why)
+    return _deterministic_linkage(frame, config, engine, why)
+
+
 def _estimate_prior(linker: Any, config: IdentityConfig) -> None:
     """The probability that two random records match, from the pairs that agree on an
     identifier, else on the prior rules (strict agreement on names and birth date), each with
@@ -288,8 +294,7 @@ def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
             why = ("no compared column holds values, or no blocking rule or training block is "
                    "left: linked on identity.deterministic columns only; map names, emails or "
                    "phones onto the customers input, or set identity.matching: deterministic")
-            log.warning("resolve: %s", why)
-            return _deterministic_linkage(frame, config, engine, why)
+            return _fallback(frame, config, engine, why)
     records_in = engine.local(frame)
     table = engine.api.register(records_in)
     weighed: list[RuleUse] = []
@@ -300,8 +305,7 @@ def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
             why = ("every blocking rule would pass the pair budget: linked on "
                    "identity.deterministic columns only; raise identity.max_pairs or add "
                    "narrower identity.blocking rules")
-            log.warning("resolve: %s", why)
-            return _deterministic_linkage(frame, config, engine, why)
+            return _fallback(frame, config, engine, why)
         config = config.model_copy(update={"blocking": kept})
     linker = Linker(table, model_json or splink_settings(config))
     if model_json is None:
@@ -327,8 +331,7 @@ def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
             why = ("EM could train on none of identity.training_blocks (no record pairs agree "
                    "on them): linked on identity.deterministic columns only; change "
                    "identity.training_blocks")
-            log.warning("resolve: %s", why)
-            return _deterministic_linkage(frame, config, engine, why)
+            return _fallback(frame, config, engine, why)
     # cached: predict scores these same pairs
     candidates = engine.count(linker.inference.compute_blocked_pairs_for_predict())
     floor = min(0.5, config.match_threshold)
