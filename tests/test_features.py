@@ -281,22 +281,21 @@ def test_a_cookie_counts_for_its_customer_only_from_its_first_login_on(spark, ti
     """The identity map as of as_of: a cookie whose first login as Alice came after as_of was
     an anonymous visitor then; one that logged in before counts for Alice, earlier visits
     included."""
-    def features(valid_from: str) -> dict:
-        extra = {"events": [_ev("l1", "web", "product_view", "2025-05-29 10:00", "ck_late",
-                                "l1", None, "/p/p1", "p1", "mode", "tablet", 40),
-                            _ev("l2", "web", "product_view", "2025-05-29 10:02", "ck_late",
-                                "l1", None, "/p/p3", "p3", "mode", "tablet", 40)],
-                 "identity_map": [("client_id", "ck_late", "c_alice", ts(valid_from),
-                                   "a_late")]}
-        rows = customer_features(tiny_sources(spark, extra), AS_OF, FeaturesConfig()).collect()
-        return {r["customer_key"]: r.asDict() for r in rows}
+    def visit(eid: str, client: str, product: str) -> tuple:
+        return _ev(eid, "web", "product_view", "2025-05-29 10:00", client, eid, None,
+                   f"/p/{product}", product, "mode", "tablet", 40)
 
-    later = features("2025-06-03 09:00")  # logged in after as_of
-    assert later["c_alice"] == tiny["c_alice"]
-    assert (later["a_late"]["sessions_7d"], later["a_late"]["product_views_7d"]) == (1, 2)
-    earlier = features("2025-05-30 09:00")  # logged in the day after those visits
-    assert "a_late" not in earlier
-    assert earlier["c_alice"]["product_views_7d"] == tiny["c_alice"]["product_views_7d"] + 2
+    extra = {"events": [visit("l1", "ck_late", "p1"), visit("l2", "ck_late", "p3"),
+                        visit("k1", "ck_known", "p3")],
+             "identity_map": [  # first logins after as_of, and the day after the visit
+                 ("client_id", "ck_late", "c_alice", ts("2025-06-03 09:00"), "a_late"),
+                 ("client_id", "ck_known", "c_alice", ts("2025-05-30 09:00"), "a_known")]}
+    rows = customer_features(tiny_sources(spark, extra), AS_OF, FeaturesConfig()).collect()
+    out = {r["customer_key"]: r.asDict() for r in rows}
+    assert (out["a_late"]["sessions_7d"], out["a_late"]["product_views_7d"]) == (2, 2)
+    assert "a_known" not in out
+    assert out["c_alice"]["product_views_7d"] == tiny["c_alice"]["product_views_7d"] + 1
+    assert out["c_alice"]["sessions_7d"] == tiny["c_alice"]["sessions_7d"] + 1
 
 
 def test_catalogue_matches_the_table(spark, tiny):
