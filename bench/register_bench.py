@@ -21,26 +21,26 @@ import time
 from pathlib import Path
 
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from people import SCHEMA, people  # noqa: E402
 
 from seglake.config import SeglakeConfig  # noqa: E402
-from seglake.declarations import CUSTOMERS_RAW, CUSTOMERS_RAW_PII  # noqa: E402
+from seglake.declarations import CUSTOMERS_RAW, CUSTOMERS_RAW_PII, declared  # noqa: E402
 from seglake.identity import run_resolve  # noqa: E402
+from seglake.identity.blocking import rule_text  # noqa: E402
 from seglake.identity.evaluation import pair_scores  # noqa: E402
 from seglake.identity.linkage import ID, comparison_frame, splink_settings  # noqa: E402
 from seglake.lakehouse import Lakehouse  # noqa: E402
+from seglake.lakehouse.schema import conform  # noqa: E402
 from seglake.models import latest_model  # noqa: E402
 from seglake.session import get_spark  # noqa: E402
-from seglake.tables import registry  # noqa: E402
 
 
 def declared_frame(df, name: str):
     """``df`` with every declared column of ``name`` (nulls where it has none)."""
-    table = registry().declared(name)
-    return df.select([(F.col(c.name) if c.name in df.columns else F.lit(None)).cast(c.type)
-                      .alias(c.name) for c in table.columns])
+    return conform(df, StructType.fromDDL(declared(name).ddl), name)
 
 
 def splink_alone(frame, config) -> tuple[float, object]:
@@ -100,8 +100,7 @@ def main() -> None:
 
     kept = [r["rule"] for r in json.loads(
         latest_model(lakehouse, "identity-linkage")["metrics"])["blocking"] if r["kept"]]
-    rules = [r for r in config.identity.blocking
-             if (r if isinstance(r, str) else " & ".join(r)) in kept]
+    rules = [r for r in config.identity.blocking if rule_text(r) in kept]
     ident = config.identity.model_copy(update={
         "blocking": rules,
         "comparisons": [c for c in config.identity.comparisons

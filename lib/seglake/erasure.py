@@ -162,12 +162,12 @@ def _with_identity(lakehouse: Lakehouse, subject: Subject) -> None:
         return
     identity = lakehouse.read(IDENTITY_MAP)
     rows = identity.where(F.col("customer_key").isin(*sorted(keys))) \
-        .select("id_kind", "id_value",
-                F.col("key_before") if "key_before" in identity.columns else F.lit(None)) \
+        .select("id_kind", "id_value", (F.col("key_before") if "key_before" in identity.columns
+                                        else F.lit(None)).alias("key_before")) \
         .collect()
     for r in rows:  # id kinds: record_key, email_hash, customer_id, phone_hash, client_id
         subject.add(r["id_kind"], [r["id_value"]])
-        subject.add("customer_key", [r[2]])  # a cookie's key before it logged in
+        subject.add("customer_key", [r["key_before"]])  # a cookie's key before it logged in
     records = subject.of("record_key")
     if records and lakehouse.exists(CUSTOMERS_RAW_PII):
         subject.add("email", _distinct(lakehouse, CUSTOMERS_RAW_PII,

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from seglake.tables import ddl_fields
+
 if TYPE_CHECKING:
     from seglake.lakehouse import Lakehouse
 
@@ -47,12 +49,6 @@ EMAIL, ACCOUNT, CLIENT = "email_hash", "customer_id", "client_id"  # identity_ma
 OPTIONAL = frozenset({"valid_from", "key_before"})
 
 
-def columns(schema: str) -> list[str]:
-    return [part.split()[0] for part in schema.split(", ")]
-
-
-def typed_columns(schema: str) -> list[tuple[str, str]]:
-    return [tuple(part.split(maxsplit=1)) for part in schema.split(", ")]
 
 
 @dataclass
@@ -78,7 +74,7 @@ class Sources:
             chosen[name] = spark.createDataFrame([], schema) if df is None \
                 else df.select(*[c if c in df.columns or c not in OPTIONAL else
                                  F.lit(None).cast(type_).alias(c)
-                                 for c, type_ in typed_columns(schema)])
+                                 for c, type_ in ddl_fields(schema)])
         return cls(**chosen, absent=frozenset(n for n in SCHEMAS if frames.get(n) is None))
 
 

@@ -100,14 +100,15 @@ def chosen_rules(table: Any, rules: list[Rule], records: int,
     total = together[fit - 1] if fit else 0
     for rule in rules[fit:]:
         pairs = cumulative([*kept, rule])[-1] - total
-        if total + pairs <= budget:
+        fits = total + pairs <= budget
+        if fits:
             kept.append(rule)
             total += pairs
         else:
             log.warning("resolve: blocking rule %s skipped: its %d more candidate pairs would "
                         "pass the budget of %d (identity.max_pairs, pairs_per_record)",
                         rule_text(rule), pairs, budget)
-        weighed.append(RuleUse(rule_text(rule), pairs, kept[-1:] == [rule]))
+        weighed.append(RuleUse(rule_text(rule), pairs, fits))
     return kept, weighed
 
 

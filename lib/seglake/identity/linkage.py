@@ -133,10 +133,36 @@ class Linkage:
 
     model_json: dict[str, Any]
     pairs: DataFrame          # unique_id_l, unique_id_r, match_probability, match_weight, rule
+    edges: DataFrame          # the pairs at or above the threshold, once each (persisted)
     clusters: DataFrame       # unique_id, cluster_id
     candidate_pairs: int
     charts: dict[str, Any]    # name -> Splink chart (altair), for the diagnostics
     blocking: list[RuleUse] = field(default_factory=list)  # the rules weighed, when trained
+
+
+def exact_pairs(identifier_pairs: DataFrame) -> DataFrame:
+    """Pairs linked outright (``deterministic_edges``) as scored pairs: probability 1, no
+    weight."""
+    return identifier_pairs.withColumn("match_probability", F.lit(1.0)) \
+        .withColumn("match_weight", F.lit(None).cast("double"))
+
+
+def matched_edges(pairs: DataFrame, threshold: float) -> DataFrame:
+    """The pairs at or above ``threshold``, each pair once with its best probability and
+    weight: the graph's edges, what clustering joins and silver.identity_links keeps."""
+    return pairs.where(F.col("match_probability") >= threshold) \
+        .groupBy(f"{ID}_l", f"{ID}_r").agg(F.max("match_probability").alias("match_probability"),
+                                            F.max("match_weight").alias("match_weight"))
+
+
+def _clusters(engine: _Engine, nodes: Any, edges: DataFrame, threshold: float) -> DataFrame:
+    """Connected components of ``edges`` over ``nodes`` (as the engine reads them)."""
+    from splink.clustering import cluster_pairwise_predictions_at_threshold
+
+    return engine.to_spark(cluster_pairwise_predictions_at_threshold(
+        nodes, engine.local(edges.select(f"{ID}_l", f"{ID}_r", "match_probability")),
+        engine.api, ID, threshold_match_probability=threshold,
+    )).select(ID, F.col("cluster_id").cast("string")).persist()
 
 
 def deterministic_edges(frame: DataFrame, rules: list[list[str]]) -> DataFrame:
@@ -230,18 +256,11 @@ def filled_config(frame: DataFrame, config: IdentityConfig) -> tuple[IdentityCon
 def _deterministic_linkage(frame: DataFrame, config: IdentityConfig, engine: _Engine,
                            why: str) -> Linkage:
     """Records linked by exact agreement on a deterministic column set only."""
-    from splink.clustering import cluster_pairwise_predictions_at_threshold
-
-    pairs = deterministic_edges(frame, config.deterministic) \
-        .withColumn("match_probability", F.lit(1.0)) \
-        .withColumn("match_weight", F.lit(None).cast("double")).persist()
-    clusters = engine.to_spark(cluster_pairwise_predictions_at_threshold(
-        engine.local(frame.select(ID)), engine.local(pairs.select(
-            f"{ID}_l", f"{ID}_r", "match_probability")), engine.api, ID,
-        threshold_match_probability=config.match_threshold,
-    )).select(ID, F.col("cluster_id").cast("string")).persist()
+    pairs = exact_pairs(deterministic_edges(frame, config.deterministic)).persist()
+    edges = matched_edges(pairs, config.match_threshold).persist()
+    clusters = _clusters(engine, engine.local(frame.select(ID)), edges, config.match_threshold)
     model = {"matching": "deterministic", "deterministic": config.deterministic, "why": why}
-    return Linkage(model, pairs, clusters, pairs.count(), {})
+    return Linkage(model, pairs, edges, clusters, pairs.count(), {})
 
 
 def _fallback(frame: DataFrame, config: IdentityConfig, engine: _Engine, why: str) -> Linkage:
@@ -274,7 +293,6 @@ def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
     """Train (or reuse) the model, score candidate pairs, cluster at the threshold; link on
     exact identifiers only when configured so or when nothing can be trained (warned)."""
     from splink import Linker
-    from splink.clustering import cluster_pairwise_predictions_at_threshold
     from splink.internals.exceptions import EMTrainingException
 
     n_records = frame.count() if records is None else records
@@ -344,19 +362,13 @@ def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
     if weighed:
         weighed = recall_proxies(frame, identifier_pairs, config, weighed, config.blocking, ID)
     if config.deterministic_links:
-        exact = identifier_pairs.withColumn("match_probability", F.lit(1.0)) \
-            .withColumn("match_weight", F.lit(None).cast("double"))
-        pairs = exact.unionByName(scored).persist()
+        pairs = exact_pairs(identifier_pairs).unionByName(scored).persist()
     else:  # scored like any pair: a shared family email does not merge two people
         pairs = scored
-    edges = pairs.where(F.col("match_probability") >= config.match_threshold) \
-        .groupBy(f"{ID}_l", f"{ID}_r").agg(F.max("match_probability").alias("match_probability"))
+    edges = matched_edges(pairs, config.match_threshold).persist()
     nodes = records_in.select([ID]) if engine.name == "duckdb" else frame.select(ID)
-    clusters = engine.to_spark(cluster_pairwise_predictions_at_threshold(
-        nodes, engine.local(edges), engine.api, ID,
-        threshold_match_probability=config.match_threshold,
-    )).select(ID, F.col("cluster_id").cast("string")).persist()
+    clusters = _clusters(engine, nodes, edges, config.match_threshold)
     charts = {"match_weights": linker.visualisations.match_weights_chart(),
               "m_u_parameters": linker.visualisations.m_u_parameters_chart()}
-    return Linkage(linker.misc.save_model_to_json(), pairs, clusters, candidates, charts,
+    return Linkage(linker.misc.save_model_to_json(), pairs, edges, clusters, candidates, charts,
                    weighed)

@@ -132,12 +132,11 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                                        F.col("cluster_id").alias("group"))
     run_id = runlog.run_id
     stamp = utc_now()
-    links = linkage.pairs.where(F.col("match_probability") >= ident.match_threshold) \
-        .groupBy(F.col(f"{ID}_l").alias("record_key_l"), F.col(f"{ID}_r").alias("record_key_r")) \
-        .agg(F.max("match_probability").alias("match_probability"),
-             F.max("match_weight").alias("match_weight")) \
-        .withColumn("run_id", F.lit(run_id)).withColumn("linked_at", F.lit(stamp)).persist()
-    matched = links.count()
+    links = linkage.edges.select(
+        F.col(f"{ID}_l").alias("record_key_l"), F.col(f"{ID}_r").alias("record_key_r"),
+        "match_probability", "match_weight", F.lit(run_id).alias("run_id"),
+        F.lit(stamp).alias("linked_at"))
+    matched = linkage.edges.count()
     log.info("resolve: %d matched pairs of %d candidates, clustered (%.1f s)", matched,
              linkage.candidate_pairs, time.monotonic() - started)
 
@@ -201,11 +200,11 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     lakehouse.overwrite(LINKS, links)
     lakehouse.overwrite(IDENTITY_MAP, new_map)
 
-    weights = linkage.pairs.agg(*histogram("match_weight", WEIGHT_EDGES)).first()
+    weights = list(linkage.pairs.agg(*histogram("match_weight", WEIGHT_EDGES)).first())
     trained = json.loads(previous_model["metrics"]) if previous_model else {}
-    drift = retrain_advice(
-        trained.get("trained_records", n_records), n_records,
-        trained.get("trained_weights", list(weights)), list(weights), ident)
+    trained_records = trained.get("trained_records", n_records)  # this run when it trained
+    trained_weights = trained.get("trained_weights", weights)
+    drift = retrain_advice(trained_records, n_records, trained_weights, weights, ident)
     if drift["retrain_advised"]:
         log.warning("resolve: retraining advised: %.0f%% of the CRM records are newer than "
                     "the reused model, and the match weights moved by a PSI of %.2f "
@@ -217,8 +216,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                "merges": n_merges, "threshold": ident.match_threshold,
                "pair_budget": pair_budget(ident, n_records),
                "blocking": [u.as_dict() for u in linkage.blocking],
-               "trained_records": trained.get("trained_records", n_records),
-               "trained_weights": trained.get("trained_weights", list(weights)),
+               "trained_records": trained_records, "trained_weights": trained_weights,
                "drift": drift}
     version = record_model(lakehouse, MODEL_KIND, run_id, params=ident.model_dump(),
                            metrics=summary, data_versions=versions,
@@ -239,7 +237,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     runlog.record(table=MERGES, rows_in=0, rows_out=n_merges)
     runlog.record(table=LINKS, rows_in=linkage.candidate_pairs, rows_out=matched)
     runlog.flush()
-    for df in (records, frame, new_map, customers, moved, links, linkage.pairs,
+    for df in (records, frame, new_map, customers, moved, linkage.pairs, linkage.edges,
                linkage.clusters):
         df.unpersist()
     for df in (previous, events):
