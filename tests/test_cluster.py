@@ -36,8 +36,8 @@ OPERATIONS = ROOT / "docs" / "operations.md"
 SPARK_HOME = Path(sys.modules["pyspark"].__file__).parent
 # columns that hold when or by which run a row was written, not what the data says
 # (times, run ids, and the run log's messages and models' artifacts, which name the run's paths)
-RUN_COLUMNS = re.compile(r"^_?(run_id|batch_id|ingested_at|quarantined_at|resolved_at|merged_at|linked_at|"
-                         r"started_at|finished_at|checked_at|trained_at|requested_at|seconds|"
+RUN_COLUMNS = re.compile(r"^_?(run_id|batch_id|ingested_at|quarantined_at|resolved_at|merged_at|"
+                         r"linked_at|started_at|finished_at|checked_at|trained_at|requested_at|seconds|"
                          r"message|artifact)$")
 
 
@@ -209,7 +209,8 @@ def test_every_table_equals_the_local_run(spark, submitted, tiny_world, tmp_path
         columns = [f.name for f in ours.schema.fields if not RUN_COLUMNS.match(f.name)
                    and not isinstance(f.dataType, T.MapType)]
         a, b = ours.select(*columns), theirs.select(*columns)
-        only_local, only_cluster = a.exceptAll(b).limit(3).collect(), b.exceptAll(a).limit(3).collect()
+        only_local = a.exceptAll(b).limit(3).collect()
+        only_cluster = b.exceptAll(a).limit(3).collect()
         if only_local or only_cluster:
             different.append(f"{name}: local {only_local} cluster {only_cluster}")
     assert not different, f"tables that differ between the cluster and the local run: {different}"
