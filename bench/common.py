@@ -18,7 +18,8 @@ from seglake.lakehouse import Lakehouse
 from seglake.refine import run_refine
 
 RESOLVED = ("silver.customers", "silver.customers_pii", "silver.identity_map",
-            "silver.identity_merges", "ops.models")
+            "silver.identity_merges", "silver.identity_links", "silver.identity_records",
+            "ops.models")
 
 
 def bench_config(out: Path) -> SeglakeConfig:

@@ -274,14 +274,16 @@ def test_retraining_is_advised_when_records_or_match_weights_move():
         "new_records_share": 0.0, "weight_psi": 0.0, "retrain_advised": False}
     assert retrain_advice(1_000, 1_300, weights, weights, config)["retrain_advised"]  # 23% new
     assert not retrain_advice(1_000, 1_200, weights, weights, config)["retrain_advised"]  # 17%
-    moved = retrain_advice(1_000, 1_000, weights, [0, 40, 30, 30], config)
+    moved = retrain_advice(1_000, 1_000, weights, [0, 400, 300, 300], config)
     # by hand: shares .1/.3/.6 -> .4/.3/.3: .3 ln 4 + (-.3) ln .5; the empty bin adds 0
     assert moved["weight_psi"] == pytest.approx(0.3 * math.log(4) + 0.3 * math.log(2), abs=1e-4)
     assert moved["retrain_advised"]
-    slight = retrain_advice(1_000, 1_000, weights, [0, 15, 30, 55], config)
+    slight = retrain_advice(1_000, 1_000, weights, [0, 150, 300, 550], config)
     assert slight["weight_psi"] == pytest.approx(
         0.05 * math.log(1.5) - 0.05 * math.log(55 / 60), abs=1e-4)
     assert not slight["retrain_advised"]
+    # a batch of a few pairs is no evidence of a shift (an incremental resolve's small day)
+    assert retrain_advice(1_000, 1_000, weights, [0, 40, 30, 30], config)["weight_psi"] == 0.0
     with pytest.raises(ValueError, match="4 reference bins against 3"):
         population_stability(weights, [1, 2, 3])
 

@@ -40,6 +40,7 @@ class StageOptions:
     email: str | None = None
     customer_key: str | None = None
     vacuum: bool = False
+    full: bool = False
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> StageOptions:
@@ -194,12 +195,14 @@ def _resolve(config: SeglakeConfig, args: StageOptions) -> int:
 
     spark = get_spark(config)
     try:
-        r = run_resolve(spark, config)
+        r = run_resolve(spark, config, full=args.full)
     except PrivacyError as exc:
         return _failed("resolve", exc, 2)
     except ResolveError as exc:
         return _failed("resolve", exc, 1)
     print(f"  CRM records        {r.records:>10,}")
+    print(f"  linked             {r.mode}" + (f": {r.batch_records:,} new or changed records"
+                                                 if r.batch_records is not None else ""))
     print(f"  candidate pairs    {r.candidate_pairs:>10,}")
     print(f"  matched pairs      {r.matched_pairs:>10,}")
     print(f"  CRM customers      {r.crm_customers:>10,}  ({r.records - r.crm_customers:,} "
@@ -528,6 +531,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands["segment"].add_argument(
         "--check", action="store_true",
         help="only check the rules file against the feature catalogue (no Spark)")
+    for name in ("resolve", "run"):
+        commands[name].add_argument(
+            "--full", action="store_true",
+            help="re-link every CRM record (retraining unless identity.reuse_model) instead of "
+                 "only the new and changed ones")
     for name in ("publish", "run"):
         commands[name].add_argument(
             "--include-email", action="store_true",

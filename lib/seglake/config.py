@@ -288,6 +288,10 @@ class IdentityConfig(_Section):
         "are one customer.")
     reuse_model: bool = Field(
         False, description="Score with the latest model in ops.models instead of retraining.")
+    incremental: bool = Field(
+        True, description="When a model and a previous graph exist, link only the new and "
+        "changed CRM records (against all records, with that model) and re-cluster only the "
+        "customers they touch; `seglake resolve --full` re-links everything.")
     retrain_new_share: float = Field(
         0.2, gt=0.0, le=1.0, description="With a reused model: advise retraining (warned, and "
         "in ops.models) when this share of the CRM records is newer than the model's training.")

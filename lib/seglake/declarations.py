@@ -28,6 +28,7 @@ CUSTOMERS = "silver.customers"
 CUSTOMERS_PII = "silver.customers_pii"
 MERGES = "silver.identity_merges"
 LINKS = "silver.identity_links"
+RECORD_STATE = "silver.identity_records"
 FEATURES = "gold.customer_features"
 RULE_SEGMENTS = "gold.rule_segments"
 CLUSTERS = "gold.customer_clusters"
@@ -306,6 +307,18 @@ linked_at TIMESTAMP NOT NULL -- when (UTC)
 """),
         key=("record_key_l", "record_key_r"), pii="pseudonymous",
         subjects={"record_key_l": "record_key", "record_key_r": "record_key"}),
+    Table(
+        RECORD_STATE, "Every CRM record the identity graph holds, with a keyed hash of its "
+        "compared values: what the next incremental resolve compares to find new and changed "
+        "records.", "resolve",
+        columns("""
+record_key STRING NOT NULL -- the CRM record
+content_hash STRING NOT NULL -- HMAC-SHA256 of its compared values (normalised), hex
+run_id STRING NOT NULL -- the resolve run that linked this content
+resolved_at TIMESTAMP NOT NULL -- when (UTC)
+"""),
+        key=("record_key",), pii="pseudonymous", subjects={"record_key": "record_key"},
+        expectations=(expect("regex", "content_hash", regex=HASH),)),
     Table(
         MERGES, "Key changes: customers whose identifiers now resolve to another key, and "
         "why (for downstream systems to follow).", "resolve",

@@ -138,6 +138,8 @@ class Linkage:
     candidate_pairs: int
     charts: dict[str, Any]    # name -> Splink chart (altair), for the diagnostics
     blocking: list[RuleUse] = field(default_factory=list)  # the rules weighed, when trained
+    batch_records: int | None = None    # incremental: the new and changed records scored
+    touched_records: int | None = None  # incremental: the records re-clustered
 
 
 def exact_pairs(identifier_pairs: DataFrame) -> DataFrame:

@@ -28,6 +28,7 @@ from seglake.declarations import (
     IDENTITY_MAP,
     LINKS,
     MERGES,
+    RECORD_STATE,
 )
 from seglake.drift import histogram, population_stability
 from seglake.identity import diagnostics
@@ -37,6 +38,12 @@ from seglake.identity.golden import (
     PII_COLUMNS,
     check_survivorship,
     golden,
+)
+from seglake.identity.incremental import (
+    changed_settings,
+    content_hashes,
+    link_batch,
+    record_changes,
 )
 from seglake.identity.keys import key_changes
 from seglake.identity.linkage import ID, comparison_frame, link
@@ -53,6 +60,7 @@ MODEL_KIND = "identity-linkage"
 # bins of the scored pairs' match weights (the drift guard): Splink scores pairs from a match
 # probability of 0.5, which the demo's priors put at a weight of about 10 to 15
 WEIGHT_EDGES = (0.0, 5.0, 10.0, 12.5, 15.0, 17.5, 20.0, 22.5, 25.0, 30.0)
+DRIFT_MIN_PAIRS = 200  # scored pairs below which the match weights' shift is not measured
 INPUTS = ("silver.customers_raw", "silver.customers_raw_pii", "silver.orders",
           "silver.email_events", "silver.consents", "silver.events")
 
@@ -74,6 +82,8 @@ class ResolveResult:
     seconds: float
     report_files: list[str] = field(default_factory=list)
     retrain_advised: bool = False
+    mode: str = "full"            # or incremental
+    batch_records: int | None = None
 
 
 def _optional(lakehouse: Lakehouse, name: str) -> DataFrame | None:
@@ -95,9 +105,41 @@ def crm_records(lakehouse: Lakehouse) -> DataFrame:
     return lakehouse.read(CUSTOMERS_RAW).join(pii, "record_key")
 
 
+def graph_base(lakehouse: Lakehouse, config: IdentityConfig,
+               full: bool) -> tuple[dict[str, Any] | None, str]:
+    """The model an incremental resolve extends the last graph with, or None and why the
+    run re-links everything."""
+    if full:
+        return None, "--full"
+    if not config.incremental:
+        return None, "identity.incremental is off"
+    missing = [n for n in (IDENTITY_MAP, LINKS, RECORD_STATE) if not lakehouse.exists(n)]
+    if missing:
+        return None, f"no previous graph ({', '.join(missing)})"
+    model = latest_model(lakehouse, MODEL_KIND)
+    if model is None:
+        return None, f"ops.models holds no {MODEL_KIND} model"
+    if "matching" in json.loads(model["artifact"]):
+        return None, "the last model links on exact identifiers only"
+    changed = changed_settings(json.loads(model["params"]), config)
+    if changed:
+        return None, (f"identity settings changed since model version {model['version']}: "
+                      + ", ".join(f"identity.{c}" for c in changed))
+    return model, ""
+
+
+def _stamped(df: DataFrame, **stamps: Any) -> DataFrame:
+    """``df`` with each stamp column filled where null (kept rows keep theirs)."""
+    for c, value in stamps.items():
+        df = df.withColumn(c, F.coalesce(F.col(c), F.lit(value)) if c in df.columns
+                           else F.lit(value))
+    return df
+
+
 def run_resolve(spark: SparkSession, config: SeglakeConfig,
-                runlog: RunLog | None = None) -> ResolveResult:
-    """Link, key, stitch and write; see the module docstring for what is read and written."""
+                runlog: RunLog | None = None, full: bool = False) -> ResolveResult:
+    """Link (incrementally when a graph and its model exist, unless ``full``), key, stitch and
+    write; see the module docstring for what is read and written."""
     started = time.monotonic()
     lakehouse = Lakehouse.from_config(spark, config)
     for name in INPUTS[:2]:
@@ -121,22 +163,49 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     frame.count()
     log.info("resolve: comparison frame ready (%.1f s)", time.monotonic() - started)
 
-    previous_model = latest_model(lakehouse, MODEL_KIND) if ident.reuse_model else None
-    if ident.reuse_model and previous_model is None:
-        log.warning("identity.reuse_model is on but ops.models holds no %s model: training",
-                    MODEL_KIND)
-    linkage = link(spark, frame, ident,
-                   json.loads(previous_model["artifact"]) if previous_model else None,
-                   records=n_records)
-    clusters = linkage.clusters.select(F.col(ID).alias("record_key"),
-                                       F.col("cluster_id").alias("group"))
     run_id = runlog.run_id
     stamp = utc_now()
-    links = linkage.edges.select(
+    previous = _optional(lakehouse, IDENTITY_MAP)
+    if previous is not None:
+        previous = previous.select("id_kind", "id_value", "customer_key").persist()
+        previous_rows = previous.count()  # materialised: the table is rewritten below
+    hashes = content_hashes(frame, key).persist()
+    base, why_full = graph_base(lakehouse, ident, full)
+    mode = "full" if base is None else "incremental"
+    if base is not None:
+        previous_model = base
+        state = lakehouse.read(RECORD_STATE).persist()
+        changes = record_changes(hashes, state)
+        edges_before = lakehouse.read(LINKS).select(
+            F.col("record_key_l").alias(f"{ID}_l"), F.col("record_key_r").alias(f"{ID}_r"),
+            "match_probability", "match_weight", "run_id", "linked_at").persist()
+        edges_before.count()
+        groups_before = previous.where(F.col("id_kind") == RECORD).select(
+            F.col("id_value").alias(ID), "customer_key")
+        linkage = link_batch(spark, frame, changes, ident, json.loads(base["artifact"]),
+                             edges_before, groups_before)
+        hashes = hashes.join(state.select(F.col("record_key").alias(ID), "content_hash",
+                                          "run_id", "resolved_at"), [ID, "content_hash"], "left")
+    else:
+        log.info("resolve: linking every record (%s)", why_full)
+        previous_model = latest_model(lakehouse, MODEL_KIND) if ident.reuse_model else None
+        if ident.reuse_model and previous_model is None:
+            log.warning("identity.reuse_model is on but ops.models holds no %s model: "
+                        "training", MODEL_KIND)
+        linkage = link(spark, frame, ident,
+                       json.loads(previous_model["artifact"]) if previous_model else None,
+                       records=n_records)
+    clusters = linkage.clusters.select(F.col(ID).alias("record_key"),
+                                       F.col("cluster_id").alias("group"))
+    links = _stamped(linkage.edges.select(
         F.col(f"{ID}_l").alias("record_key_l"), F.col(f"{ID}_r").alias("record_key_r"),
-        "match_probability", "match_weight", F.lit(run_id).alias("run_id"),
-        F.lit(stamp).alias("linked_at"))
-    matched = linkage.edges.count()
+        "match_probability", "match_weight",
+        *[c for c in ("run_id", "linked_at") if c in linkage.edges.columns]),
+        run_id=run_id, linked_at=stamp).persist()
+    record_state = _stamped(hashes.select(F.col(ID).alias("record_key"), "content_hash", *[
+        c for c in ("run_id", "resolved_at") if c in hashes.columns]),
+        run_id=run_id, resolved_at=stamp).persist()
+    matched = links.count()
     log.info("resolve: %d matched pairs of %d candidates, clustered (%.1f s)", matched,
              linkage.candidate_pairs, time.monotonic() - started)
 
@@ -157,10 +226,6 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         logins = spark.createDataFrame([], "client_id STRING, customer_id STRING, "
                                            "event_ts TIMESTAMP")
         clients = spark.createDataFrame([], "id_value STRING")
-    previous = _optional(lakehouse, IDENTITY_MAP)
-    if previous is not None:
-        previous = previous.select("id_kind", "id_value", "customer_key").persist()
-        previous_rows = previous.count()  # materialised: the table is rewritten below
     new_map = identity_map(records, clusters, emails, accounts, logins, clients, previous,
                            key).withColumn("run_id", F.lit(run_id)) \
         .withColumn("resolved_at", F.lit(stamp)).persist()
@@ -190,15 +255,25 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     n_customers = customers.count()
     n_crm = customers.where(F.col("profile") == "crm").count()
     log.info("resolve: %d golden records (%.1f s)", n_customers, time.monotonic() - started)
-    lakehouse.overwrite(CUSTOMERS, customers)
-    lakehouse.overwrite(CUSTOMERS_PII, golden_pii)
+    stamps = ("run_id", "resolved_at", "linked_at")
+
+    def write(name: str, df: DataFrame) -> None:  # incremental: the changed rows only
+        if base is None:
+            lakehouse.overwrite(name, df)
+        else:
+            upserted, deleted = lakehouse.sync(name, df, stamps)
+            log.info("resolve: %s: %d rows upserted, %d deleted", name, upserted, deleted)
+
+    write(CUSTOMERS, customers)
+    write(CUSTOMERS_PII, golden_pii)
     n_merges = moved.count()
     if not lakehouse.exists(MERGES):
         lakehouse.append(MERGES, moved)
     elif n_merges:  # a re-run after a kill records the same merges once
         lakehouse.merge(MERGES, moved, on=["old_key", "new_key"], when_matched_update=False)
-    lakehouse.overwrite(LINKS, links)
-    lakehouse.overwrite(IDENTITY_MAP, new_map)
+    write(LINKS, links)
+    write(RECORD_STATE, record_state)
+    write(IDENTITY_MAP, new_map)
 
     weights = list(linkage.pairs.agg(*histogram("match_weight", WEIGHT_EDGES)).first())
     trained = json.loads(previous_model["metrics"]) if previous_model else {}
@@ -215,9 +290,11 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                "candidate_pairs": linkage.candidate_pairs, "matched_pairs": matched,
                "merges": n_merges, "threshold": ident.match_threshold,
                "pair_budget": pair_budget(ident, n_records),
-               "blocking": [u.as_dict() for u in linkage.blocking],
+               "blocking": [u.as_dict() for u in linkage.blocking] or trained.get("blocking", []),
                "trained_records": trained_records, "trained_weights": trained_weights,
-               "drift": drift}
+               "drift": drift, "mode": mode, "full_because": why_full or None,
+               "batch_records": linkage.batch_records,
+               "touched_records": linkage.touched_records}
     version = record_model(lakehouse, MODEL_KIND, run_id, params=ident.model_dump(),
                            metrics=summary, data_versions=versions,
                            artifact=json.dumps(linkage.model_json, sort_keys=True))
@@ -236,9 +313,12 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                   rows_out=map_rows)
     runlog.record(table=MERGES, rows_in=0, rows_out=n_merges)
     runlog.record(table=LINKS, rows_in=linkage.candidate_pairs, rows_out=matched)
+    runlog.record(table=RECORD_STATE, rows_in=n_records, rows_out=n_records,
+                  message=f"{mode}: {linkage.batch_records} new or changed records linked"
+                  if base is not None else f"full: {why_full}")
     runlog.flush()
     for df in (records, frame, new_map, customers, moved, linkage.pairs, linkage.edges,
-               linkage.clusters):
+               linkage.clusters, links, record_state, hashes):
         df.unpersist()
     for df in (previous, events):
         if df is not None:
@@ -248,7 +328,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
              n_records, n_customers, n_crm, n_merges, seconds)
     return ResolveResult(run_id, n_records, n_customers, n_crm, linkage.candidate_pairs,
                          matched, n_merges, version, seconds, [str(f) for f in files],
-                         drift["retrain_advised"])
+                         drift["retrain_advised"], mode, linkage.batch_records)
 
 
 def retrain_advice(trained_records: int, records: int, trained_weights: list[int],
@@ -256,7 +336,9 @@ def retrain_advice(trained_records: int, records: int, trained_weights: list[int
     """How far the records and the match weights moved from the model's training run, and
     whether that calls for retraining (either past its threshold)."""
     new_share = max(0.0, 1 - trained_records / records) if records else 0.0
-    psi = population_stability(trained_weights, weights)
+    # an incremental batch of a few pairs says nothing about a shift
+    psi = population_stability(trained_weights, weights) if sum(weights) >= DRIFT_MIN_PAIRS \
+        else 0.0
     return {"new_records_share": round(new_share, 4), "weight_psi": round(psi, 4),
             "retrain_advised": new_share >= config.retrain_new_share
             or psi >= config.retrain_weight_psi}

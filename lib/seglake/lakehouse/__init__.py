@@ -186,6 +186,34 @@ class Lakehouse:
         spec = MergeSpec(keys, when_matched_update, when_matched_delete, when_not_matched_insert)
         return self.backend.merge(self.path(name), source, spec, txn)
 
+    def sync(self, name: str, df: DataFrame, stamps: tuple[str, ...] = (),
+             keys: list[str] | None = None) -> tuple[int, int]:
+        """Make the table hold ``df`` by rewriting only the files that hold a row that differs
+        (columns ``stamps`` aside): rows nothing changed keep their bytes and their stamps.
+        ``keys``: the declared key by default. Returns (rows upserted, rows deleted)."""
+        if keys is None:
+            keys = list(self.registry.declared(name).key) if self.registry is not None else []
+        if not keys:
+            raise ValueError(f"{name}: sync needs key columns")
+        if not self.exists(name):
+            self.append(name, df)
+            return df.count(), 0
+        old = self.read(name)
+        compared = [c for c in df.columns if c not in stamps]
+        changed = df.select(*compared).exceptAll(old.select(*compared)).select(*keys)
+        upserts = df.join(changed, keys, "left_semi").persist()
+        gone = old.join(old.select(*keys).exceptAll(df.select(*keys)), keys, "left_semi") \
+            .persist()
+        n_upserts, n_gone = upserts.count(), gone.count()
+        if n_upserts:
+            self.merge(name, upserts, keys)
+        if n_gone:
+            self.merge(name, gone, keys, when_matched_update=False, when_matched_delete="true",
+                       when_not_matched_insert=False)
+        upserts.unpersist()
+        gone.unpersist()
+        return n_upserts, n_gone
+
     def delete(self, name: str, condition: str, txn: Txn | None = None) -> Commit:
         """Delete the rows where ``condition`` is true (files without such rows are untouched)."""
         return self.backend.delete(self.path(name), condition, txn)

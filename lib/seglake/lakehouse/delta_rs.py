@@ -46,7 +46,7 @@ from seglake.lakehouse.errors import (
     SchemaMismatchError,
     TableNotFoundError,
 )
-from seglake.lakehouse.schema import check_partition_columns, conform, evolved_schema
+from seglake.lakehouse.schema import check_partition_columns, conform, evolved_schema, loose_type
 from seglake.lakehouse.stats import stats_json
 
 log = logging.getLogger(__name__)
@@ -454,15 +454,16 @@ class DeltaRsBackend(Backend):
         rows = joined.withColumn("__action", action).where(
             F.col("__action").isin("keep", "update", "insert"))
         columns = []
-        for field in schema.fields:
-            t_col = F.col(f"t.`{field.name}`")
+        for field in schema.fields:  # each side cast first: arrays may differ in nullability
+            loose = loose_type(field.dataType)
+            t_col = F.col(f"t.`{field.name}`").cast(loose)
             if field.name in source.columns:
                 value = F.when(F.col("__action") == "keep", t_col).otherwise(
-                    F.col(f"s.`{field.name}`"))
+                    F.col(f"s.`{field.name}`").cast(loose))
             else:
                 value = F.when(F.col("__action") == "keep", t_col).otherwise(
                     F.when(F.col("__action") == "update", t_col))
-            columns.append(value.cast(field.dataType).alias(field.name))
+            columns.append(value.cast(loose).alias(field.name))
         result = conform(rows.select(*columns), schema, path)
         adds = self._write_files(path, result, parts, schema)
         commit = self._commit(path, table, "MERGE", adds, touched, schema, parts, txn)

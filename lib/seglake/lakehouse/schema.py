@@ -19,14 +19,14 @@ PARTITION_TYPES = (
 )
 
 
-def _shape(dtype: T.DataType) -> T.DataType:
+def loose_type(dtype: T.DataType) -> T.DataType:
     """The type with nullability and metadata erased, for comparisons."""
     if isinstance(dtype, T.StructType):
-        return T.StructType([T.StructField(f.name, _shape(f.dataType)) for f in dtype.fields])
+        return T.StructType([T.StructField(f.name, loose_type(f.dataType)) for f in dtype.fields])
     if isinstance(dtype, T.ArrayType):
-        return T.ArrayType(_shape(dtype.elementType))
+        return T.ArrayType(loose_type(dtype.elementType))
     if isinstance(dtype, T.MapType):
-        return T.MapType(_shape(dtype.keyType), _shape(dtype.valueType))
+        return T.MapType(loose_type(dtype.keyType), loose_type(dtype.valueType))
     return dtype
 
 
@@ -35,7 +35,7 @@ _INTEGRAL_RANK = {T.ByteType: 1, T.ShortType: 2, T.IntegerType: 3, T.LongType: 4
 
 def widens_to(incoming: T.DataType, target: T.DataType) -> bool:
     """True when every ``incoming`` value converts to ``target`` without loss."""
-    if _shape(incoming) == _shape(target) or isinstance(incoming, T.NullType):
+    if loose_type(incoming) == loose_type(target) or isinstance(incoming, T.NullType):
         return True
     rank_in, rank_to = _INTEGRAL_RANK.get(type(incoming)), _INTEGRAL_RANK.get(type(target))
     if rank_in and rank_to:
@@ -102,7 +102,7 @@ def conform(df: DataFrame, target: T.StructType, table: str) -> DataFrame:
     for field in target.fields:
         if field.name in present:
             column = F.col(f"`{field.name}`")
-            if _shape(df.schema[field.name].dataType) != _shape(field.dataType):
+            if loose_type(df.schema[field.name].dataType) != loose_type(field.dataType):
                 column = column.cast(field.dataType)
             if not field.nullable and df.schema[field.name].nullable:
                 checks.append(column.isNull())

@@ -1,0 +1,151 @@
+"""Incremental resolve on a copy of the resolved small world: CRM records added and changed by
+hand (people the demo generator never made), linked without re-linking the rest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from typing import Any
+
+import pytest
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from seglake.config import SeglakeConfig
+from seglake.lakehouse import Lakehouse
+
+RAW, PII = "silver.customers_raw", "silver.customers_raw_pii"
+
+
+def _hash(value: str | None) -> str | None:
+    return hashlib.sha256(value.encode()).hexdigest() if value else None
+
+
+def person(first: str, last: str, birth: str | None, email: str | None, phone: str | None,
+           address: str | None, postcode: str | None, city: str | None) -> dict[str, Any]:
+    return {"first_name": first, "last_name": last, "birth_date": birth, "email": email,
+            "phone": phone, "address": address, "postcode": postcode, "city": city}
+
+
+def put_records(lake: Lakehouse, records: dict[str, dict[str, Any]]) -> None:
+    """Add or replace CRM records (``loyalty:<id>`` -> a ``person``) in both silver tables,
+    as refine would have written them."""
+    import datetime as dt
+
+    raw_t, pii_t = lake.read(RAW), lake.read(PII)
+    raw_row, pii_row = raw_t.first().asDict(), pii_t.first().asDict()
+    raws, piis = [], []
+    for key, p in records.items():
+        system, source_id = key.split(":")
+        ids = {"record_key": key, "system": system, "source_id": source_id}
+        raws.append({**raw_row, **ids, "email_hash": _hash(p["email"]),
+                     "phone_hash": _hash(p["phone"]), "postcode": p["postcode"],
+                     "city": p["city"], "created_at": dt.datetime(2025, 11, 1),
+                     "birth_year": int(p["birth_date"][:4]) if p["birth_date"] else None})
+        piis.append({**pii_row, **ids, **p, "birth_date": dt.date.fromisoformat(
+            p["birth_date"]) if p["birth_date"] else None})
+    spark = lake.spark
+    lake.merge(RAW, spark.createDataFrame(raws, raw_t.schema), "record_key")
+    lake.merge(PII, spark.createDataFrame(piis, pii_t.schema), "record_key")
+
+
+def record_keys(lake: Lakehouse) -> dict[str, str]:
+    return {r["id_value"]: r["customer_key"] for r in lake.read("silver.identity_map")
+            .where("id_kind = 'record_key'").select("id_value", "customer_key").collect()}
+
+
+def current_pii(lake: Lakehouse, key: str) -> dict[str, Any]:
+    row = lake.read(PII).where(F.col("record_key") == key).first().asDict()
+    return person(row["first_name"], row["last_name"], str(row["birth_date"]), row["email"],
+                  row["phone"], row["address"], row["postcode"], row["city"])
+
+
+def run_ids(df: DataFrame) -> set[str]:
+    return {r[0] for r in df.select("run_id").distinct().collect()}
+
+
+NEW = person("Ophélie", "Vandenberghe", "1959-02-11", "ophelie.vdb@orange.fr", "+33611223344",
+             "7 impasse des Lilas", "29200", "Brest")
+# one woman under two names: a maiden-name record without contact details and a married-name
+# newsletter sign-up with contact details only; nothing ties them until a record has both
+MAIDEN = person("Gwenaëlle", "Kerhervé", "1971-03-04", None, None, "3 rue de Siam", "29200",
+                "Brest")
+MARRIED = person("Gwenaëlle", "Le Goff", None, "gwen.legoff@laposte.net", "+33698765432",
+                 None, None, None)
+# her married name, her birth date, her email and phone, her former address
+BRIDGE = person("Gwenaëlle", "Le Goff", "1971-03-04", "gwen.legoff@laposte.net",
+                "+33698765432", "3 rue de Siam", "29200", "Brest")
+STRANGER = person("Thibault", "Roussel", "1990-10-10", "thibault.roussel@yahoo.fr",
+                  "+33655443322", "40 avenue Jean Jaurès", "69007", "Lyon")
+
+
+@pytest.fixture
+def copied(spark, config, resolved, tmp_path) -> tuple[SeglakeConfig, Lakehouse]:
+    shutil.copytree(config.lakehouse.root, tmp_path / "lakehouse")
+    copy = config.model_copy(update={
+        "lakehouse": config.lakehouse.model_copy(update={"root": str(tmp_path / "lakehouse")}),
+        "reports": config.reports.model_copy(update={"root": str(tmp_path / "reports")})})
+    return copy, Lakehouse.from_config(spark, copy)
+
+
+def test_incremental_resolves_link_the_batch_and_keep_every_untouched_key(spark, copied):
+    from seglake.identity import run_resolve
+
+    config, lake = copied
+    before = record_keys(lake)
+    first_run = run_ids(lake.read("silver.customers"))
+    sizes: dict[str, list[str]] = {}
+    for record, key in sorted(before.items()):
+        sizes.setdefault(key, []).append(record)
+    single = next(r[0] for r in sizes.values() if len(r) == 1)
+    changed, partner = next(r for r in sizes.values() if len(r) == 2)
+    original = current_pii(lake, changed)
+    put_records(lake, {"loyalty:T1": current_pii(lake, single), "loyalty:T2": NEW,
+                       "loyalty:T3": MAIDEN, "loyalty:T4": MARRIED, changed: STRANGER})
+
+    day1 = run_resolve(spark, config)
+    after = record_keys(lake)
+    assert day1.mode == "incremental" and day1.batch_records == 5
+    assert after["loyalty:T1"] == before[single]                   # a duplicate joins
+    assert after["loyalty:T2"] not in set(before.values())         # a new person: a new key
+    assert after["loyalty:T3"] != after["loyalty:T4"]              # not linked (yet)
+    assert after[changed] != after[partner] == before[partner]     # the changed record splits
+    untouched = {r for r in before if before[r] not in (before[single], before[changed])}
+    assert all(after[r] == before[r] for r in untouched)
+    events = lake.read("silver.identity_merges").where(F.col("run_id") == day1.run_id)
+    split = events.collect()
+    assert [(e["event"], e["old_key"], e["new_key"]) for e in split] == [
+        ("split", before[changed], after[changed])]
+    # nothing the batch did not touch was rewritten: only the touched customers carry the run
+    customers = lake.read("silver.customers")
+    rewritten = customers.where(F.col("run_id") == day1.run_id).select("customer_key")
+    assert {r[0] for r in rewritten.collect()} <= {
+        before[single], before[changed], after[changed], after["loyalty:T2"],
+        after["loyalty:T3"], after["loyalty:T4"]}
+    assert run_ids(customers.where(F.col("customer_key").isin(
+        [before[r] for r in sorted(untouched)[:200]]))) == first_run
+    links = lake.read("silver.identity_links")
+    assert run_ids(links.where(~F.col("record_key_l").isin(changed, "loyalty:T1", single) &
+                               ~F.col("record_key_r").isin(changed, "loyalty:T1", single))) \
+        == first_run
+
+    put_records(lake, {"loyalty:T5": BRIDGE, changed: original})  # the record changed back
+    day2 = run_resolve(spark, config)
+    final = record_keys(lake)
+    assert day2.batch_records == 2
+    assert final["loyalty:T3"] == final["loyalty:T4"] == final["loyalty:T5"]  # bridged
+    assert final[changed] == final[partner] == before[partner]     # rejoined its customer
+    assert all(final[r] == before[r] for r in untouched)
+    events = {(e["event"], e["old_key"]): e for e in lake.read("silver.identity_merges")
+              .where(F.col("run_id") == day2.run_id).collect()}
+    assert set(events) == {("merge", after[changed]), (
+        "merge", after["loyalty:T3"] if final["loyalty:T3"] != after["loyalty:T3"]
+        else after["loyalty:T4"])}
+    bridge = events[("merge", after[changed])]
+    assert bridge["new_key"] == before[partner]
+    assert {bridge["record_key_l"], bridge["record_key_r"]} == {changed, partner}
+    assert bridge["match_probability"] >= config.identity.match_threshold
+    model = json.loads(lake.read("ops.models").where(F.col("run_id") == day2.run_id)
+                       .first()["metrics"])
+    assert model["mode"] == "incremental" and model["batch_records"] == 2
