@@ -26,6 +26,7 @@ from seglake.identity.linkage import (
     deterministic_edges,
     exact_pairs,
     matched_edges,
+    model_charts,
 )
 from seglake.privacy import keyed_hash
 
@@ -79,16 +80,20 @@ def changed_settings(trained: dict[str, Any], config: IdentityConfig) -> list[st
     return [k for k in GRAPH_SETTINGS if trained.get(k) != now.get(k)]
 
 
-def _batch_pairs(engine: _Engine, frame: DataFrame, batch: DataFrame,
-                 model_json: dict[str, Any], floor: float) -> tuple[DataFrame, int]:
-    """Scored pairs of each batch record with every other record (each pair once), and the
-    candidate pairs blocking produced."""
+def _batch_linker(engine: _Engine, frame: DataFrame, batch: DataFrame,
+                  model_json: dict[str, Any]) -> Any:
+    """A Splink ``link_only`` linker of the batch against every record, with the model."""
     from splink import Linker
 
     settings = {**model_json, "link_type": "link_only"}
     tables = [engine.api.register(engine.local(batch), dataset_display_name="batch"),
               engine.api.register(engine.local(frame), dataset_display_name="records")]
-    linker = Linker(tables, settings)
+    return Linker(tables, settings)
+
+
+def _batch_pairs(engine: _Engine, linker: Any, floor: float) -> tuple[DataFrame, int]:
+    """Scored pairs of each batch record with every other record (each pair once), and the
+    candidate pairs blocking produced."""
     candidates = engine.count(linker.inference.compute_blocked_pairs_for_predict())
     scored = engine.to_spark(linker.inference.predict(threshold_match_probability=floor))
     pairs = scored.where(F.col(f"{ID}_l") != F.col(f"{ID}_r")).select(
@@ -111,8 +116,10 @@ def link_batch(spark: SparkSession, frame: DataFrame, changes: RecordChanges,
     engine = _Engine(spark, chosen_engine(config, 0, model_json))
     batch = frame.join(changes.batch, ID, "left_semi")
     floor = min(0.5, config.match_threshold)
+    linker = _batch_linker(engine, frame if changes.new + changes.changed else frame.limit(0),
+                           batch, model_json)
     if changes.new + changes.changed:
-        scored, candidates = _batch_pairs(engine, frame, batch, model_json, floor)
+        scored, candidates = _batch_pairs(engine, linker, floor)
     else:
         scored, candidates = spark.createDataFrame(
             [], f"{ID}_l STRING, {ID}_r STRING, match_probability DOUBLE, match_weight DOUBLE, "
@@ -155,5 +162,5 @@ def link_batch(spark: SparkSession, frame: DataFrame, changes: RecordChanges,
              "pairs; %d customers (%d records) re-clustered", changes.new, changes.changed,
              changes.removed, candidates, n_touched, n_nodes)
     nodes.unpersist()
-    return Linkage(model_json, pairs, edges, clusters, candidates, {},
+    return Linkage(model_json, pairs, edges, clusters, candidates, model_charts(linker),
                    batch_records=changes.new + changes.changed, touched_records=n_nodes)

@@ -370,7 +370,11 @@ def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
     edges = matched_edges(pairs, config.match_threshold).persist()
     nodes = records_in.select([ID]) if engine.name == "duckdb" else frame.select(ID)
     clusters = _clusters(engine, nodes, edges, config.match_threshold)
-    charts = {"match_weights": linker.visualisations.match_weights_chart(),
-              "m_u_parameters": linker.visualisations.m_u_parameters_chart()}
-    return Linkage(linker.misc.save_model_to_json(), pairs, edges, clusters, candidates, charts,
-                   weighed)
+    return Linkage(linker.misc.save_model_to_json(), pairs, edges, clusters, candidates,
+                   model_charts(linker), weighed)
+
+
+def model_charts(linker: Any) -> dict[str, Any]:
+    """Splink's charts of the model (for the diagnostics and the report)."""
+    return {"match_weights": linker.visualisations.match_weights_chart(),
+            "m_u_parameters": linker.visualisations.m_u_parameters_chart()}
