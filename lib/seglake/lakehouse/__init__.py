@@ -205,6 +205,7 @@ class Lakehouse:
         gone = old.join(old.select(*keys).exceptAll(df.select(*keys)), keys, "left_semi") \
             .persist()
         n_upserts, n_gone = upserts.count(), gone.count()
+        log.debug("%s: sync found %d changed and %d gone rows", name, n_upserts, n_gone)
         if n_upserts:
             self.merge(name, upserts, keys)
         if n_gone:
