@@ -139,7 +139,7 @@ def link_batch(spark: SparkSession, frame: DataFrame, changes: RecordChanges,
         .join(stale.select(F.col(ID).alias(f"{ID}_r")), f"{ID}_r", "left_anti")
     # kept edges keep their stamps (run_id, linked_at, when given); new ones come without
     edges = kept.join(new_edges, [f"{ID}_l", f"{ID}_r"], "left_anti") \
-        .unionByName(new_edges, allowMissingColumns=True).persist()
+        .unionByName(new_edges, allowMissingColumns=True).localCheckpoint()
     # the customers the batch touches: those of its changed or removed records, and those a
     # new edge reaches; their records are re-clustered, everyone else keeps their group
     reached = new_edges.select(F.col(f"{ID}_l").alias(ID)) \
@@ -156,7 +156,7 @@ def link_batch(spark: SparkSession, frame: DataFrame, changes: RecordChanges,
         .select(ID, F.concat(F.lit("kept:"), "customer_key").alias("cluster_id"))
     clusters = touched_clusters.select(
         ID, F.concat(F.lit("new:"), "cluster_id").alias("cluster_id")) \
-        .unionByName(untouched).persist()
+        .unionByName(untouched).localCheckpoint()  # short plans for stitching and keys
     n_nodes, n_touched = nodes.count(), touched.count()
     log.info("resolve: incremental: %d new, %d changed, %d removed records; %d candidate "
              "pairs; %d customers (%d records) re-clustered", changes.new, changes.changed,

@@ -200,6 +200,7 @@ class Lakehouse:
         if not self.exists(name):
             self.append(name, df)
             return df.count(), 0
+        df = df.localCheckpoint()  # a short plan: the comparisons below re-plan it several times
         old = self.read(name)
         compared = [c for c in df.columns if c not in stamps]
         changed = df.select(*compared).exceptAll(old.select(*compared)).select(*keys).persist()
