@@ -374,6 +374,7 @@ def _run(config: SeglakeConfig, args: argparse.Namespace) -> int:
         if args.as_of is not None and stage in AS_OF_HELP:
             options.as_of = args.as_of
         options.include_email = args.include_email and stage == "publish"
+        options.full = args.full and stage == "resolve"
         print(f"== seglake {stage}", flush=True)
         return _HANDLERS[stage](config, options)
 
