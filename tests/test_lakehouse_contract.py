@@ -337,6 +337,23 @@ def test_merge_condition_on_update_and_missing_source_columns(spark, lakehouse):
     assert rows == {1: (1, "a", 1), 2: (2, "b", 20), 3: (3, None, 30)}
 
 
+def test_sync_keeps_the_stamps_of_unchanged_rows_and_writes_nothing_when_nothing_changed(
+        spark, lakehouse):
+    schema = "id long, name string, stamp string"
+    lakehouse.append("silver.s", spark.createDataFrame(
+        [(1, "a", "run1"), (2, "b", "run1"), (3, "c", "run1")], schema))
+    version = lakehouse.version("silver.s")
+    same = spark.createDataFrame([(1, "a", "run2"), (2, "b", "run2"), (3, "c", "run2")], schema)
+    assert lakehouse.sync("silver.s", same, ("stamp",), ["id"]) == (0, 0)
+    assert lakehouse.version("silver.s") == version  # nothing written
+    changed = spark.createDataFrame([(1, "a", "run3"), (2, "B", "run3"), (4, "d", "run3")],
+                                    schema)
+    assert lakehouse.sync("silver.s", changed, ("stamp",), ["id"]) == (2, 1)
+    rows = {tuple(r) for r in lakehouse.read("silver.s").collect()}
+    assert rows == {(1, "a", "run1"), (2, "B", "run3"), (4, "d", "run3")}
+    assert lakehouse.version("silver.s") == version + 1  # one commit
+
+
 def test_merge_rejects_duplicate_source_keys(spark, lakehouse):
     lakehouse.append("silver.m3", spark.createDataFrame([(1, "a", 1)], MERGE_SCHEMA))
     source = spark.createDataFrame([(1, "x", 1), (1, "y", 2)], MERGE_SCHEMA)
