@@ -9,6 +9,7 @@ all records scores batch-to-base and batch-to-batch pairs alike (self pairs are 
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -74,8 +75,6 @@ def record_changes(hashes: DataFrame, state: DataFrame) -> RecordChanges:
 def changed_settings(trained: dict[str, Any], config: IdentityConfig) -> list[str]:
     """The graph settings whose value differs from the model's training run (``trained``:
     its recorded params)."""
-    import json
-
     now = json.loads(json.dumps(config.model_dump(), default=str))
     return [k for k in GRAPH_SETTINGS if trained.get(k) != now.get(k)]
 
@@ -137,9 +136,8 @@ def link_batch(spark: SparkSession, frame: DataFrame, changes: RecordChanges,
     stale = changes.stale
     kept = edges_before.join(stale.select(F.col(ID).alias(f"{ID}_l")), f"{ID}_l", "left_anti") \
         .join(stale.select(F.col(ID).alias(f"{ID}_r")), f"{ID}_r", "left_anti")
-    # kept edges keep their stamps (run_id, linked_at, when given); new ones come without
     edges = kept.join(new_edges, [f"{ID}_l", f"{ID}_r"], "left_anti") \
-        .unionByName(new_edges, allowMissingColumns=True).localCheckpoint()
+        .unionByName(new_edges).localCheckpoint()
     # the customers the batch touches: those of its changed or removed records, and those a
     # new edge reaches; their records are re-clustered, everyone else keeps their group
     reached = new_edges.select(F.col(f"{ID}_l").alias(ID)) \

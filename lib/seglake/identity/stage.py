@@ -128,14 +128,6 @@ def graph_base(lakehouse: Lakehouse, config: IdentityConfig,
     return model, ""
 
 
-def _stamped(df: DataFrame, **stamps: Any) -> DataFrame:
-    """``df`` with each stamp column filled where null (kept rows keep theirs)."""
-    for c, value in stamps.items():
-        df = df.withColumn(c, F.coalesce(F.col(c), F.lit(value)) if c in df.columns
-                           else F.lit(value))
-    return df
-
-
 def run_resolve(spark: SparkSession, config: SeglakeConfig,
                 runlog: RunLog | None = None, full: bool = False) -> ResolveResult:
     """Link (incrementally when a graph and its model exist, unless ``full``), key, stitch and
@@ -174,18 +166,15 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     mode = "full" if base is None else "incremental"
     if base is not None:
         previous_model = base
-        state = lakehouse.read(RECORD_STATE).persist()
-        changes = record_changes(hashes, state)
+        changes = record_changes(hashes, lakehouse.read(RECORD_STATE))
         edges_before = lakehouse.read(LINKS).select(
             F.col("record_key_l").alias(f"{ID}_l"), F.col("record_key_r").alias(f"{ID}_r"),
-            "match_probability", "match_weight", "run_id", "linked_at").persist()
+            "match_probability", "match_weight").persist()
         edges_before.count()
         groups_before = previous.where(F.col("id_kind") == RECORD).select(
             F.col("id_value").alias(ID), "customer_key")
         linkage = link_batch(spark, frame, changes, ident, json.loads(base["artifact"]),
                              edges_before, groups_before)
-        hashes = hashes.join(state.select(F.col("record_key").alias(ID), "content_hash",
-                                          "run_id", "resolved_at"), [ID, "content_hash"], "left")
     else:
         log.info("resolve: linking every record (%s)", why_full)
         previous_model = latest_model(lakehouse, MODEL_KIND) if ident.reuse_model else None
@@ -197,14 +186,14 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                        records=n_records)
     clusters = linkage.clusters.select(F.col(ID).alias("record_key"),
                                        F.col("cluster_id").alias("group"))
-    links = _stamped(linkage.edges.select(
+    # an incremental run's writes keep the stamps of rows nothing changed (Lakehouse.sync)
+    links = linkage.edges.select(
         F.col(f"{ID}_l").alias("record_key_l"), F.col(f"{ID}_r").alias("record_key_r"),
-        "match_probability", "match_weight",
-        *[c for c in ("run_id", "linked_at") if c in linkage.edges.columns]),
-        run_id=run_id, linked_at=stamp).persist()
-    record_state = _stamped(hashes.select(F.col(ID).alias("record_key"), "content_hash", *[
-        c for c in ("run_id", "resolved_at") if c in hashes.columns]),
-        run_id=run_id, resolved_at=stamp).persist()
+        "match_probability", "match_weight", F.lit(run_id).alias("run_id"),
+        F.lit(stamp).alias("linked_at")).persist()
+    record_state = hashes.select(F.col(ID).alias("record_key"), "content_hash",
+                                 F.lit(run_id).alias("run_id"),
+                                 F.lit(stamp).alias("resolved_at")).persist()
     matched = links.count()
     log.info("resolve: %d matched pairs of %d candidates, clustered (%.1f s)", matched,
              linkage.candidate_pairs, time.monotonic() - started)
