@@ -3,7 +3,6 @@ hand (people the demo generator never made), linked without re-linking the rest.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from typing import Any
@@ -14,12 +13,9 @@ from pyspark.sql import functions as F
 
 from seglake.config import SeglakeConfig
 from seglake.lakehouse import Lakehouse
+from seglake.privacy import email_key, keyed_hash, pseudonymization_key
 
 RAW, PII = "silver.customers_raw", "silver.customers_raw_pii"
-
-
-def _hash(value: str | None) -> str | None:
-    return hashlib.sha256(value.encode()).hexdigest() if value else None
 
 
 def person(first: str, last: str, birth: str | None, email: str | None, phone: str | None,
@@ -28,25 +24,28 @@ def person(first: str, last: str, birth: str | None, email: str | None, phone: s
             "phone": phone, "address": address, "postcode": postcode, "city": city}
 
 
-def put_records(lake: Lakehouse, records: dict[str, dict[str, Any]]) -> None:
+def put_records(lake: Lakehouse, records: dict[str, dict[str, Any]], key: bytes) -> None:
     """Add or replace CRM records (``loyalty:<id>`` -> a ``person``) in both silver tables,
-    as refine would have written them."""
+    as refine would have written them (keyed hashes of the email's mailbox and the phone)."""
     import datetime as dt
 
     raw_t, pii_t = lake.read(RAW), lake.read(PII)
     raw_row, pii_row = raw_t.first().asDict(), pii_t.first().asDict()
     raws, piis = [], []
-    for key, p in records.items():
-        system, source_id = key.split(":")
-        ids = {"record_key": key, "system": system, "source_id": source_id}
-        raws.append({**raw_row, **ids, "email_hash": _hash(p["email"]),
-                     "phone_hash": _hash(p["phone"]), "postcode": p["postcode"],
-                     "city": p["city"], "created_at": dt.datetime(2025, 11, 1),
+    for record, p in records.items():
+        system, source_id = record.split(":")
+        ids = {"record_key": record, "system": system, "source_id": source_id}
+        raws.append({**raw_row, **ids, "email_hash": p["email"], "phone_hash": p["phone"],
+                     "postcode": p["postcode"], "city": p["city"],
+                     "created_at": dt.datetime(2025, 11, 1),
                      "birth_year": int(p["birth_date"][:4]) if p["birth_date"] else None})
         piis.append({**pii_row, **ids, **p, "birth_date": dt.date.fromisoformat(
             p["birth_date"]) if p["birth_date"] else None})
     spark = lake.spark
-    lake.merge(RAW, spark.createDataFrame(raws, raw_t.schema), "record_key")
+    raw = spark.createDataFrame(raws, raw_t.schema) \
+        .withColumn("email_hash", keyed_hash(email_key(F.col("email_hash")), key)) \
+        .withColumn("phone_hash", keyed_hash(F.col("phone_hash"), key))
+    lake.merge(RAW, raw, "record_key")
     lake.merge(PII, spark.createDataFrame(piis, pii_t.schema), "record_key")
 
 
@@ -73,8 +72,8 @@ MAIDEN = person("Gwenaëlle", "Kerhervé", "1971-03-04", None, None, "3 rue de S
                 "Brest")
 MARRIED = person("Gwenaëlle", "Le Goff", None, "gwen.legoff@laposte.net", "+33698765432",
                  None, None, None)
-# her married name, her birth date, her email and phone, her former address
-BRIDGE = person("Gwenaëlle", "Le Goff", "1971-03-04", "gwen.legoff@laposte.net",
+# her married name, her birth date, her phone, her former address, another mailbox
+BRIDGE = person("Gwenaëlle", "Le Goff", "1971-03-04", "gwen.legoff@gmail.com",
                 "+33698765432", "3 rue de Siam", "29200", "Brest")
 STRANGER = person("Thibault", "Roussel", "1990-10-10", "thibault.roussel@yahoo.fr",
                   "+33655443322", "40 avenue Jean Jaurès", "69007", "Lyon")
@@ -90,6 +89,9 @@ def copied(spark, config, resolved, tmp_path) -> tuple[SeglakeConfig, Lakehouse]
 
 
 def test_incremental_resolves_link_the_batch_and_keep_every_untouched_key(spark, copied):
+    """Day 1: a duplicate, a new person, two unlinked records, a change; day 2: a bridge and
+    a change back; day 3: the bridge is erased."""
+    from seglake.erasure import erase
     from seglake.identity import run_resolve
 
     config, lake = copied
@@ -101,8 +103,9 @@ def test_incremental_resolves_link_the_batch_and_keep_every_untouched_key(spark,
     single = next(r[0] for r in sizes.values() if len(r) == 1)
     changed, partner = next(r for r in sizes.values() if len(r) == 2)
     original = current_pii(lake, changed)
+    key = pseudonymization_key(config.privacy)
     put_records(lake, {"loyalty:T1": current_pii(lake, single), "loyalty:T2": NEW,
-                       "loyalty:T3": MAIDEN, "loyalty:T4": MARRIED, changed: STRANGER})
+                       "loyalty:T3": MAIDEN, "loyalty:T4": MARRIED, changed: STRANGER}, key)
 
     day1 = run_resolve(spark, config)
     after = record_keys(lake)
@@ -130,7 +133,7 @@ def test_incremental_resolves_link_the_batch_and_keep_every_untouched_key(spark,
                                ~F.col("record_key_r").isin(changed, "loyalty:T1", single))) \
         == first_run
 
-    put_records(lake, {"loyalty:T5": BRIDGE, changed: original})  # the record changed back
+    put_records(lake, {"loyalty:T5": BRIDGE, changed: original}, key)  # changed back
     day2 = run_resolve(spark, config)
     final = record_keys(lake)
     assert day2.batch_records == 2
@@ -149,3 +152,30 @@ def test_incremental_resolves_link_the_batch_and_keep_every_untouched_key(spark,
     model = json.loads(lake.read("ops.models").where(F.col("run_id") == day2.run_id)
                        .first()["metrics"])
     assert model["mode"] == "incremental" and model["batch_records"] == 2
+
+    # the bridge's subject asks for erasure: her maiden-name and married-name records stay,
+    # released, and the next resolve splits them again (no link holds them without her)
+    shared = final["loyalty:T5"]
+    erased = erase(spark, config, email=f" {BRIDGE['email'].upper()}")
+    assert erased.released == 2 and erased.shared_keys == [shared]
+    kept = record_keys(lake)
+    assert "loyalty:T5" not in kept and kept["loyalty:T3"] == kept["loyalty:T4"] == shared
+    assert lake.read("silver.customers").where(F.col("customer_key") == shared).count() == 0
+    gone = lake.read("silver.identity_links").where(F.col("record_key_l").isin("loyalty:T5")
+                                                    | F.col("record_key_r").isin("loyalty:T5"))
+    assert gone.count() == 0
+    state = {r[0] for r in lake.read("silver.identity_records").select("record_key").collect()}
+    assert not state & {"loyalty:T3", "loyalty:T4", "loyalty:T5"} and changed in state
+    day3 = run_resolve(spark, config)
+    last = record_keys(lake)
+    assert day3.mode == "incremental" and day3.batch_records == 2
+    assert last["loyalty:T3"] != last["loyalty:T4"] and shared in (
+        last["loyalty:T3"], last["loyalty:T4"])
+    assert all(last[r] == before[r] for r in untouched)
+    events = lake.read("silver.identity_merges").where(F.col("run_id") == day3.run_id).collect()
+    split = ({last["loyalty:T3"], last["loyalty:T4"]} - {shared}).pop()
+    assert [(e["event"], e["old_key"], e["new_key"]) for e in events] == [
+        ("split", shared, split)]
+    profiles = lake.read("silver.customers").where(F.col("customer_key").isin(shared, split))
+    assert {r["customer_key"]: r["record_count"] for r in profiles.collect()} == {
+        shared: 1, split: 1}

@@ -465,6 +465,11 @@ def _erase(config: SeglakeConfig, args: StageOptions) -> int:
         print(f"  {table:<24} {rows:>8,}")
     print("old versions vacuumed: " + (", ".join(result.vacuumed) if result.vacuumed
                                         else "no (run with --vacuum to make it final)"))
+    if result.released:
+        print(f"{result.released:,} CRM records of other identifiers shared a customer with "
+              f"the subject ({', '.join(result.shared_keys)}): kept; the next `seglake "
+              "resolve` re-links them (erase with --customer-key first if they are the "
+              "subject's too)")
     if result.landing_files:
         print("landing files that still hold the subject (remove it there):")
         for file in result.landing_files:

@@ -252,7 +252,8 @@ valid_from TIMESTAMP -- when it became the customer's, in data time: a cookie's 
 key_before STRING -- its key before valid_from: the anonymous key of a cookie until it logged in
 """),
         key=("id_kind", "id_value"), pii="pseudonymous",
-        subjects={"customer_key": "customer_key", "key_before": "customer_key"}),
+        subjects={"id_value": "identifier", "customer_key": "customer_key",
+                  "key_before": "customer_key"}),
     Table(
         CUSTOMERS, "One golden record per customer_key (survivorship rules), "
         "pseudonymous.", "resolve",
@@ -334,7 +335,8 @@ record_key_r STRING -- and the other
 match_probability DOUBLE -- that link's match probability
 """),
         key=("old_key", "new_key"), pii="pseudonymous",
-        subjects={"old_key": "customer_key", "new_key": "customer_key"}),
+        subjects={"old_key": "customer_key", "new_key": "customer_key",
+                  "record_key_l": "record_key", "record_key_r": "record_key"}),
 ]
 
 

@@ -7,6 +7,11 @@ without those rows. With vacuum, the files of older versions go too, and the log
 versions (whose per-file min/max statistics can name the subject), so time travel cannot bring
 the subject back. Landing files that held the subject are listed for the operator: they are the
 sources' deliveries, not seglake's to rewrite.
+
+By email, the subject is its own CRM records: a customer that also holds records of other
+identifiers (the subject bridged two people, or a household shared a profile) loses the
+subject's records and its profile rows, and its other records are released: the next resolve
+re-links them, splitting the customer where the remaining links do not hold.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from seglake.declarations import (
     ERASURE_LOG,
     EVENTS,
     IDENTITY_MAP,
+    MERGES,
     ORDERS,
+    RECORD_STATE,
     declared,
 )
 from seglake.lakehouse import Lakehouse
@@ -34,6 +41,10 @@ from seglake.runlog import RunLog, utc_now
 from seglake.tables import Registry, registry
 
 log = logging.getLogger(__name__)
+# the identity graph's own tables: resolve re-derives a shared customer's rows there
+GRAPH_TABLES = frozenset({IDENTITY_MAP, MERGES})
+ID_KINDS = ("record_key", "email_hash", "customer_id", "phone_hash", "client_id")
+
 
 class ErasureError(RuntimeError):
     """The request cannot be carried out as asked."""
@@ -45,6 +56,10 @@ class Subject:
 
     email_hash: str
     ids: dict[str, set[str]] = field(default_factory=dict)
+    # customers that also hold CRM records of other identifiers: their profile rows go, their
+    # graph stays for the next resolve to re-link the records released
+    shared_keys: set[str] = field(default_factory=set)
+    released: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.add("email_hash", [self.email_hash])
@@ -63,6 +78,8 @@ class ErasureResult:
     rows_deleted: dict[str, int]
     landing_files: list[str]
     vacuumed: list[str]
+    released: int = 0          # CRM records of other identifiers left to the next resolve
+    shared_keys: list[str] = field(default_factory=list)
 
 
 def _quoted(values: set[str]) -> str:
@@ -75,10 +92,24 @@ def _like_any(column: str, values: set[str]) -> str:
                        for v in sorted(values))
 
 
-def condition(columns: dict[str, str], subject: Subject) -> str | None:
-    """SQL predicate for the subject's rows in a table whose ``columns`` hold identifiers."""
+def condition(columns: dict[str, str], subject: Subject, graph: bool = False) -> str | None:
+    """SQL predicate for the subject's rows in a table whose ``columns`` hold identifiers
+    (``graph``: an identity graph table, where a shared customer's rows stay)."""
     terms = []
     for column, kind in columns.items():
+        if kind == "identifier":  # (id_kind, id_value) pairs, as in the identity map
+            for k in ID_KINDS:
+                if not subject.of(k):
+                    continue
+                term = f"id_kind = '{k}' AND `{column}` IN ({_quoted(subject.of(k))})"
+                keys = subject.of("customer_key") | subject.shared_keys
+                if k == "phone_hash":  # a phone can be a household's: only the subject's own
+                    term += f" AND customer_key IN ({_quoted(keys)})" if keys else " AND false"
+                terms.append(f"({term})")
+            continue
+        if kind == "customer_key" and not graph and subject.shared_keys:
+            terms.append(f"`{column}` IN ({_quoted(subject.of(kind) | subject.shared_keys)})")
+            continue
         if kind == "text":  # a raw record: any email, account, cookie or device id inside it
             needles = subject.of("email") | subject.of("customer_id") | subject.of("client_id")
             if needles:
@@ -128,11 +159,8 @@ def find_subject(lakehouse: Lakehouse, reg: Registry, key: bytes, *,
         subject.add("email", [canonical])
     subject.add("customer_id", _distinct(lakehouse, CUSTOMERS_RAW, condition(
         {"email_hash": "email_hash"}, subject), "source_id"))
-    if email and lakehouse.exists(IDENTITY_MAP):  # every record resolved to the same customer
-        found = " OR ".join(f"(id_kind = '{kind}' AND id_value IN ({_quoted(subject.of(kind))}))"
-                            for kind in ("email_hash", "customer_id") if subject.of(kind))
-        subject.add("customer_key", _distinct(lakehouse, IDENTITY_MAP, found, "customer_key"))
-        _with_identity(lakehouse, subject)
+    if email and lakehouse.exists(IDENTITY_MAP):
+        _with_records(lakehouse, subject)
     for table in reg.values():  # bronze CRM rows carry the raw email next to the account id
         if table.layer != "bronze":
             continue
@@ -151,20 +179,45 @@ def find_subject(lakehouse: Lakehouse, reg: Registry, key: bytes, *,
     order_where = condition({"customer_email_hash": "email_hash",
                              "customer_id": "customer_id"}, subject)
     subject.add("order_id", _distinct(lakehouse, ORDERS, order_where, "order_id"))
+    if subject.of("client_id") and lakehouse.exists(IDENTITY_MAP) \
+            and "key_before" in lakehouse.read(IDENTITY_MAP).columns:  # their anonymous keys
+        subject.add("customer_key", _distinct(lakehouse, IDENTITY_MAP, condition(
+            {"id_value": "identifier"}, Subject("", {"client_id": subject.of("client_id")})),
+            "key_before"))
     return subject
+
+
+def _with_records(lakehouse: Lakehouse, subject: Subject) -> None:
+    """The subject's own CRM records (its email or account ids) and their customers: a
+    customer all of whose records are the subject's goes whole (every identifier the map ties
+    to it); one that also holds records of other identifiers is shared (see Subject)."""
+    own = lakehouse.read(CUSTOMERS_RAW).where(condition(
+        {"email_hash": "email_hash", "source_id": "customer_id"}, subject) or "false") \
+        .select("record_key", "phone_hash").collect()
+    subject.add("record_key", [r["record_key"] for r in own])
+    subject.add("phone_hash", [r["phone_hash"] for r in own])
+    found = condition({"id_value": "identifier"}, Subject("", {
+        k: subject.of(k) for k in ("record_key", "email_hash", "customer_id")}))
+    keys = set(_distinct(lakehouse, IDENTITY_MAP, found, "customer_key"))
+    members = lakehouse.read(IDENTITY_MAP).where(
+        (F.col("id_kind") == "record_key") & F.col("customer_key").isin(*sorted(keys))) \
+        .select("id_value", "customer_key").collect() if keys else []
+    others = [r for r in members if r["id_value"] not in subject.of("record_key")]
+    subject.shared_keys = {r["customer_key"] for r in others}
+    subject.released = {r["id_value"] for r in others}
+    subject.add("customer_key", sorted(keys - subject.shared_keys))
+    _with_identity(lakehouse, subject)
 
 
 def _with_identity(lakehouse: Lakehouse, subject: Subject) -> None:
     """Add every identifier the identity map ties to the subject's customer keys, and the
     emails of their CRM records as written (bronze holds those spellings)."""
     keys = subject.of("customer_key")
-    if not keys:
-        return
     identity = lakehouse.read(IDENTITY_MAP)
     rows = identity.where(F.col("customer_key").isin(*sorted(keys))) \
         .select("id_kind", "id_value", (F.col("key_before") if "key_before" in identity.columns
                                         else F.lit(None)).alias("key_before")) \
-        .collect()
+        .collect() if keys else []
     for r in rows:  # id kinds: record_key, email_hash, customer_id, phone_hash, client_id
         subject.add(r["id_kind"], [r["id_value"]])
         subject.add("customer_key", [r["key_before"]])  # a cookie's key before it logged in
@@ -182,7 +235,8 @@ def subject_tables(lakehouse: Lakehouse, reg: Registry, subject: Subject) -> dic
         if not lakehouse.exists(name):
             continue
         present = set(lakehouse.read(name).columns)  # e.g. a bronze corrupt-record column
-        where = condition({c: kind for c, kind in columns.items() if c in present}, subject)
+        where = condition({c: kind for c, kind in columns.items() if c in present}, subject,
+                          graph=name in GRAPH_TABLES)
         if where:
             tables[name] = where
     return tables
@@ -213,6 +267,17 @@ def erase(spark: SparkSession, config: SeglakeConfig, *, email: str | None = Non
         deleted[table] = removed
         runlog.record(table=table, rows_in=before, rows_out=before - removed,
                       message=f"erasure {runlog.run_id}: {removed} rows of one subject")
+    released = 0
+    if subject.released and lakehouse.exists(RECORD_STATE):  # "new" to the next resolve
+        commit = lakehouse.delete(RECORD_STATE, condition(
+            {"record_key": "record_key"}, Subject("", {"record_key": subject.released})))
+        released = (commit.rows_removed or 0) - (commit.rows_added or 0)
+        runlog.record(table=RECORD_STATE, rows_in=released, rows_out=0,
+                      message=f"erasure {runlog.run_id}: {released} records of "
+                      f"{len(subject.shared_keys)} shared customer(s) released for re-linking")
+        log.warning("%d CRM records of other identifiers shared a customer with the subject: "
+                    "kept, and re-linked by the next `seglake resolve` (if they are the "
+                    "subject's too, erase them first with --customer-key)", released)
     vacuumed = []
     if vacuum:
         for table in tables:
@@ -227,4 +292,5 @@ def erase(spark: SparkSession, config: SeglakeConfig, *, email: str | None = Non
     if landing:
         log.warning("the subject is still in %s landing file(s), which seglake does not "
                     "rewrite: remove it there (listed in ops.erasure_log)", len(landing))
-    return ErasureResult(request_id, subject.email_hash, deleted, sorted(landing), vacuumed)
+    return ErasureResult(request_id, subject.email_hash, deleted, sorted(landing), vacuumed,
+                         released, sorted(subject.shared_keys))

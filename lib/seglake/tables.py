@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 
 Pii = Literal["direct", "pseudonymous", "none"]
 # what a subject column holds; erasure looks each kind up among the subject's identifiers
+# ("identifier": an id_value whose id_kind column names its kind, as in the identity map)
 SubjectKind = Literal["email", "email_hash", "customer_id", "client_id", "order_id",
-                      "customer_key", "record_key", "text"]
+                      "customer_key", "record_key", "identifier", "text"]
 LAYERS = ("bronze", "silver", "gold", "ops")
 LINEAGE = ("_source", "_source_file", "_batch_id")  # on every silver row refined from bronze
 CORRUPT = "_corrupt_record"

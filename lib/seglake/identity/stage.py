@@ -195,8 +195,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                                  F.lit(run_id).alias("run_id"),
                                  F.lit(stamp).alias("resolved_at")).persist()
     matched = links.count()
-    log.info("resolve: %d matched pairs of %d candidates, clustered (%.1f s)", matched,
-             linkage.candidate_pairs, time.monotonic() - started)
+    log.info("resolve: %d linked pairs in the graph, %d candidate pairs scored, clustered "
+             "(%.1f s)", matched, linkage.candidate_pairs, time.monotonic() - started)
 
     orders = _optional(lakehouse, "silver.orders")
     email_events = _optional(lakehouse, "silver.email_events")
