@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,8 +86,9 @@ def _batch_linker(engine: _Engine, frame: DataFrame, batch: DataFrame,
     from splink import Linker
 
     settings = {**model_json, "link_type": "link_only"}
-    tables = [engine.api.register(engine.local(batch), dataset_display_name="batch"),
-              engine.api.register(engine.local(frame), dataset_display_name="records")]
+    run = uuid.uuid4().hex[:8]  # Spark's catalog outlives a run: the second one in a session
+    tables = [engine.api.register(engine.local(batch), dataset_display_name=f"batch_{run}"),
+              engine.api.register(engine.local(frame), dataset_display_name=f"records_{run}")]
     return Linker(tables, settings)
 
 
