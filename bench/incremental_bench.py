@@ -59,7 +59,7 @@ def main() -> None:
         started = time.monotonic()
         result = run_resolve(spark, config)
         seconds = time.monotonic() - started
-        kept = None
+        kept, unexplained = None, None
         if before is not None:
             hashes = lakehouse.read("silver.identity_records").where(
                 F.col("run_id") != result.run_id).select("record_key")  # unchanged content
@@ -67,10 +67,18 @@ def main() -> None:
             after = record_keys(lakehouse)
             same = unchanged.join(after, ["record_key", "customer_key"]).count()
             kept = same / max(1, unchanged.count())
+            # every record whose key changed: an event of this run from its old to its new key
+            moved = before.withColumnRenamed("customer_key", "old_key").join(
+                after.withColumnRenamed("customer_key", "new_key"), "record_key") \
+                .where(F.col("old_key") != F.col("new_key"))
+            events = lakehouse.read("silver.identity_merges").where(
+                F.col("run_id") == result.run_id).select("old_key", "new_key")
+            unexplained = moved.join(events, ["old_key", "new_key"], "left_anti").count()
         rows.append((day, result, seconds, kept))
         print(f"day {day}: {result.mode}, {result.records:,} records, batch "
               f"{result.batch_records}, {seconds:.1f} s, unchanged records keeping their key "
-              f"{kept if kept is None else f'{kept:.4%}'}")
+              f"{kept if kept is None else f'{kept:.4%}'}, key changes without an event "
+              f"{unexplained}")
     truth = spark.read.parquet(f"{config.truth.root}/crm_records").select(
         F.concat_ws(":", "system", "crm_id").alias("record_key"), "person_id")
     incremental = pair_scores(record_keys(lakehouse), truth)

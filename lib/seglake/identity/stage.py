@@ -223,8 +223,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
              time.monotonic() - started)
     record_keys = new_map.where(F.col("id_kind") == RECORD) \
         .select(F.col("id_value").alias("record_key"), "customer_key")
-    crm = golden(records.join(record_keys, "record_key"), ident).withColumn("profile",
-                                                                             F.lit("crm"))
+    crm = golden(records.join(record_keys, "record_key"), ident) \
+        .withColumn("profile", F.lit("crm")).persist()  # read by customers and customers_pii
     known = new_map.where(~F.col("anonymous") & F.col("id_kind").isin(EMAIL, ACCOUNT))
     others = known.join(crm.select("customer_key"), "customer_key", "left_anti") \
         .groupBy("customer_key").agg(
@@ -306,7 +306,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                   message=f"{mode}: {linkage.batch_records} new or changed records linked"
                   if base is not None else f"full: {why_full}")
     runlog.flush()
-    for df in (records, frame, new_map, customers, moved, linkage.pairs, linkage.edges,
+    for df in (records, frame, new_map, crm, customers, moved, linkage.pairs, linkage.edges,
                linkage.clusters, links, record_state, hashes):
         df.unpersist()
     for df in (previous, events):
