@@ -102,13 +102,10 @@ def condition(columns: dict[str, str], subject: Subject, graph: bool = False) ->
                 if not subject.of(k):
                     continue
                 term = f"id_kind = '{k}' AND `{column}` IN ({_quoted(subject.of(k))})"
-                keys = subject.of("customer_key") | subject.shared_keys
                 if k == "phone_hash":  # a phone can be a household's: only the subject's own
+                    keys = subject.of("customer_key") | subject.shared_keys
                     term += f" AND customer_key IN ({_quoted(keys)})" if keys else " AND false"
                 terms.append(f"({term})")
-            continue
-        if kind == "customer_key" and not graph and subject.shared_keys:
-            terms.append(f"`{column}` IN ({_quoted(subject.of(kind) | subject.shared_keys)})")
             continue
         if kind == "text":  # a raw record: any email, account, cookie or device id inside it
             needles = subject.of("email") | subject.of("customer_id") | subject.of("client_id")
@@ -122,6 +119,8 @@ def condition(columns: dict[str, str], subject: Subject, graph: bool = False) ->
             if kind == "email":
                 continue
         values = subject.of(kind)
+        if kind == "customer_key" and not graph:  # a shared customer's profile rows go too
+            values = values | subject.shared_keys
         if values:
             terms.append(f"`{column}` IN ({_quoted(values)})")
     return " OR ".join(terms) if terms else None
