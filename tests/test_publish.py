@@ -10,6 +10,7 @@ import shutil
 from pyspark.sql import functions as F
 
 from seglake.declarations import (
+    ASSIGNMENTS,
     CHANGES,
     CUSTOMER_SEGMENTS,
     MEMBERSHIP,
@@ -65,13 +66,27 @@ def test_exports_hold_only_consenting_customers_and_emails_only_when_asked(
                 .where(~F.coalesce("marketing_consent", F.lit(False)))
             assert refused.count() == 0
     assert published.exported["rule"] < published.customers  # some said no, or are anonymous
-    again = run_publish(spark, config, as_of=published.as_of, include_email=True)
+    # the treatment group only: exactly the consenting treatment members of each segment
+    groups = lake.read(ASSIGNMENTS).where(F.col("as_of") == published.as_of)
+    treated = groups.where((F.col("kind") == "rule") & (F.col("group") == "treatment")) \
+        .join(consent.where("marketing_consent"), "customer_key")
+    exported = spark.read.parquet(f"{published.export_root}/rule/parquet")
+    assert {(r["segment"], r["customer_key"]) for r in exported.collect()} == \
+        {(r["segment"], r["customer_key"]) for r in treated.collect()}
+    held = groups.where((F.col("kind") == "rule") & (F.col("group") == "holdout")) \
+        .join(consent.where("marketing_consent"), "customer_key").count()
+    assert held > 0 and published.holdouts > 0
+    again = run_publish(spark, config, as_of=published.as_of, include_email=True,
+                        include_holdout=True)
     rows = spark.read.parquet(f"{again.export_root}/rule/parquet")
     assert "email" in rows.columns and rows.where(F.col("email").isNotNull()).count() > 0
     assert rows.join(consent, "customer_key").where(~F.col("marketing_consent")).count() == 0
+    assert rows.where(F.col("group") == "holdout").count() == held
+    assert rows.count() == exported.count() + held
     logged = lake.read("ops.run_log").where((F.col("run_id") == again.run_id)
                                             & (F.col("table") == "exports")).first()
     assert "WITH EMAIL ADDRESSES" in logged["message"]
+    assert "WITH HOLDOUT GROUPS" in logged["message"]
 
 
 def test_segment_changes_are_the_set_difference_with_the_previous_run(spark, config,
@@ -90,8 +105,24 @@ def test_segment_changes_are_the_set_difference_with_the_previous_run(spark, con
     first = run_publish(spark, config, as_of=earlier)
     assert first.previous_as_of is None and first.left == 0
     assert first.entered == first.memberships
-    result = run_publish(spark, config, as_of=published.as_of)
+    # the second publish draws half of each rule segment's newcomers into its holdout: members
+    # who stayed keep the group and date they got at the first
+    halves = config.model_copy(update={"activation": config.activation.model_copy(
+        update={"holdout_share": {**config.activation.holdout_share, "rule": 0.5}})})
+    result = run_publish(spark, halves, as_of=published.as_of)
     assert result.previous_as_of == earlier
+    keys = ["customer_key", "kind", "segment"]
+    at = {d: lake.read(ASSIGNMENTS).where(F.col("as_of") == d).where(F.col("kind") == "rule")
+          for d in (earlier, published.as_of)}
+    stayed = at[earlier].alias("a").join(at[published.as_of].alias("b"), keys)
+    assert stayed.count() > 100
+    assert stayed.where((F.col("a.group") != F.col("b.group"))
+                        | (F.col("b.assigned_at") != F.lit(earlier))).count() == 0
+    newcomers = at[published.as_of].join(at[earlier], keys, "left_anti")
+    n_new = newcomers.count()
+    n_held = newcomers.where(F.col("group") == "holdout").count()
+    assert n_new > 100 and newcomers.where(F.col("assigned_at") != published.as_of).count() == 0
+    assert abs(n_held - 0.5 * n_new) < 4.5 * (0.25 * n_new) ** 0.5  # binomial, 4.5 sigma
     # a run without the flag writes the exports without email addresses again
     assert "email" not in spark.read.parquet(f"{result.export_root}/rule/parquet").columns
 

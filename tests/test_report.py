@@ -13,17 +13,19 @@ from pyspark.sql import functions as F
 
 from seglake.declarations import RUN_LOG
 from seglake.lakehouse import Lakehouse
+from seglake.measure import run_measure
 from seglake.report import SECTIONS, run_report
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 # figures each section must carry on the published small world
 FIGURES = {"overview": 1, "quality": 0, "identity": 1, "segments": 2, "profiles": 1,
-           "k-selection": 1, "pca": 1, "propensity": 2, "changes": 0}
+           "k-selection": 1, "pca": 1, "propensity": 2, "changes": 0, "activation": 1}
 
 
 @pytest.fixture(scope="module")
 def report(spark, config, published):
+    run_measure(spark, config, activated_on=published.as_of)  # the 30 days after it: no campaign
     return run_report(spark, config)
 
 
@@ -64,8 +66,15 @@ def test_report_has_every_section_with_its_figures_and_numbers(spark, config, re
                          k_section)
     changes = _section(document, "changes")
     assert f"As of {published.as_of}" in changes
+    activation = _section(document, "activation")
+    assert f"Activation on {published.as_of}" in activation
+    held = lake.read("gold.segment_assignments").where(
+        (F.col("as_of") == published.as_of) & (F.col("kind") == "rule")
+        & (F.col("group") == "holdout")).count()
+    assert re.search(rf"<td>rule</td>\s*<td>\d+</td>\s*<td>\d+</td>\s*<td>{held}</td>",
+                     activation)
     logged = lake.read(RUN_LOG).where(F.col("run_id") == report.run_id).collect()
-    assert len(logged) == 1 and logged[0].stage == "report" and logged[0].rows_out == 9
+    assert len(logged) == 1 and logged[0].stage == "report" and logged[0].rows_out == 10
 
 
 def test_report_opens_in_headless_chromium(report, tmp_path):

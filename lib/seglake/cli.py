@@ -28,6 +28,13 @@ class StageOptions:
 
     as_of: dt.date | None = None
     include_email: bool = False
+    include_holdout: bool = False
+    activated_on: dt.date | None = None
+    window: int | None = None
+    segment: str | None = None
+    demo_command: str = "generate"
+    kind: str = "rule"
+    effect: list[str] | None = None
     scale: str = "small"
     seed: int | None = None
     days: int | None = None
@@ -110,9 +117,12 @@ def _check(config: SeglakeConfig, _: StageOptions) -> int:
 
 
 def _demo(config: SeglakeConfig, args: StageOptions) -> int:
-    """Generate the demo world's landing files and ground truth."""
+    """Generate the demo world's landing files and ground truth (or send it a campaign)."""
     from seglake.demo import DemoError, generate, resolve_scale
     from seglake.session import get_spark
+
+    if args.demo_command == "campaign":
+        return _demo_campaign(config, args)
 
     demo = config.demo
     try:
@@ -125,6 +135,13 @@ def _demo(config: SeglakeConfig, args: StageOptions) -> int:
         print(f"seglake demo: {exc}", file=sys.stderr)
         return 2
     spark = get_spark(config)
+    if args.days is None and not args.clean:  # a world a campaign extended keeps its days
+        from dataclasses import replace
+
+        from seglake.demo.generate import generated_days
+
+        spec = replace(spec, days=max(spec.days, generated_days(spark, spec, config.truth.root)
+                                      or 0))
     try:
         result = generate(spark, spec, config.landing.root, config.truth.root, clean=args.clean)
     except DemoError as exc:
@@ -139,6 +156,36 @@ def _demo(config: SeglakeConfig, args: StageOptions) -> int:
         print(f"  {source:<13} {rows:>12,} rows  {result.bad_rows.get(source, 0):>8,} bad")
     print(f"truth {config.truth.root}: persons, crm_records, landing_rows, future_orders, "
           "manifest.json")
+    return 0
+
+
+def _demo_campaign(config: SeglakeConfig, args: StageOptions) -> int:
+    """A campaign to the latest export, and the demo world extended by its window."""
+    from seglake.demo import DemoError
+    from seglake.demo.campaign import parse_effects, simulate_campaign
+    from seglake.lakehouse import Lakehouse
+    from seglake.session import get_spark
+
+    spark = get_spark(config)
+    lakehouse = Lakehouse.from_config(spark, config)
+    try:
+        if not lakehouse.exists("silver.identity_map"):
+            raise DemoError("silver.identity_map does not exist: run the pipeline to publish "
+                            "first (the campaign goes to published customers)")
+        r = simulate_campaign(spark, config.landing.root, config.truth.root,
+                              config.reports.root, lakehouse.read("silver.identity_map"),
+                              args.kind, parse_effects(args.effect),
+                              args.days or config.activation.window_days)
+    except DemoError as exc:
+        print(f"seglake demo: {exc}", file=sys.stderr)
+        return 2
+    for segment, n in r.reached.items():
+        print(f"  {r.campaign}: {n:,} consenting treatment customers of {segment} reached "
+              f"(each takes the offer with probability {r.effects[segment]:.0%})")
+    print(f"demo world extended to {r.world.spec.days} days: {r.window_days} days after the "
+          f"activation on {r.activated_on}; {r.world.total_rows:,} landing rows "
+          f"({r.world.seconds:.0f} s). Next: seglake run --from ingest --to resolve, then "
+          "seglake measure")
     return 0
 
 
@@ -315,18 +362,48 @@ def _publish(config: SeglakeConfig, args: StageOptions) -> int:
 
     spark = get_spark(config)
     try:
-        r = run_publish(spark, config, as_of=args.as_of, include_email=args.include_email)
+        r = run_publish(spark, config, as_of=args.as_of, include_email=args.include_email,
+                        include_holdout=args.include_holdout)
     except PublishError as exc:
         return _failed("publish", exc, 1)
     since = f"since {r.previous_as_of}" if r.previous_as_of else "(first publish)"
     print(f"  {r.customers:,} customers, {r.memberships:,} segment memberships; {r.entered:,} "
           f"entered and {r.left:,} left {since}")
+    print(f"  {r.holdouts:,} memberships in holdout groups (gold.segment_assignments)")
     for kind, n in r.exported.items():
-        print(f"  exported {kind}: {n:,} memberships of consenting customers")
+        print(f"  exported {kind}: {n:,} memberships of consenting customers"
+              + (" (treatment and holdout)" if args.include_holdout else " (treatment only)"))
     print(f"run {r.run_id}: gold.customer_segments, gold.segment_membership, "
           f"gold.segment_changes, gold.segment_summary as of {r.as_of}; exports in "
           f"{r.export_root}" + (" (WITH email addresses)" if args.include_email else "")
           + f" ({r.seconds:.0f} s)")
+    return 0
+
+
+def _measure(config: SeglakeConfig, args: StageOptions) -> int:
+    """Treatment against holdout after an activation date -> gold.segment_lift."""
+    from seglake.measure import MeasureError, run_measure
+    from seglake.session import get_spark
+
+    try:
+        r = run_measure(get_spark(config), config, activated_on=args.activated_on,
+                        window_days=args.window, segment=args.segment)
+    except MeasureError as exc:
+        return _failed("measure", exc, 1)
+    print(f"  activated on {r.activated_on}, {r.window_days} day(s) of outcomes"
+          + ("" if r.window_days >= r.requested_days else
+             f" (of {r.requested_days} asked: the data ends there)"))
+    print(f"  {'kind':<8} {'segment':<30} {'metric':<22} {'n T/H':>13} {'difference':>11} "
+          f"{'interval':>22} {'p':>6}")
+    for x in r.rows:
+        interval = ("" if x["ci_low"] is None else
+                    f"[{x['ci_low']:+.4f}, {x['ci_high']:+.4f}]")
+        difference = "" if x["difference"] is None else f"{x['difference']:+.4f}"
+        p = "" if x["p_value"] is None else f"{x['p_value']:.3f}"
+        print(f"  {x['kind']:<8} {x['segment'][:30]:<30} {x['metric']:<22} "
+              f"{x['n_treatment']:>6,}/{x['n_holdout']:<6,} {difference:>11} {interval:>22} "
+              f"{p:>6}")
+    print(f"run {r.run_id}: {len(r.rows)} rows in gold.segment_lift ({r.seconds:.0f} s)")
     return 0
 
 
@@ -365,7 +442,7 @@ def _run(config: SeglakeConfig, args: argparse.Namespace) -> int:
             return 0
         print(f"run: resuming at {first}, where the latest run failed")
     try:
-        stages = selected_stages(first, args.only, args.demo)
+        stages = selected_stages(first, args.only, args.demo, args.to_stage)
     except PipelineError as exc:
         return _failed("run", exc, 2)
 
@@ -374,6 +451,7 @@ def _run(config: SeglakeConfig, args: argparse.Namespace) -> int:
         if args.as_of is not None and stage in AS_OF_HELP:
             options.as_of = args.as_of
         options.include_email = args.include_email and stage == "publish"
+        options.include_holdout = args.include_holdout and stage == "publish"
         options.full = args.full and stage == "resolve"
         print(f"== seglake {stage}", flush=True)
         return _HANDLERS[stage](config, options)
@@ -480,7 +558,7 @@ def _erase(config: SeglakeConfig, args: StageOptions) -> int:
 _HANDLERS: dict[str, Command] = {
     "demo": _demo, "ingest": _ingest, "refine": _refine, "resolve": _resolve,
     "features": _features, "segment": _segment, "score": _score, "publish": _publish,
-    "report": _report, "erase": _erase,
+    "measure": _measure, "report": _report, "erase": _erase,
 }
 COMMANDS: dict[str, tuple[str, Callable[[SeglakeConfig, Any], int]]] = {
     "version": ("print the versions of seglake and its engines", _version),
@@ -546,9 +624,22 @@ def build_parser() -> argparse.ArgumentParser:
         commands[name].add_argument(
             "--include-email", action="store_true",
             help="put email addresses in the exports (still consenting customers only; logged)")
+        commands[name].add_argument(
+            "--include-holdout", action="store_true",
+            help="export the holdout groups too, with a group column (logged)")
+    measure = commands["measure"]
+    measure.add_argument("--activated-on", type=_date, metavar="DATE",
+                         help="the activation date: the as_of of the assignments compared "
+                         "(default: the latest with outcomes after it)")
+    measure.add_argument("--window", type=int, metavar="DAYS",
+                         help="days of outcomes after it (default: activation.window_days)")
+    measure.add_argument("--segment", metavar="[KIND:]NAME",
+                         help="only this segment (default: every segment)")
     run = commands["run"]
     run.add_argument("--from", dest="from_stage", metavar="STAGE",
                      help="start at this stage (" + ", ".join(STAGES) + ")")
+    run.add_argument("--to", dest="to_stage", metavar="STAGE",
+                     help="stop after this stage")
     run.add_argument("--only", metavar="STAGE", help="run this one stage")
     run.add_argument("--resume", action="store_true",
                      help="start at the stage where the latest run failed (from ops.run_log)")
@@ -577,6 +668,19 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: demo.start)")
     generate.add_argument("--clean", action="store_true",
                           help="empty the landing and truth roots first (another world there)")
+    campaign = demo.add_parser(
+        "campaign", parents=[_common(argparse.SUPPRESS)],
+        help="send the latest export a campaign and extend the world by its window",
+        description="The marketing side of the demo: the consenting treatment members of the "
+        "latest export of --kind get an offer, each takes it with the segment's --effect "
+        "probability, and the world lives --days more days (ground truth of the effect in the "
+        "truth root). Then ingest, refine and resolve the new days and run seglake measure.")
+    campaign.add_argument("--kind", default="rule", help="the export kind (default: rule)")
+    campaign.add_argument("--effect", action="append", metavar="SEGMENT=EFFECT",
+                          help="a segment sent the offer and the chance a reached customer "
+                          "takes it (repeatable; default: the largest segment, 0.5)")
+    campaign.add_argument("--days", type=int,
+                          help="days after the activation (default: activation.window_days)")
     return parser
 
 
@@ -624,6 +728,8 @@ def _argument_problem(config: SeglakeConfig, command: str, options: StageOptions
     if unknown:
         return (f"unknown source(s) {unknown}; declared in the configuration: "
                 f"{', '.join(config.sources)}")
+    if command == "measure" and options.window is not None and not 1 <= options.window <= 365:
+        return f"--window must be between 1 and 365 days (got {options.window})"
     if command == "erase":
         if bool(options.email) == bool(options.customer_key):
             return "give exactly one of --email or --customer-key"

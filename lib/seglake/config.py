@@ -525,6 +525,38 @@ class PublishConfig(_Section):
         "Parquet under <reports.root>/exports/<as_of>/<kind>/), consenting customers only.")
 
 
+SEGMENT_KINDS = ("rule", "rfm", "cluster", "tag", "propensity_tier", "churn_tier")
+
+
+class ActivationConfig(_Section):
+    holdout_share: dict[Literal["rule", "rfm", "cluster", "tag", "propensity_tier",
+                                "churn_tier"], float] = Field(
+        default_factory=lambda: dict.fromkeys(SEGMENT_KINDS, 0.10),
+        description="Share of each segment kept out of activation (the holdout), per kind; a "
+        "kind not listed has no holdout. A customer keeps its group while it stays in the "
+        "segment; exports carry the treatment group only.")
+    salt: str = Field(
+        "seglake-holdout-1", min_length=1, description="Salt of the deterministic holdout draw "
+        "(not a secret): changing it redraws the groups of customers entering segments.")
+    window_days: int = Field(
+        28, ge=1, le=365, description="Days after the activation date over which `seglake "
+        "measure` compares treatment and holdout.")
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1.0, description="Confidence level of the lift intervals.")
+    min_group_size: int = Field(
+        30, ge=2, description="Members each group needs before a mean (revenue per customer) "
+        "gets an interval and p-value: Welch's t leans on the central limit theorem, and "
+        "skewed spend in a tiny holdout gives falsely narrow intervals. Rates use score "
+        "intervals, valid for small groups.")
+
+    @model_validator(mode="after")
+    def _shares_leave_a_treatment(self) -> ActivationConfig:
+        bad = {k: v for k, v in self.holdout_share.items() if not 0.0 <= v < 1.0}
+        if bad:
+            raise ValueError(f"activation.holdout_share must lie in [0, 1): got {bad}")
+        return self
+
+
 class SparkConfig(_Section):
     master: str = Field("local[*]", description="Master URL for a session seglake builds itself.")
     app_name: str = Field("seglake", description="Spark application name.")
@@ -561,6 +593,7 @@ class SeglakeConfig(_Section):
     clustering: ClusteringConfig = Field(default_factory=ClusteringConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
+    activation: ActivationConfig = Field(default_factory=ActivationConfig)
     sources: dict[str, SourceConfig] = Field(
         default_factory=default_sources,
         description="Landing sources by name (what ingest reads); defaults: the demo sources.",

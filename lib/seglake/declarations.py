@@ -38,6 +38,8 @@ CUSTOMER_SEGMENTS = "gold.customer_segments"
 MEMBERSHIP = "gold.segment_membership"
 CHANGES = "gold.segment_changes"
 SUMMARY = "gold.segment_summary"
+ASSIGNMENTS = "gold.segment_assignments"
+LIFT = "gold.segment_lift"
 RUN_LOG = "ops.run_log"
 INGEST_FILES = "ops.ingest_files"
 QUALITY_RESULTS = "ops.quality_results"
@@ -473,6 +475,44 @@ entered BIGINT -- members who entered since the previous publish
 left BIGINT -- members who left
 """ + _STAMP),
         key=("kind", "segment", "as_of"), partition_by=("as_of",), retention=PER_AS_OF),
+    Table(
+        ASSIGNMENTS, "Treatment or holdout of every segment member (activation.holdout_share):"
+        " a salted draw, kept while the customer stays in the segment; exports carry the "
+        "treatment group.", "publish",
+        columns("""
+customer_key STRING NOT NULL -- the customer
+kind STRING NOT NULL -- segment kind
+segment STRING -- the segment
+group STRING NOT NULL -- treatment or holdout
+assigned_at DATE NOT NULL -- the as_of at which the customer got this group
+""" + _STAMP),
+        partition_by=("as_of",), pii="pseudonymous", subjects=KEYED, retention=PER_AS_OF,
+        expectations=(expect("in_set", "group", value_set=["treatment", "holdout"]),)),
+    Table(
+        LIFT, "Treatment against holdout after an activation date, per segment and outcome: "
+        "difference, relative lift, interval and p-value (seglake measure).", "measure",
+        columns("""
+kind STRING NOT NULL -- segment kind
+segment STRING -- the segment
+activated_on DATE NOT NULL -- the activation date (the as_of of the assignments compared)
+window_days INT NOT NULL -- days of outcomes observed after it
+metric STRING NOT NULL -- conversion, revenue_per_customer or email_open
+n_treatment BIGINT -- treatment members
+n_holdout BIGINT -- holdout members
+treatment_value DOUBLE -- the treatment group's rate or mean
+holdout_value DOUBLE -- the holdout group's rate or mean
+difference DOUBLE -- treatment minus holdout
+relative_lift DOUBLE -- difference over the holdout value (null when that is 0)
+ci_low DOUBLE -- lower bound of the difference's interval
+ci_high DOUBLE -- upper bound
+confidence DOUBLE -- the interval's confidence level
+p_value DOUBLE -- two-sided: no difference
+method STRING -- two-proportion z (rates) or Welch t (means)
+measured_at TIMESTAMP NOT NULL -- when it was measured
+run_id STRING NOT NULL -- the run that wrote the row
+"""),
+        key=("kind", "segment", "activated_on", "metric"), partition_by=(),
+        retention="one row per segment, activation date and metric; a re-run replaces them"),
 ]
 
 OPS = [

@@ -36,16 +36,19 @@ class StageOutcome:
 
 
 def selected_stages(first: str | None = None, only: str | None = None,
-                    demo: bool = False) -> list[str]:
+                    demo: bool = False, last: str | None = None) -> list[str]:
     """The stages to run: ``only`` one, or from ``first`` (default: ingest, or demo with
-    ``demo``) to the end."""
-    for name in (first, only):
+    ``demo``) to ``last`` (default: the end)."""
+    for name in (first, only, last):
         if name is not None and name not in STAGES:
             raise PipelineError(f"unknown stage {name!r}; the stages are {', '.join(STAGES)}")
     if only is not None:
         return [only]
     start = first or ("demo" if demo else "ingest")
-    return list(STAGES[STAGES.index(start):])
+    end = STAGES.index(last) + 1 if last else len(STAGES)
+    if end <= STAGES.index(start):
+        raise PipelineError(f"--to {last} comes before the first stage {start}")
+    return list(STAGES[STAGES.index(start):end])
 
 
 def resume_point(lakehouse: Lakehouse) -> str | None:

@@ -7,6 +7,8 @@ of the same date. Writes ``gold.customer_segments`` (current: replaced whole),
 by ``as_of``; a re-run replaces its date), then one export per segment under
 ``<reports.root>/exports/<as_of>/``: pseudonymous keys of customers whose *current* marketing
 consent is given; email addresses only with ``include_email`` (logged in ``ops.run_log``).
+Every membership is assigned to treatment or holdout (``gold.segment_assignments``, see
+``seglake.activation``); exports carry the treatment group only unless ``include_holdout``.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from seglake.activation import TREATMENT, assignments
 from seglake.config import SeglakeConfig
 from seglake.declarations import (
+    ASSIGNMENTS,
     CHANGES,
     CLUSTERS,
     CUSTOMER_SEGMENTS,
@@ -56,6 +60,7 @@ class PublishResult:
     left: int
     exported: dict[str, int]
     export_root: str
+    holdouts: int
     seconds: float
 
 
@@ -137,7 +142,8 @@ def _at(lakehouse: Lakehouse, name: str, as_of: dt.date) -> DataFrame | None:
 
 
 def run_publish(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None = None,
-                include_email: bool = False, runlog: RunLog | None = None) -> PublishResult:
+                include_email: bool = False, runlog: RunLog | None = None,
+                include_holdout: bool = False) -> PublishResult:
     """Assemble, record history and changes, summarise and export; see the module doc."""
     started = time.monotonic()
     lakehouse = Lakehouse.from_config(spark, config)
@@ -177,6 +183,11 @@ def run_publish(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | Non
                 if previous_as_of else spark.createDataFrame(
                     [], "customer_key STRING, kind STRING, segment STRING"))
     moved = changes(members, previous).persist()
+    earlier = (lakehouse.read(ASSIGNMENTS).where(F.col("as_of") == F.lit(previous_as_of))
+               if previous_as_of and lakehouse.exists(ASSIGNMENTS) else None)
+    groups = assignments(members, earlier, config.activation.holdout_share,
+                         config.activation.salt, as_of).persist()
+    held = groups.where(F.col("group") != TREATMENT).count()
     counts = {r["change"]: r["count"] for r in moved.groupBy("change").count().collect()}
     summarised = summary(segments, members, moved)
 
@@ -186,7 +197,9 @@ def run_publish(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | Non
     lakehouse.overwrite_as_of(CHANGES, moved.select(
         "*", F.lit(previous_as_of).cast("date").alias("previous_as_of"), *stamp), as_of)
     lakehouse.overwrite_as_of(SUMMARY, summarised.select("*", *stamp), as_of)
-    exported, root = _export(lakehouse, config, segments, members, as_of, include_email)
+    lakehouse.overwrite_as_of(ASSIGNMENTS, groups.select("*", *stamp), as_of)
+    exported, root = _export(lakehouse, config, segments, groups, as_of, include_email,
+                             include_holdout)
 
     runlog.record(source=RULE_SEGMENTS, table=CUSTOMER_SEGMENTS, rows_in=n, rows_out=n,
                   message=f"as_of {as_of}" + ("" if clusters is not None else "; no clusters")
@@ -198,13 +211,17 @@ def run_publish(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | Non
                   f"{counts.get('entered', 0)} entered, {counts.get('left', 0)} left")
     runlog.record(source=MEMBERSHIP, table=SUMMARY, rows_in=n_members,
                   rows_out=summarised.count())
+    runlog.record(source=MEMBERSHIP, table=ASSIGNMENTS, rows_in=n_members,
+                  rows_out=n_members, message=f"{held} memberships in holdout groups")
     runlog.record(source=CUSTOMER_SEGMENTS, table="exports", rows_in=n,
                   rows_out=sum(exported.values()),
                   message=(f"{root}: consenting customers only"
                            + ("; WITH EMAIL ADDRESSES (include_email)" if include_email
-                              else "; pseudonymous keys only")))
+                              else "; pseudonymous keys only")
+                           + ("; WITH HOLDOUT GROUPS (include_holdout)" if include_holdout
+                              else "; treatment groups only")))
     runlog.flush()
-    for df in (segments, members, moved):
+    for df in (segments, members, moved, groups):
         df.unpersist()
     seconds = time.monotonic() - started
     log.info("publish: %d customers, %d memberships, %d entered / %d left since %s, %d export "
@@ -212,14 +229,15 @@ def run_publish(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | Non
              previous_as_of, sum(exported.values()), seconds)
     return PublishResult(runlog.run_id, as_of, previous_as_of, n, n_members,
                          counts.get("entered", 0), counts.get("left", 0), exported, root,
-                         seconds)
+                         held, seconds)
 
 
 def _export(lakehouse: Lakehouse, config: SeglakeConfig, segments: DataFrame,
-            members: DataFrame, as_of: dt.date, include_email: bool) -> tuple[dict[str, int],
-                                                                               str]:
+            groups: DataFrame, as_of: dt.date, include_email: bool, include_holdout: bool
+            ) -> tuple[dict[str, int], str]:
     """Per kind in ``publish.export_kinds``: CSV and Parquet, one folder per segment
-    (``segment=<name>``), consenting customers only."""
+    (``segment=<name>``), consenting customers of the treatment group (both groups, with a
+    ``group`` column, when ``include_holdout``)."""
     root = str(Path(config.reports.root) / "exports" / as_of.isoformat())
     allowed = segments.where(F.col("marketing_consent")).select(
         "customer_key", "propensity_score", "churn_score")
@@ -228,8 +246,12 @@ def _export(lakehouse: Lakehouse, config: SeglakeConfig, segments: DataFrame,
                                .select("customer_key", "email"), "customer_key", "left")
     exported = {}
     for kind in config.publish.export_kinds:
-        rows = members.where(F.col("kind") == kind).join(allowed, "customer_key") \
+        members = groups.where(F.col("kind") == kind)
+        if not include_holdout:
+            members = members.where(F.col("group") == TREATMENT)
+        rows = members.join(allowed, "customer_key") \
             .select("segment", "customer_key", *(["email"] if include_email else []),
+                    *(["group"] if include_holdout else []),
                     "propensity_score", "churn_score", F.lit(as_of).alias("as_of")).persist()
         exported[kind] = rows.count()
         for fmt in ("csv", "parquet"):
@@ -238,6 +260,7 @@ def _export(lakehouse: Lakehouse, config: SeglakeConfig, segments: DataFrame,
             (writer.option("header", True).csv(target) if fmt == "csv"
              else writer.parquet(target))
         rows.unpersist()
-        log.info("publish: exported %d %s memberships of consenting customers to %s/%s",
-                 exported[kind], kind, root, kind)
+        log.info("publish: exported %d %s memberships of consenting customers (%s) to %s/%s",
+                 exported[kind], kind, "both groups" if include_holdout else "treatment only",
+                 root, kind)
     return exported, root

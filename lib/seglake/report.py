@@ -31,9 +31,11 @@ from pyspark.sql import functions as F  # noqa: E402
 
 from seglake.config import SeglakeConfig  # noqa: E402
 from seglake.declarations import (  # noqa: E402
+    ASSIGNMENTS,
     CHANGES,
     CLUSTERS,
     CUSTOMERS,
+    LIFT,
     PROFILES,
     QUALITY_RESULTS,
     RUN_LOG,
@@ -354,8 +356,50 @@ def changes(lakehouse: Lakehouse) -> Section:
     return section
 
 
+def activation(lakehouse: Lakehouse) -> Section:
+    section = Section("activation", "Holdouts and lift",
+                      "Each segment's holdout (kept out of exports) and, once outcomes after "
+                      "an activation date are in, the treatment group's lift over it "
+                      "(seglake measure).")
+    if not lakehouse.exists(ASSIGNMENTS):
+        section.missing = f"no holdouts yet: {_hint(lakehouse, ASSIGNMENTS)}"
+        return section
+    groups, as_of = latest_rows(lakehouse, ASSIGNMENTS, "as_of")
+    sizes = groups.groupBy("kind").agg(
+        F.countDistinct("segment").alias("segments"), F.count(F.lit(1)).alias("members"),
+        F.sum((F.col("group") == "holdout").cast("int")).alias("holdout")) \
+        .withColumn("holdout share", F.col("holdout") / F.col("members")) \
+        .orderBy("kind").toPandas()
+    section.tables.append((f"Holdout groups as of {as_of}", sizes))
+    if not lakehouse.exists(LIFT):
+        section.missing = f"no lift measured yet: {_hint(lakehouse, LIFT)}"
+        return section
+    lift, activated = latest_rows(lakehouse, LIFT, "activated_on")
+    days = lift.agg(F.max("window_days")).first()[0]
+    section.intro += f" Activation on {activated}, {days} days of outcomes."
+    frame = lift.where(F.col("kind").isin("rule", "cluster")).select(
+        "kind", "segment", "metric", "n_treatment", "n_holdout", "treatment_value",
+        "holdout_value", "difference", "ci_low", "ci_high", "p_value") \
+        .orderBy("kind", "segment", "metric").toPandas()
+    section.tables.append(("Lift of rule segments and clusters", frame))
+    rates = frame[frame["metric"] == "conversion"].dropna(subset=["ci_low"])
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rates) + 1.2))
+    y = np.arange(len(rates))
+    ax.errorbar(rates["difference"], y, xerr=[rates["difference"] - rates["ci_low"],
+                                               rates["ci_high"] - rates["difference"]],
+                fmt="o", color="#4878a8", capsize=3)
+    ax.axvline(0.0, color="grey", linestyle=":")
+    ax.set_yticks(y, [f"{k}: {s}" for k, s in zip(rates["kind"], rates["segment"],
+                                                   strict=True)])
+    ax.set_xlabel("conversion, treatment minus holdout")
+    ax.set_title(f"Conversion lift after {activated} (interval)")
+    section.figures.append(("Conversion lift with its interval", png(fig)))
+    return section
+
+
 SECTIONS: tuple[Callable[[Lakehouse], Section], ...] = (
-    overview, quality, identity, segments, profiles, k_selection, pca, propensity, changes)
+    overview, quality, identity, segments, profiles, k_selection, pca, propensity, changes,
+    activation)
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}

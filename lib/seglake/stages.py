@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from seglake.declarations import (
+    ASSIGNMENTS,
     CLUSTERS,
     CONSENTS,
     CUSTOMERS,
@@ -64,6 +65,9 @@ STAGES: tuple[Stage, ...] = (
           "gold segment tables (current, history, changes, summary) and consented exports",
           (RULE_SEGMENTS, FEATURES, CLUSTERS, SCORES, CUSTOMERS, CONSENTS),
           as_of="publish the segments of this as_of (default: the latest rule segments)"),
+    Stage("measure", "seglake.measure",
+          "lift of each segment's treatment group over its holdout after an activation date",
+          (ASSIGNMENTS, ORDERS, EMAIL_EVENTS, IDENTITY_MAP), in_pipeline=False),
     Stage("report", "seglake.report",
           "the self-contained HTML report of the lakehouse (figures embedded)"),
     Stage("erase", "seglake.erasure",

@@ -74,9 +74,29 @@ def _weekly_visits(world: World, persons: DataFrame, rate: str, tag: str) -> Dat
     return df.where(active).select("person_id", "week", "slot", "day", "p_app_share")
 
 
-def sessions(world: World, persons: DataFrame, email_clicks: DataFrame) -> DataFrame:
+def offer_visits(world: World, offers: DataFrame) -> DataFrame:
+    """Store visits an activation campaign caused: each reached person (``offers``: person_id,
+    campaign, activation_day, window_days, effect) buys once in the window with probability
+    ``effect`` (a drive-to-store offer: ``campaign_id`` names the campaign)."""
+    draws = world.draws
+    pid, camp = _col("person_id"), _col("campaign")
+    took = offers.where(draws.bernoulli(_col("effect"), "offer", pid, camp))
+    return took.select(
+        "person_id", draws.hash("offer_visit", pid, camp).alias("session_key"),
+        F.lit("store").alias("channel"),
+        (_col("activation_day") + F.floor(draws.uniform("offer_day", pid, camp)
+                                          * _col("window_days"))).cast("int").alias("day"),
+        _seconds_of_day(draws.uniform("o_hour", pid, camp), draws.uniform("o_minute", pid, camp),
+                        STORE_HOUR_WEIGHTS).alias("seconds"),
+        *[F.lit(None).cast("string").alias(c) for c in ("utm_source", "utm_medium",
+                                                          "utm_campaign")],
+        camp.alias("campaign_id"))
+
+
+def sessions(world: World, persons: DataFrame, email_clicks: DataFrame,
+             offers: DataFrame | None = None) -> DataFrame:
     """Every visit: organic web/app sessions, sessions opened from an email click, and store
-    visits (which only produce orders)."""
+    visits (which only produce orders), those of activation offers included."""
     draws = world.draws
     pid = _col("person_id")
     organic = _weekly_visits(world, persons, "p_visits_per_week", "visits")
@@ -115,6 +135,8 @@ def sessions(world: World, persons: DataFrame, email_clicks: DataFrame) -> DataF
                "utm_medium", "utm_campaign", "campaign_id"]
     visits = organic.select(columns).unionByName(store.select(columns)) \
         .unionByName(clicks.select(columns))
+    if offers is not None:
+        visits = visits.unionByName(offer_visits(world, offers).select(columns))
     return _session_plan(world, visits.join(persons, "person_id"))
 
 
@@ -348,6 +370,7 @@ def orders(world: World, sessions_df: DataFrame) -> DataFrame:
     purchase_offset = last * gap + draws.uniform("gap", key, last) * 0.8 * gap
     return df.select(
         "person_id", "session_key", "channel", "day", "lines", status.alias("status"),
+        "campaign_id",
         order_id(key).alias("order_id"),
         F.when(store, store_ref).otherwise(web_ref).alias("customer_ref"),
         F.when(store, _col("seconds")).otherwise(_col("seconds") + purchase_offset)

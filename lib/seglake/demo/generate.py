@@ -265,7 +265,9 @@ def generate(spark: SparkSession, spec: DemoSpec, landing_root: str, truth_root:
         spark, world.draws, spec.persons, spec.cross_system_rate, spec.duplicate_rate))
     crm = step("CRM records", population.crm_records(persons, world.draws))
     emails = step("email events", behaviour.email_events(world, persons))
-    sessions = step("visits", behaviour.sessions(world, persons, behaviour.email_clicks(emails)))
+    offers = campaign_offers(storage, truth_root)
+    sessions = step("visits", behaviour.sessions(world, persons, behaviour.email_clicks(emails),
+                                                 offers))
     events = behaviour.events(world, sessions)
     orders = step("orders", behaviour.orders(world, sessions))
     consents = behaviour.consents(world, persons, emails)
@@ -304,6 +306,8 @@ def generate(spark: SparkSession, spec: DemoSpec, landing_root: str, truth_root:
     log.info("wrote %d daily files (%.1f s)", files, time.monotonic() - t)
 
     _write_truth(world, spec, persons, crm, orders, rendered, truth_root)
+    if offers is not None:
+        _write_campaign_truth(world, orders, offers, truth_root)
     counts = rendered.groupBy("source").agg(
         F.count("*").alias("rows"), F.count("defect").alias("bad")).collect()
     result = DemoResult(spec, files, {r["source"]: r["rows"] for r in counts},
@@ -351,6 +355,33 @@ def _write_truth(world: World, spec: DemoSpec, persons: DataFrame, crm: DataFram
     ).write.mode("overwrite").parquet(f"{truth_root}/future_orders")
 
 
+CAMPAIGNS = "campaigns"  # under the truth root: who each activation campaign reached
+
+
+def campaign_offers(storage: Storage, truth_root: str) -> DataFrame | None:
+    """The persons earlier activation campaigns reached (``seglake demo campaign``), so that
+    every later generation of the world replays them; None before any."""
+    path = f"{truth_root.rstrip('/')}/{CAMPAIGNS}/reached"
+    if not storage.list(path):
+        return None
+    return storage.spark.read.parquet(path).select(
+        "person_id", "campaign", "activation_day", "window_days", "effect")
+
+
+def _write_campaign_truth(world: World, orders: DataFrame, offers: DataFrame,
+                          truth_root: str) -> None:
+    """Every order of a reached person in its campaign's window, the offer's own marked: what
+    the campaign changed, person by person (``seglake.demo.campaign.true_lift``)."""
+    windows = offers.select("person_id", "campaign", "activation_day", "window_days")
+    in_window = (F.col("day") >= F.col("activation_day")) \
+        & (F.col("day") < F.col("activation_day") + F.col("window_days"))
+    orders.join(windows, "person_id").where(in_window).select(
+        "campaign", "person_id", "order_id", world.date(F.col("day")).alias("order_date"),
+        "status", F.round(F.col("subtotal") - F.col("discount"), 2).alias("amount"),
+        F.coalesce(F.col("campaign_id") == F.col("campaign"), F.lit(False)).alias("offer"),
+    ).write.mode("overwrite").parquet(f"{truth_root.rstrip('/')}/{CAMPAIGNS}/orders")
+
+
 def _write_manifest(storage: Storage, truth_root: str, spec: DemoSpec,
                     result: DemoResult) -> None:
     spec_dict = {k: (v.isoformat() if isinstance(v, dt.date) else v)
@@ -369,6 +400,15 @@ def _write_manifest(storage: Storage, truth_root: str, spec: DemoSpec,
         "bad_rows": dict(sorted(result.bad_rows.items())),
     }
     storage.write_text(f"{truth_root}/manifest.json", json.dumps(manifest, indent=2) + "\n")
+
+
+def generated_days(spark: SparkSession, spec: DemoSpec, truth_root: str) -> int | None:
+    """Days the truth root already holds of the world of ``spec`` (None: none, or another)."""
+    text = Storage(spark).read_text(f"{truth_root.rstrip('/')}/manifest.json")
+    if text is None:
+        return None
+    previous = json.loads(text)
+    return previous["spec"]["days"] if previous.get("world") == spec.world_key() else None
 
 
 def _check_roots(storage: Storage, spec: DemoSpec, landing_root: str, truth_root: str,
