@@ -10,7 +10,7 @@ SCALE ?= small
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --no-compile -e '.[spark,dev]'
+	$(BIN)/python -m pip install --quiet --no-compile -e '.[spark,tracking,dev]'
 	@# byte-compiled on every core (pip compiles one file at a time); a file that does not
 	@# compile is skipped, as pip skips it
 	-$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null

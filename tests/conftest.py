@@ -56,6 +56,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> SeglakeConfig:
             "landing": {"root": str(root / "landing")},
             "truth": {"root": str(root / "truth")},
             "reports": {"root": str(root / "reports")},
+            "tracking": {"root": str(root / "mlruns")},
             "spark": {"master": "local[2]", "shuffle_partitions": 2, "driver_memory": "3g",
                       "conf": SMALL_DATA_SPARK},
             # fewer K-means starts per k than the default 5: the archetype bound still held;

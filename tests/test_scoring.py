@@ -111,6 +111,37 @@ def test_a_grid_is_cross_validated_and_a_single_point_fitted_directly(spark):
     assert (forest.getNumTrees, forest.getOrDefault("maxDepth")) == (5, 3)
 
 
+def test_the_champion_is_the_family_that_fits_the_case(spark):
+    import random
+
+    draw = random.Random(11)
+    rows = []
+    for i in range(1200):  # an exclusive or: no straight line separates it, trees do at once
+        x, z = draw.random(), draw.random()
+        rows.append((f"c{i}", x, z, draw.random(), float((x > 0.5) != (z > 0.5))))
+    frame = spark.createDataFrame(rows, f"customer_key STRING, x DOUBLE, z DOUBLE, "
+                                        f"noise DOUBLE, {rf.LABEL} DOUBLE")
+    train, holdout = frame.randomSplit([0.75, 0.25], seed=3)
+    config = ScoringConfig(num_trees=[20], max_depth=[4], challengers=["logistic", "gbt"],
+                           gbt_iterations=10)
+    family, models, measured, _ = rf.contest(train, holdout, ["x", "z", "noise"], config)
+    assert set(models) == set(measured) == {"random_forest", "logistic", "gbt"}
+    assert measured["logistic"]["roc_auc"] < 0.65 < 0.95 < measured[family]["roc_auc"]
+    assert family in ("random_forest", "gbt")
+    table = rf.candidates(measured, family)
+    assert [c["family"] for c in table if c["champion"]] == [family]
+    # picked by PR-AUC when asked; a linear case makes the regression at least competitive
+    linear = spark.createDataFrame(
+        [(f"c{i}", x, float(x + draw.gauss(0, 0.15) > 0.5)) for i, x in
+         enumerate(draw.random() for _ in range(800))],
+        f"customer_key STRING, x DOUBLE, {rf.LABEL} DOUBLE")
+    train, holdout = linear.randomSplit([0.75, 0.25], seed=3)
+    by_pr = config.model_copy(update={"champion_metric": "pr_auc"})
+    family, _, measured, _ = rf.contest(train, holdout, ["x"], by_pr)
+    assert measured[family]["pr_auc"] == max(m["pr_auc"] for m in measured.values())
+    assert measured["logistic"]["roc_auc"] > 0.9
+
+
 def test_score_stage_on_the_small_world(spark, config, featured, scored):
     lake = Lakehouse.from_config(spark, config)
     as_of, horizon = scored.as_of, config.scoring.horizon_days
@@ -156,13 +187,54 @@ def test_score_stage_on_the_small_world(spark, config, featured, scored):
         assert len(metrics["grid"]) == len(config.scoring.num_trees) * len(
             config.scoring.max_depth)
         assert 0 <= metrics["precision"] <= 1 and 0 <= metrics["recall"] <= 1
-    # the saved pipeline reproduces the written probabilities
+        # the forest and every challenger measured on the same holdout; the best one scores
+        contest = {c["family"]: c for c in metrics["candidates"]}
+        assert list(contest) == ["random_forest", *config.scoring.challengers]
+        champion = max(contest.values(), key=lambda c: c["roc_auc"])
+        assert [c["family"] for c in contest.values() if c["champion"]] == \
+            [metrics["family"]] == [champion["family"]]
+        assert metrics["roc_auc"] == champion["roc_auc"]
+    # the saved pipeline (the champion) reproduces the written probabilities
     inputs = json.loads(latest_model(lake, "propensity")["params"])["inputs"]
     model = PipelineModel.load(json.loads(latest_model(lake, "propensity")["artifact"])
                                ["pipeline"])
     again = rf.scored(model, prepared(features, inputs)).select("customer_key", "probability_1")
     assert out.join(again, "customer_key").where(
         F.abs(F.col("propensity_probability") - F.col("probability_1")) > 1e-9).count() == 0
+    # every model of the contest is in MLflow with its metrics; the registered champion
+    # reloads and scores as the written scores
+    import mlflow
+
+    from seglake.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(config.tracking))
+    record = latest_model(lake, "propensity")
+    metrics = json.loads(record["metrics"])
+    run = mlflow.get_run(record["mlflow_run_id"])
+    assert run.data.metrics["roc_auc"] == pytest.approx(metrics["roc_auc"])
+    assert run.data.params["input.gold.customer_features"] == \
+        str(json.loads(record["data_versions"])["gold.customer_features"])
+    children = mlflow.search_runs([run.info.experiment_id], output_format="list",
+                                  filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    by_family = {c.data.tags["seglake.family"]: c for c in children}
+    assert set(by_family) == {c["family"] for c in metrics["candidates"]}
+    for c in metrics["candidates"]:
+        assert by_family[c["family"]].data.metrics["roc_auc"] == pytest.approx(c["roc_auc"])
+    client = mlflow.MlflowClient()
+    name = f"{config.tracking.registry_prefix}propensity"
+    assert client.get_model_version_by_alias(name, "champion").tags["seglake.family"] == \
+        metrics["family"]
+    best_other = max((c for c in metrics["candidates"] if not c["champion"]),
+                     key=lambda c: c["roc_auc"])
+    assert client.get_model_version_by_alias(name, "challenger").tags["seglake.family"] == \
+        best_other["family"]
+    champion = mlflow.spark.load_model(f"models:/{name}@champion")
+    again = rf.scored(champion, prepared(features, inputs)).select("customer_key",
+                                                                   "probability_1")
+    assert out.join(again, "customer_key").where(
+        F.abs(F.col("propensity_probability") - F.col("probability_1")) > 1e-9).count() == 0
+    for kind in ("identity-linkage", "clustering", "churn"):
+        assert latest_model(lake, kind)["mlflow_run_id"], kind
     # propensity ranks who buys in the next horizon (never seen by training) well
     bought = purchasers(lake, as_of, as_of + dt.timedelta(days=horizon)) \
         .withColumn("label", F.lit(1.0))

@@ -339,13 +339,19 @@ def _score(config: SeglakeConfig, args: StageOptions) -> int:
         r = run_score(spark, config, as_of=args.as_of)
     except ScoreError as exc:
         return _failed("score", exc, 1)
-    print(f"  {'model':<11} {'version':>7} {'labelled':>9} {'positive':>9} {'ROC-AUC':>8} "
-          f"{'PR-AUC':>7} {'F1':>6} {'top-decile lift':>16}")
+    print(f"  {'model':<11} {'family':<14} {'version':>7} {'labelled':>9} {'positive':>9} "
+          f"{'ROC-AUC':>8} {'PR-AUC':>7} {'F1':>6} {'top-decile lift':>16}")
     for kind, m in r.models.items():
-        x = m.metrics
-        print(f"  {kind:<11} {m.version:>7} {m.trained_on:>9,} {m.positives:>9,} "
-              f"{x['roc_auc']:>8.3f} {x['pr_auc']:>7.3f} {x['f1']:>6.3f} "
-              f"{x['deciles'][0]['lift']:>16.2f}")
+        ordered = sorted(m.metrics["candidates"], key=lambda c: not c["champion"])
+        for c in ordered:
+            lift = "" if c["top_decile_lift"] is None else f"{c['top_decile_lift']:.2f}"
+            print(f"  {kind if c['champion'] else '':<11} "
+                  f"{c['family'] + (' *' if c['champion'] else ''):<14} "
+                  f"{m.version if c['champion'] else '':>7} "
+                  f"{m.trained_on if c['champion'] else '':>9} "
+                  f"{m.positives if c['champion'] else '':>9} {c['roc_auc']:>8.3f} "
+                  f"{c['pr_auc']:>7.3f} {c['f1']:>6.3f} {lift:>16}")
+    print(f"  * champion by holdout {config.scoring.champion_metric}: it scores")
     for kind, tiers in r.tiers.items():
         print(f"  {kind} tiers: " + ", ".join(f"{t} {tiers.get(t, 0):,}"
                                               for t in config.scoring.tiers))
@@ -390,12 +396,14 @@ def _measure(config: SeglakeConfig, args: StageOptions) -> int:
                         window_days=args.window, segment=args.segment)
     except MeasureError as exc:
         return _failed("measure", exc, 1)
-    print(f"  activated on {r.activated_on}, {r.window_days} day(s) of outcomes"
+    print(f"  activated on {r.activated_on} (groups as of {r.assigned_as_of}), "
+          f"{r.window_days} day(s) of outcomes"
           + ("" if r.window_days >= r.requested_days else
              f" (of {r.requested_days} asked: the data ends there)"))
     print(f"  {'kind':<8} {'segment':<30} {'metric':<22} {'n T/H':>13} {'difference':>11} "
           f"{'interval':>22} {'p':>6}")
-    for x in r.rows:
+    shown = r.rows if args.segment else [x for x in r.rows if x["kind"] in ("rule", "cluster")]
+    for x in shown:
         interval = ("" if x["ci_low"] is None else
                     f"[{x['ci_low']:+.4f}, {x['ci_high']:+.4f}]")
         difference = "" if x["difference"] is None else f"{x['difference']:+.4f}"
@@ -403,7 +411,9 @@ def _measure(config: SeglakeConfig, args: StageOptions) -> int:
         print(f"  {x['kind']:<8} {x['segment'][:30]:<30} {x['metric']:<22} "
               f"{x['n_treatment']:>6,}/{x['n_holdout']:<6,} {difference:>11} {interval:>22} "
               f"{p:>6}")
-    print(f"run {r.run_id}: {len(r.rows)} rows in gold.segment_lift ({r.seconds:.0f} s)")
+    print(f"run {r.run_id}: {len(r.rows)} rows in gold.segment_lift"
+          + ("" if len(shown) == len(r.rows) else " (rule segments and clusters shown)")
+          + f" ({r.seconds:.0f} s)")
     return 0
 
 
@@ -629,8 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
             help="export the holdout groups too, with a group column (logged)")
     measure = commands["measure"]
     measure.add_argument("--activated-on", type=_date, metavar="DATE",
-                         help="the activation date: the as_of of the assignments compared "
-                         "(default: the latest with outcomes after it)")
+                         help="the day the campaign went out; the groups are the latest "
+                         "assignments on or before it (default: the latest as_of with outcomes "
+                         "after it)")
     measure.add_argument("--window", type=int, metavar="DAYS",
                          help="days of outcomes after it (default: activation.window_days)")
     measure.add_argument("--segment", metavar="[KIND:]NAME",

@@ -505,6 +505,16 @@ class ScoringConfig(_Section):
         {"hot": 0.9, "warm": 0.7, "cool": 0.4, "cold": 0.0},
         description="Tier name -> lowest percentile rank of the score (0..1) in it; a customer "
         "gets the first tier whose bound its rank reaches.")
+    challengers: list[Literal["gbt", "logistic", "mlp"]] = Field(
+        ["gbt", "logistic"], description="Model families trained beside the random forest on "
+        "the same rows (gradient-boosted trees, logistic regression, a multilayer perceptron); "
+        "the best on the holdout by champion_metric scores. Empty: the forest alone.")
+    champion_metric: Literal["roc_auc", "pr_auc"] = Field(
+        "roc_auc", description="Holdout metric that picks the champion (ties: the forest, then "
+        "the challengers in their order).")
+    gbt_iterations: int = Field(
+        30, ge=1, le=500, description="Boosting rounds of the gbt challenger (depth 4; each "
+        "round is a Spark job).")
 
     @model_validator(mode="after")
     def _check(self) -> ScoringConfig:
@@ -523,6 +533,23 @@ class PublishConfig(_Section):
                                "churn_tier"]] = Field(
         ["rule", "cluster"], description="Membership kinds exported per segment (CSV and "
         "Parquet under <reports.root>/exports/<as_of>/<kind>/), consenting customers only.")
+
+
+class TrackingConfig(_Section):
+    enabled: bool = Field(
+        True, description="Log every trained model (linkage, clustering, propensity, churn) to "
+        "MLflow: parameters, metrics, input table versions, the Spark ML models, registered "
+        "with the aliases champion and challenger.")
+    uri: str = Field(
+        "", description="MLflow tracking URI; empty: MLFLOW_TRACKING_URI when set, else a "
+        "SQLite store under `root`.")
+    root: str = Field(
+        "mlruns", description="Folder of the local store (mlflow.db and artifacts/) when no "
+        "URI is given.")
+    experiment: str = Field("seglake", min_length=1, description="MLflow experiment name.")
+    registry_prefix: str = Field(
+        "seglake-", description="Registered model name = prefix + model kind (e.g. "
+        "seglake-propensity).")
 
 
 SEGMENT_KINDS = ("rule", "rfm", "cluster", "tag", "propensity_tier", "churn_tier")
@@ -594,6 +621,7 @@ class SeglakeConfig(_Section):
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     activation: ActivationConfig = Field(default_factory=ActivationConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     sources: dict[str, SourceConfig] = Field(
         default_factory=default_sources,
         description="Landing sources by name (what ingest reads); defaults: the demo sources.",

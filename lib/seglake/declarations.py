@@ -494,7 +494,8 @@ assigned_at DATE NOT NULL -- the as_of at which the customer got this group
         columns("""
 kind STRING NOT NULL -- segment kind
 segment STRING -- the segment
-activated_on DATE NOT NULL -- the activation date (the as_of of the assignments compared)
+activated_on DATE NOT NULL -- the day the campaign went out
+assigned_as_of DATE NOT NULL -- the as_of of the groups compared (the latest on or before it)
 window_days INT NOT NULL -- days of outcomes observed after it
 metric STRING NOT NULL -- conversion, revenue_per_customer or email_open
 n_treatment BIGINT -- treatment members
@@ -576,6 +577,7 @@ params STRING -- JSON
 metrics STRING -- JSON
 data_versions STRING -- JSON: table -> Delta version trained on
 artifact STRING -- JSON: the model definition, or the persisted pipeline's path
+mlflow_run_id STRING -- its MLflow run (tracking); null when tracking is off or failed
 """), retention="kept"),
     Table(
         ERASURE_LOG, "Erasure requests carried out (the subject as a keyed hash only).",

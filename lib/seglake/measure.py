@@ -1,10 +1,11 @@
 """``seglake measure``: did activating a segment work? Treatment against holdout on what
 happened after the activation date.
 
-The activation date is the ``as_of`` of the assignments compared (``gold.segment_assignments``:
-who was in which group when the segment went out). Outcomes per member over the window that
-follows: ``conversion`` (a completed order), ``revenue_per_customer`` (net amount of completed
-orders, 0 without) and ``email_open`` (opened an email). Rates are compared with Newcombe's
+The activation date is the day the campaign went out; the groups compared are the latest
+``gold.segment_assignments`` on or before it (who was in which group in the export sent).
+Outcomes per member over the window that follows: ``conversion`` (a completed order),
+``revenue_per_customer`` (net amount of completed orders, 0 without) and ``email_open``
+(opened an email). Rates are compared with Newcombe's
 hybrid score interval and a two-proportion z test, means with Welch's t (only with
 ``activation.min_group_size`` members in each group); one row per segment and metric in
 ``gold.segment_lift`` (a re-run replaces its rows).
@@ -44,6 +45,7 @@ class MeasureError(RuntimeError):
 class MeasureResult:
     run_id: str
     activated_on: dt.date
+    assigned_as_of: dt.date
     window_days: int
     requested_days: int
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -196,9 +198,11 @@ def run_measure(spark: SparkSession, config: SeglakeConfig, activated_on: dt.dat
                 f"{data_end}; measure once orders after an activation have been ingested "
                 "(or pass --activated-on)")
         activated_on = with_outcomes[-1]
-    elif activated_on not in dates:
-        raise MeasureError(f"{ASSIGNMENTS} has no assignments as of {activated_on}; "
-                           f"published dates: {', '.join(map(str, dates)) or 'none'}")
+    earlier = [d for d in dates if d <= activated_on]
+    if not earlier:
+        raise MeasureError(f"{ASSIGNMENTS} has no assignments on or before {activated_on}; "
+                           f"published dates: {', '.join(map(str, dates))}")
+    assigned = earlier[-1]  # the groups the campaign went out to
     end = activated_on + dt.timedelta(days=requested)
     if data_end is None or data_end <= activated_on:
         raise MeasureError(f"no orders, events or email events after {activated_on} yet: "
@@ -209,7 +213,7 @@ def run_measure(spark: SparkSession, config: SeglakeConfig, activated_on: dt.dat
         log.warning("measure: only %d of the %d days after %s have data", observed, requested,
                     activated_on)
     kind, name = segment_filter(segment)
-    groups = lakehouse.read(ASSIGNMENTS).where(F.col("as_of") == F.lit(activated_on))
+    groups = lakehouse.read(ASSIGNMENTS).where(F.col("as_of") == F.lit(assigned))
     if kind:
         groups = groups.where(F.col("kind") == kind)
     if name:
@@ -223,7 +227,7 @@ def run_measure(spark: SparkSession, config: SeglakeConfig, activated_on: dt.dat
     runlog = runlog or RunLog(lakehouse, "measure")
     measured_at = utc_now()
     for row in rows:
-        row.update(activated_on=activated_on, window_days=observed,
+        row.update(activated_on=activated_on, assigned_as_of=assigned, window_days=observed,
                    confidence=config.activation.confidence, measured_at=measured_at,
                    run_id=runlog.run_id)
     n_members = sum(r["n_treatment"] + r["n_holdout"] for r in rows if r["metric"] == RATES[0])
@@ -236,8 +240,10 @@ def run_measure(spark: SparkSession, config: SeglakeConfig, activated_on: dt.dat
         else:
             lakehouse.append(LIFT, frame)
     runlog.record(source=ASSIGNMENTS, table=LIFT, rows_in=n_members, rows_out=len(rows),
-                  message=f"activated on {activated_on}, {observed} day(s) of outcomes")
+                  message=f"activated on {activated_on} (groups as of {assigned}), {observed} "
+                  "day(s) of outcomes")
     runlog.flush()
     seconds = time.monotonic() - started
     log.info("measure: %d segment(s), %d rows (%.1f s)", len(rows) // 3, len(rows), seconds)
-    return MeasureResult(runlog.run_id, activated_on, observed, requested, rows, seconds)
+    return MeasureResult(runlog.run_id, activated_on, assigned, observed, requested, rows,
+                         seconds)

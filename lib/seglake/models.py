@@ -9,9 +9,11 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from seglake.config import TrackingConfig
 from seglake.declarations import MODELS, declared
 from seglake.lakehouse import Lakehouse
 from seglake.runlog import utc_now
+from seglake.tracking import track
 
 SCHEMA = declared(MODELS).ddl
 
@@ -41,12 +43,23 @@ def fit_sample(df: DataFrame, rows: int, limit: int, seed: int,
 
 def record_model(lakehouse: Lakehouse, kind: str, run_id: str, *, params: dict[str, Any],
                  metrics: dict[str, Any], data_versions: dict[str, int],
-                 artifact: str) -> int:
-    """Append the next version of ``kind``; returns that version."""
+                 artifact: str, tracking: TrackingConfig | None = None,
+                 models: dict[str, Any] | None = None,
+                 model_metrics: dict[str, dict[str, Any]] | None = None,
+                 champion: str | None = None, champion_metric: str = "roc_auc",
+                 files: dict[str, str] | None = None) -> int:
+    """Append the next version of ``kind`` (logged to MLflow first when ``tracking``, with
+    ``models`` and the rest as ``seglake.tracking.track`` takes them); returns that version."""
     version = latest_version(lakehouse, kind) + 1
+    mlflow_run = None
+    if tracking is not None:
+        mlflow_run = track(tracking, kind, version, run_id, params=params, metrics=metrics,
+                           data_versions=data_versions, models=models,
+                           model_metrics=model_metrics, champion=champion,
+                           metric=champion_metric, files=files)
     row = (kind, version, run_id, utc_now(), json.dumps(params, sort_keys=True, default=str),
            json.dumps(metrics, sort_keys=True, default=str),
-           json.dumps(data_versions, sort_keys=True), artifact)
+           json.dumps(data_versions, sort_keys=True), artifact, mlflow_run)
     lakehouse.append(MODELS, lakehouse.spark.createDataFrame([row], SCHEMA))
     return version
 

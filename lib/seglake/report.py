@@ -309,10 +309,19 @@ def propensity(lakehouse: Lakehouse) -> Section:
         section.missing = f"no scoring models yet: {_hint(lakehouse, SCORES)}"
         return section
     section.tables.append(("Holdout metrics", pd.DataFrame(
-        [(kind, m["version"], m["trained_as_of"], m["roc_auc"], m["pr_auc"], m["precision"],
-          m["recall"], m["f1"], m["deciles"][0]["lift"]) for kind, m in found.items()],
-        columns=["model", "version", "features as of", "ROC-AUC", "PR-AUC", "precision",
-                 "recall", "F1", "top-decile lift"])))
+        [(kind, m["version"], m.get("family", "random_forest"), m["trained_as_of"],
+          m["roc_auc"], m["pr_auc"], m["precision"], m["recall"], m["f1"],
+          m["deciles"][0]["lift"]) for kind, m in found.items()],
+        columns=["model", "version", "family", "features as of", "ROC-AUC", "PR-AUC",
+                 "precision", "recall", "F1", "top-decile lift"])))
+    contest = [(kind, c["family"], "champion" if c["champion"] else "challenger", c["roc_auc"],
+                c["pr_auc"], c["f1"], c["top_decile_lift"])
+               for kind, m in found.items() for c in m.get("candidates", [])]
+    if contest:
+        section.tables.append(("Champion and challengers (same rows, same holdout)",
+                               pd.DataFrame(contest, columns=[
+                                   "model", "family", "role", "ROC-AUC", "PR-AUC", "F1",
+                                   "top-decile lift"])))
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     for kind, m in found.items():
         curve = np.array(m["roc_curve"])

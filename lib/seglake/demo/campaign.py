@@ -81,7 +81,8 @@ def simulate_campaign(spark: SparkSession, landing_root: str, truth_root: str,
                       reports_root: str, identity_map: DataFrame, kind: str = "rule",
                       effects: dict[str, float] | None = None, window_days: int = 28
                       ) -> CampaignResult:
-    """Send the latest export of ``kind`` a campaign and extend the world ``window_days``."""
+    """Send the latest export of ``kind`` a campaign the day after the world's last files, and
+    extend the world ``window_days``."""
     storage = Storage(spark)
     text = storage.read_text(f"{truth_root.rstrip('/')}/manifest.json")
     if text is None:
@@ -89,12 +90,12 @@ def simulate_campaign(spark: SparkSession, landing_root: str, truth_root: str,
     manifest = json.loads(text)
     spec = DemoSpec(**{**manifest["spec"], "start": dt.date.fromisoformat(
         manifest["spec"]["start"])})
-    activated_on, folder = latest_export(reports_root, kind)
-    day = (activated_on - spec.start).days
-    if day < spec.days:
-        raise DemoError(f"the latest {kind} export is as of {activated_on}, but the world's "
-                        f"files already run to {spec.start + dt.timedelta(days=spec.days - 1)}:"
-                        " a campaign cannot go out in the past; publish the latest as_of first")
+    exported_on, folder = latest_export(reports_root, kind)
+    day = spec.days  # the campaign goes out the day after the world's last files
+    activated_on = spec.start + dt.timedelta(days=day)
+    if exported_on > activated_on:
+        raise DemoError(f"the latest {kind} export is as of {exported_on}, after the world's "
+                        f"next day {activated_on}: generate the days up to it first")
     export = spark.read.parquet(folder)
     sizes = {r["segment"]: r["count"] for r in export.groupBy("segment").count().collect()}
     if effects is None:  # the largest segment answers; the others are not sent anything
@@ -105,6 +106,8 @@ def simulate_campaign(spark: SparkSession, landing_root: str, truth_root: str,
         raise DemoError(f"--effect names {', '.join(unknown)}, not in the {kind} export as of "
                         f"{activated_on} (it holds {', '.join(sorted(sizes))})")
     campaign = f"ACT-{activated_on:%Y%m%d}-{kind}"
+    log.info("campaign %s: the %s export as of %s goes out on %s", campaign, kind, exported_on,
+             activated_on)
     chosen = export.where(F.col("segment").isin(list(effects)))
     effect = F.coalesce(*[F.when(F.col("segment") == s, F.lit(e)) for s, e in effects.items()])
     reached = reached_persons(spark, chosen, identity_map,
@@ -126,7 +129,7 @@ def true_lift(spark: SparkSession, truth_root: str, assignments: DataFrame) -> D
     """Per (kind, segment) of the campaigns: the true effect on the treatment group's
     conversion and revenue per customer (members not reached count as unaffected), from the
     offers' own orders: a customer converted because of the campaign when its only completed
-    orders in the window are offers. ``assignments``: the activation date's rows."""
+    orders in the window are offers. ``assignments``: the rows of the export's as_of."""
     root = f"{truth_root.rstrip('/')}/{CAMPAIGNS}"
     reached = spark.read.parquet(f"{root}/reached").select("person_id", "customer_key",
                                                             "kind", "segment", "campaign")

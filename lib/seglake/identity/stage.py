@@ -284,9 +284,10 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                "drift": drift, "mode": mode, "full_because": why_full or None,
                "batch_records": linkage.batch_records,
                "touched_records": linkage.touched_records}
+    model_json = json.dumps(linkage.model_json, sort_keys=True)
     version = record_model(lakehouse, MODEL_KIND, run_id, params=ident.model_dump(),
-                           metrics=summary, data_versions=versions,
-                           artifact=json.dumps(linkage.model_json, sort_keys=True))
+                           metrics=summary, data_versions=versions, artifact=model_json,
+                           tracking=config.tracking, files={"splink_model.json": model_json})
     folder = Path(config.reports.root) / run_id / "identity"
     files = diagnostics.write(folder, linkage.charts, diagnostics.cluster_sizes(linkage.clusters),
                               diagnostics.largest_clusters(

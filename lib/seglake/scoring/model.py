@@ -1,6 +1,6 @@
-"""Random-forest scores: which columns go in, the tuned pipeline, and what is recorded about it
-(ROC/PR-AUC, precision/recall/F1 at the best-F1 threshold, lift and capture by decile,
-feature importances)."""
+"""Scores: which columns go in, the tuned random forest and its challengers, the champion, and
+what is recorded about each (ROC/PR-AUC, precision/recall/F1 at the best-F1 threshold, lift and
+capture by decile, feature importances)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,14 @@ from collections.abc import Iterable
 
 import numpy as np
 from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.classification import RandomForestClassifier
+from pyspark.ml.classification import (
+    GBTClassifier,
+    LogisticRegression,
+    MultilayerPerceptronClassifier,
+    RandomForestClassifier,
+)
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
-from pyspark.ml.feature import Imputer, VectorAssembler
+from pyspark.ml.feature import Imputer, StandardScaler, VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
 from pyspark.sql import DataFrame, Window
@@ -21,6 +26,7 @@ from seglake.config import ScoringConfig
 
 LABEL = "label"
 PROBABILITY = "probability_1"
+FOREST = "random_forest"
 NUMERIC = ("int", "bigint", "double", "boolean")
 
 
@@ -73,6 +79,52 @@ def tuned_forest(train: DataFrame, inputs: list[str], config: ScoringConfig) -> 
     return fitted.bestModel, points
 
 
+def challenger(train: DataFrame, inputs: list[str], family: str, config: ScoringConfig
+               ) -> PipelineModel:
+    """Median imputation + assembly (+ standard scaling for the linear and neural families)
+    + a classifier of ``family``, fitted with fixed settings (the forest alone is tuned)."""
+    imputed = [f"_i_{n}" for n in inputs]
+    stages = [Imputer(strategy="median", inputCols=inputs, outputCols=imputed),
+              VectorAssembler(inputCols=imputed, outputCol="_assembled")]
+    if family == "gbt":
+        classifier = GBTClassifier(featuresCol="_assembled", labelCol=LABEL, maxDepth=4,
+                                   maxIter=config.gbt_iterations, seed=config.seed)
+    else:
+        stages.append(StandardScaler(inputCol="_assembled", outputCol="_scaled", withMean=True))
+        if family == "logistic":
+            classifier = LogisticRegression(featuresCol="_scaled", labelCol=LABEL,
+                                            regParam=0.01, maxIter=100)
+        elif family == "mlp":
+            classifier = MultilayerPerceptronClassifier(
+                featuresCol="_scaled", labelCol=LABEL, layers=[len(inputs), 16, 2],
+                maxIter=200, seed=config.seed)
+        else:
+            raise ValueError(f"unknown model family {family!r}")
+    return Pipeline(stages=[*stages, classifier]).fit(train)
+
+
+def contest(train: DataFrame, holdout: DataFrame, inputs: list[str], config: ScoringConfig
+            ) -> tuple[str, dict[str, PipelineModel], dict[str, dict], list[dict]]:
+    """The tuned forest and each challenger fitted on ``train`` and measured on ``holdout``:
+    (the champion's family, the models, each one's evaluation, the forest's grid)."""
+    forest, grid = tuned_forest(train, inputs, config)
+    models = {FOREST: forest}
+    for family in config.challengers:
+        models[family] = challenger(train, inputs, family, config)
+    measured = {family: evaluation(model, holdout, inputs) for family, model in models.items()}
+    best = max(measured, key=lambda f: (measured[f][config.champion_metric],
+                                        -list(models).index(f)))
+    return best, models, measured, grid
+
+
+def candidates(measured: dict[str, dict], champion: str) -> list[dict]:
+    """What ``ops.models`` keeps about every model of a contest."""
+    return [{"family": family, "champion": family == champion,
+             **{k: m[k] for k in ("roc_auc", "pr_auc", "f1", "precision", "recall")},
+             "top_decile_lift": m["deciles"][0]["lift"] if m["deciles"] else None}
+            for family, m in measured.items()]
+
+
 def scored(model: PipelineModel, frame: DataFrame) -> DataFrame:
     """``frame`` with the probability of the positive class as ``probability_1``."""
     return model.transform(frame).withColumn(
@@ -96,13 +148,24 @@ def evaluation(model: PipelineModel, holdout: DataFrame, inputs: list[str]) -> d
     a share of the bounded fit sample (``scoring.fit_sample``): its predictions are collected
     once and measured on the driver."""
     rows = scored(model, holdout).select("customer_key", PROBABILITY, LABEL).collect()
-    forest = model.stages[-1]
-    importances = sorted(zip(inputs, forest.featureImportances.toArray().tolist(), strict=True),
-                         key=lambda kv: -kv[1])
     return {**holdout_metrics(np.array([r[PROBABILITY] for r in rows], dtype=float),
                               np.array([r[LABEL] for r in rows], dtype=float),
                               [r["customer_key"] for r in rows]),
-            "importances": {n: v for n, v in importances}}
+            "importances": importances(model, inputs)}
+
+
+def importances(model: PipelineModel, inputs: list[str]) -> dict[str, float]:
+    """Trees: their feature importances; logistic regression: the absolute coefficients of
+    the scaled inputs, normalised to sum 1; a perceptron: none. Largest first."""
+    last = model.stages[-1]
+    if hasattr(last, "featureImportances"):
+        values = last.featureImportances.toArray()
+    elif hasattr(last, "coefficients"):
+        values = np.abs(last.coefficients.toArray())
+        values = values / values.sum() if values.sum() else values
+    else:
+        return {}
+    return dict(sorted(zip(inputs, map(float, values), strict=True), key=lambda kv: -kv[1]))
 
 
 def holdout_metrics(probability: np.ndarray, label: np.ndarray, keys: list[str]) -> dict:

@@ -174,20 +174,28 @@ def run_score(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None 
             frame, sampled = frame.localCheckpoint(), (n, positives)
         train, holdout = frame.randomSplit([1 - conf.holdout_fraction, conf.holdout_fraction],
                                            seed=conf.seed)
-        model, grid = rf.tuned_forest(train, used, conf)
+        family, fitted, measured, grid = rf.contest(train, holdout, used, conf)
+        model = fitted[family]
         metrics = {"as_of": as_of, "trained_as_of": trained_as_of, "labelled": n,
                    "positives": positives, "fitted_on": sampled[0],
                    "fitted_positives": sampled[1], "grid": grid, "inputs_left_out": dropped,
-                   **rf.evaluation(model, holdout, used)}
+                   **measured[family], "family": family,
+                   "champion_metric": conf.champion_metric,
+                   "candidates": rf.candidates(measured, family)}
         version = latest_version(lakehouse, kind) + 1
         path = model_path(lakehouse, kind, version)
         model.write().overwrite().save(path)
         record_model(lakehouse, kind, runlog.run_id,
                      params={**conf.model_dump(), "inputs": used}, metrics=metrics,
-                     data_versions=data_versions, artifact=json.dumps({"pipeline": path}))
-        log.info("score: %s model v%d: %d labelled (%d positive), holdout ROC-AUC %.3f, "
-                 "PR-AUC %.3f, F1 %.3f at %.3f (%.1f s)", kind, version, n, positives,
-                 metrics["roc_auc"], metrics["pr_auc"], metrics["f1"], metrics["threshold"],
+                     data_versions=data_versions, artifact=json.dumps({"pipeline": path}),
+                     tracking=config.tracking, models=fitted, model_metrics=measured,
+                     champion=family, champion_metric=conf.champion_metric)
+        log.info("score: %s model v%d (%s): %d labelled (%d positive), holdout ROC-AUC %.3f, "
+                 "PR-AUC %.3f, F1 %.3f at %.3f; challengers %s (%.1f s)", kind, version,
+                 family, n, positives, metrics["roc_auc"], metrics["pr_auc"], metrics["f1"],
+                 metrics["threshold"], ", ".join(
+                     f"{c['family']} {c[conf.champion_metric]:.3f}"
+                     for c in metrics["candidates"] if not c["champion"]) or "none",
                  time.monotonic() - started)
         models[kind] = ModelResult(kind, version, n, positives, metrics)
         population = now if kind == "propensity" else now.where(F.col("orders_total") > 0)

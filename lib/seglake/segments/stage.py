@@ -250,7 +250,8 @@ def run_clusters(lakehouse: Lakehouse, config: SeglakeConfig, features: DataFram
                            "ids": ids})
     record_model(lakehouse, MODEL_KIND, runlog.run_id, params=conf.model_dump(),
                  metrics=metrics, data_versions={FEATURES: lakehouse.version(FEATURES)},
-                 artifact=artifact)
+                 artifact=artifact, tracking=config.tracking,
+                 models={"kmeans": model, "mixture": gmm})
     runlog.record(source=FEATURES, table=CLUSTERS, rows_in=n, rows_out=n,
                   message=f"as_of {as_of}: k={k}, silhouette {kept_silhouette:.3f}, model "
                   f"v{version}" + (f", ARI vs previous {stability:.3f}"
