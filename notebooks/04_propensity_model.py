@@ -1,8 +1,9 @@
 # Databricks notebook source
 # MAGIC %md
 # MAGIC # 04 · Purchase propensity and churn
-# MAGIC The random forests' holdout metrics, their most important features, lift by decile, and the
-# MAGIC scores of today's customers by tier — then the persisted model, loaded and applied again.
+# MAGIC The champion models' holdout metrics (a tuned random forest against its challengers), their
+# MAGIC most important features, lift by decile, and the scores of today's customers by tier — then
+# MAGIC the persisted model, loaded and applied again.
 
 # COMMAND ----------
 

@@ -36,7 +36,8 @@ def monkeypatch_module():
 def test_notebooks_are_databricks_source_files():
     names = sorted(p.name for p in NOTEBOOKS.glob("*.py"))
     assert names == ["01_lakehouse_and_quality.py", "02_identity_resolution.py",
-                     "03_segments_and_profiles.py", "04_propensity_model.py"]
+                     "03_segments_and_profiles.py", "04_propensity_model.py",
+                     "05_measure_a_campaign.py"]
     for name in names:
         text = (NOTEBOOKS / name).read_text(encoding="utf-8")
         assert text.startswith("# Databricks notebook source\n")
@@ -67,3 +68,12 @@ def test_04_propensity_model(run_notebook):
     found = run_notebook("04_propensity_model.py")
     assert found["compared"].count() > 0
     assert found["max_difference"] < 1e-9   # the persisted model scores as the stage did
+
+
+def test_05_measure_a_campaign(run_notebook, spark, config, published):
+    found = run_notebook("05_measure_a_campaign.py")
+    assert found["result"].assigned_as_of == published.as_of
+    rows = found["conversion"].collect()
+    held = {r["segment"]: r["holdout"] for r in found["groups"].where("kind = 'rule'").collect()}
+    assert rows and all(r["n_holdout"] == held[r["segment"]] for r in rows)
+    assert len(found["significant"]) <= 0.1 * found["lift"].count()  # no campaign ran here
