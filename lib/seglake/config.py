@@ -541,8 +541,8 @@ class TrackingConfig(_Section):
         "MLflow: parameters, metrics, input table versions, the Spark ML models, registered "
         "with the aliases champion and challenger.")
     uri: str = Field(
-        "", description="MLflow tracking URI; empty: MLFLOW_TRACKING_URI when set, else a "
-        "SQLite store under `root`.")
+        "", description="MLflow tracking URI; empty: MLFLOW_TRACKING_URI when set (Databricks "
+        "sets it), else a SQLite store under `root`.")
     root: str = Field(
         "mlruns", description="Folder of the local store (mlflow.db and artifacts/) when no "
         "URI is given.")

@@ -3,8 +3,8 @@ version with its parameters, metrics, input table versions and artifacts; Spark 
 logged with the Spark flavour and registered, the champion and the best challenger under the
 aliases ``champion`` and ``challenger`` (aliases, not the deprecated stages).
 
-Where: ``MLFLOW_TRACKING_URI`` when set (a Databricks workspace, a server), else
-``tracking.uri``, else a SQLite store under ``tracking.root`` (default ``./mlruns``; MLflow 3
+Where: ``tracking.uri`` when set, else ``MLFLOW_TRACKING_URI`` (a Databricks workspace, a
+server), else a SQLite store under ``tracking.root`` (default ``./mlruns``; MLflow 3
 keeps its file store in maintenance mode). ``ops.models`` keeps the run's id. Tracking that
 fails (a server down) is a warning: the model is still recorded in ``ops.models``.
 """
@@ -25,12 +25,17 @@ log = logging.getLogger(__name__)
 MAX_PARAM = 6000  # characters MLflow keeps of a parameter value
 
 
+# the platform's store (Databricks sets it), read before mlflow.set_tracking_uri, which sets
+# the variable itself, can change it for this process
+PLATFORM_URI = os.environ.get("MLFLOW_TRACKING_URI", "")
+
+
 def tracking_uri(tracking: TrackingConfig) -> str:
-    """The store: the environment's, the configured one, or SQLite under ``tracking.root``."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
+    """The store: the configured one, the platform's, or SQLite under ``tracking.root``."""
     if tracking.uri:
         return tracking.uri
+    if PLATFORM_URI:
+        return PLATFORM_URI
     root = Path(tracking.root).absolute()
     return f"sqlite:///{root / 'mlflow.db'}"
 
