@@ -173,9 +173,10 @@ def test_lift_without_a_campaign_is_mostly_insignificant_and_rerunning_replaces_
              .collect()}
     for r in rows:
         assert r["n_treatment"] + r["n_holdout"] == sizes[(r["kind"], r["segment"])]
-    # under no effect about 5% of the 95% intervals miss 0 (seen: 3 of 111)
-    missed = [r for r in rows if r["ci_low"] is not None and not r["ci_low"] <= 0 <= r["ci_high"]]
-    assert len(missed) <= 0.1 * len(rows)
+    # under no effect about 5% of the 95% intervals miss 0 (seen: 3 of 100)
+    measured = [r for r in rows if r["ci_low"] is not None]
+    missed = [r for r in measured if not r["ci_low"] <= 0 <= r["ci_high"]]
+    assert len(measured) >= 60 and len(missed) <= 0.1 * len(measured)
     # measuring one segment again replaces its rows, and only them
     segment = next(r["segment"] for r in rows if r["kind"] == "rule")
     again = run_measure(spark, config, activated_on=published.as_of, window_days=28,
