@@ -65,7 +65,8 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> SeglakeConfig:
             # k 5 to 7 of the default 4 to 8 (the small world's demo run keeps k = 7): the k
             # search is 9 fits instead of 15, and the archetype bound still held
             "clustering": {"starts": 3, "bootstrap_runs": 2, "k_min": 5, "k_max": 7},
-            "scoring": {"max_depth": [4]},
+            # 10 boosting rounds of the gbt challenger instead of 30: a Spark job each
+            "scoring": {"max_depth": [4], "gbt_iterations": 10},
         }
     )
 
