@@ -36,9 +36,10 @@ OPERATIONS = ROOT / "docs" / "operations.md"
 SPARK_HOME = Path(sys.modules["pyspark"].__file__).parent
 # columns that hold when or by which run a row was written, not what the data says
 # (times, run ids, and the run log's messages and models' artifacts, which name the run's paths)
-RUN_COLUMNS = re.compile(r"^_?(run_id|batch_id|ingested_at|quarantined_at|resolved_at|merged_at|"
-                         r"linked_at|started_at|finished_at|checked_at|trained_at|requested_at|seconds|"
-                         r"message|artifact)$")
+# (and the MLflow run: the packed cluster environment has no MLflow, the local one has)
+RUN_COLUMNS = re.compile(r"^_?(run_id|mlflow_run_id|batch_id|ingested_at|quarantined_at|"
+                         r"resolved_at|merged_at|linked_at|started_at|finished_at|checked_at|"
+                         r"trained_at|requested_at|seconds|message|artifact)$")
 
 
 def documented_block(name: str) -> str:

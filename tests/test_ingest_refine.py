@@ -134,6 +134,33 @@ def test_new_files_and_a_replayed_batch_are_each_ingested_exactly_once(spark, ti
         .where(F.col("message").contains("replayed")).count() == 1
 
 
+def test_a_lost_checkpoint_or_a_moved_landing_root_stops_ingest_and_says_why(
+        spark, tiny, tmp_path):
+    from seglake.ingest import IngestError
+
+    cfg = tiny
+    run_ingest(spark, cfg, ["consents"])
+    lake = Lakehouse.from_config(spark, cfg)
+    version, rows = lake.version("bronze.consents"), lake.read("bronze.consents").count()
+    assert rows > 0
+    # without its checkpoint, the stream would count batches from 0 again: refused
+    checkpoint = Path(cfg.lakehouse.root) / "_checkpoints" / "ingest" / "consents"
+    checkpoint.rename(tmp_path / "kept")
+    with pytest.raises(IngestError, match="checkpoint .* is missing"):
+        run_ingest(spark, cfg, ["consents"])
+    assert lake.version("bronze.consents") == version and not checkpoint.exists()
+    (tmp_path / "kept").rename(checkpoint)
+    [again] = run_ingest(spark, cfg, ["consents"])
+    assert again.rows == 0 and lake.read("bronze.consents").count() == rows
+    # the same lakehouse reading the files from another root: named, not Spark's basePath
+    shutil.copytree(cfg.landing.root, tmp_path / "moved")
+    moved = cfg.model_copy(update={"landing": cfg.landing.model_copy(
+        update={"root": str(tmp_path / "moved")})})
+    with pytest.raises(IngestError, match="another landing root"):
+        run_ingest(spark, moved, ["consents"])
+    assert lake.version("bronze.consents") == version
+
+
 def test_unreadable_files_are_rejected_with_a_reason_and_the_others_go_in(spark, tiny):
     cfg = tiny
     run_ingest(spark, cfg, ["orders", "crm_eshop"])  # what had arrived so far

@@ -214,6 +214,14 @@ def ingest_source(
             + (" (batch already in bronze: replayed)" if commit.skipped else ""))
 
     checkpoint = f"{_checkpoint_root(config, lakehouse)}/{name}"
+    if _hadoop_text(spark, f"{checkpoint}/metadata") is None and lakehouse.exists(table) \
+            and lakehouse.read(table).limit(1).count():
+        raise IngestError(
+            f"ingest of source {name!r}: its stream checkpoint {checkpoint} is missing, but "
+            f"{table} already holds rows: a new checkpoint counts its batches from 0 again, "
+            "which bronze's exactly-once writes and refine take for batches already loaded "
+            "(new files would be skipped). Restore the checkpoint (ingest.checkpoint_root says "
+            f"where it is looked for), or drop {table} to load every file again")
     try:
         query = (source_stream(spark, config, name).writeStream
                  .foreachBatch(write_batch)
@@ -223,6 +231,12 @@ def ingest_source(
                  .start())
         query.awaitTermination()
     except (StreamingQueryException, AnalysisException) as exc:
+        if "Wrong basePath" in str(exc):
+            raise IngestError(
+                f"ingest of source {name!r}: its stream checkpoint {checkpoint} names files "
+                f"under another landing root than {config.landing.root} (Spark: Wrong "
+                "basePath): move the landing files back, or see docs/troubleshooting.md, "
+                "\"A landing root moved\"") from exc
         raise IngestError(f"ingest of source {name!r} failed: {_first_line(exc)}") from exc
     return result
 
