@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from scipy import stats
 
 from seglake.activation import assignments
-from seglake.declarations import ASSIGNMENTS, LIFT
+from seglake.declarations import ASSIGNMENTS, LIFT, SCORES, UPLIFT
 from seglake.lakehouse import Lakehouse
 from seglake.measure import (
     lift_rows,
@@ -25,6 +25,7 @@ from seglake.measure import (
     run_measure,
 )
 from seglake.publish import run_publish
+from seglake.uplift import area_over_random, gain_curve
 
 SHARES = {"rule": 0.1, "tag": 0.3}
 AS_OF = dt.date(2025, 3, 1)
@@ -196,7 +197,7 @@ def test_a_campaign_lift_is_measured_with_an_interval_that_holds_the_truth(
     publish goes out the day after the world's last files, the largest segment's reached
     customers take the offer with probability 0.5, 28 days pass and are ingested, refined and
     resolved, and the measured lift is compared with the generator's truth."""
-    from seglake.demo.campaign import simulate_campaign, true_lift
+    from seglake.demo.campaign import simulate_campaign, true_lift, true_uplift
     from seglake.identity import run_resolve
     from seglake.ingest import run_ingest
     from seglake.refine import run_refine
@@ -250,3 +251,40 @@ def test_a_campaign_lift_is_measured_with_an_interval_that_holds_the_truth(
     assert rows[(segment, "conversion")]["p_value"] < 0.01
     others = [r for (s, m), r in rows.items() if s != segment and r["p_value"] is not None]
     assert len([r for r in others if r["p_value"] < 0.05]) <= 0.15 * len(others)
+
+    # the uplift model: fitted where conversion moved significantly (at this copy's 0.99, and
+    # with 30 members per group), which includes the campaign's segment
+    significant = {(r["kind"], r["segment"]) for r in measured.rows
+                   if r["metric"] == "conversion" and r["p_value"] is not None
+                   and r["p_value"] < 0.01 and min(r["n_treatment"], r["n_holdout"]) >= 30}
+    models = {(u.kind, u.segment): u for u in measured.uplift}
+    assert ("rule", segment) in models and set(models) <= significant
+    model = models[("rule", segment)]
+    # against the truth: each treatment member's chance of taking the offer (the segment's
+    # effect scaled by how much the person reads email); the members ranked by their
+    # cross-fitted uplift hold more of it at the top than ranked by the propensity score
+    chances = true_uplift(spark, copy.truth.root).where(
+        (F.col("kind") == "rule") & (F.col("segment") == segment)).select("customer_key",
+                                                                            "chance")
+    propensity = lake.read(SCORES).where(F.col("as_of") == published.as_of).select(
+        "customer_key", "propensity_probability")
+    treated = model.out_of_fold.where(F.col("group") == "treatment") \
+        .join(chances, "customer_key", "left").fillna(0.0, subset=["chance"]) \
+        .join(propensity, "customer_key").localCheckpoint()
+    by_uplift = area_over_random(gain_curve(treated, "uplift", "chance"), "gain")
+    by_propensity = area_over_random(gain_curve(treated, "propensity_probability", "chance"),
+                                     "gain")
+    assert by_uplift > 0.05 and by_uplift > by_propensity + 0.03, (by_uplift, by_propensity)
+    assert model.qini > 0
+    # scored: the segment's members at the latest publish, uplift = the two chances' difference
+    scored = lake.read(UPLIFT).where(F.col("model_version") == model.version)
+    members = lake.read(ASSIGNMENTS).where(
+        (F.col("as_of") == model.scored_as_of) & (F.col("kind") == "rule")
+        & (F.col("segment") == segment))
+    assert scored.count() == model.scored == members.count()
+    assert scored.join(members, "customer_key", "left_anti").count() == 0
+    assert scored.where(F.abs(F.col("uplift") - F.col("treatment_probability")
+                              + F.col("holdout_probability")) > 1e-9).count() == 0
+    recorded = lake.read("ops.models").where((F.col("kind") == "uplift")
+                                             & (F.col("version") == model.version)).first()
+    assert recorded["run_id"] == measured.run_id and recorded["mlflow_run_id"]

@@ -411,6 +411,12 @@ def _measure(config: SeglakeConfig, args: StageOptions) -> int:
         print(f"  {x['kind']:<8} {x['segment'][:30]:<30} {x['metric']:<22} "
               f"{x['n_treatment']:>6,}/{x['n_holdout']:<6,} {difference:>11} {interval:>22} "
               f"{p:>6}")
+    for u in r.uplift:
+        versus = "" if u.qini_propensity is None else \
+            f", ranking by propensity {u.qini_propensity:+.4f}"
+        print(f"  uplift model v{u.version} of {u.kind}:{u.segment} ({u.n_treatment:,}/"
+              f"{u.n_holdout:,}): Qini {u.qini:+.4f}{versus}; {u.scored:,} members scored "
+              f"as of {u.scored_as_of} into gold.customer_uplift")
     print(f"run {r.run_id}: {len(r.rows)} rows in gold.segment_lift"
           + ("" if len(shown) == len(r.rows) else " (rule segments and clusters shown)")
           + f" ({r.seconds:.0f} s)")

@@ -575,6 +575,16 @@ class ActivationConfig(_Section):
         "gets an interval and p-value: Welch's t leans on the central limit theorem, and "
         "skewed spend in a tiny holdout gives falsely narrow intervals. Rates use score "
         "intervals, valid for small groups.")
+    uplift: bool = Field(
+        True, description="`seglake measure` fits an uplift model (a random forest per group, "
+        "uplift = the difference of their conversion probabilities) for every segment whose "
+        "conversion lift is significant and whose groups have min_group_size members, and "
+        "scores its current members into gold.customer_uplift.")
+    uplift_folds: int = Field(
+        5, ge=2, le=20, description="Folds of the uplift model's cross-fitting: each member's "
+        "out-of-fold uplift (from models that did not see it) gives the Qini curve.")
+    uplift_trees: int = Field(50, ge=1, le=1000, description="Trees of each group's forest.")
+    uplift_depth: int = Field(4, ge=1, le=20, description="Depth of those trees.")
 
     @model_validator(mode="after")
     def _shares_leave_a_treatment(self) -> ActivationConfig:

@@ -40,6 +40,7 @@ CHANGES = "gold.segment_changes"
 SUMMARY = "gold.segment_summary"
 ASSIGNMENTS = "gold.segment_assignments"
 LIFT = "gold.segment_lift"
+UPLIFT = "gold.customer_uplift"
 RUN_LOG = "ops.run_log"
 INGEST_FILES = "ops.ingest_files"
 QUALITY_RESULTS = "ops.quality_results"
@@ -514,6 +515,23 @@ run_id STRING NOT NULL -- the run that wrote the row
 """),
         key=("kind", "segment", "activated_on", "metric"), partition_by=(),
         retention="one row per segment, activation date and metric; a re-run replaces them"),
+    Table(
+        UPLIFT, "Expected effect of the next campaign on each member of a segment a measured "
+        "campaign moved: a two-model uplift learner fitted on that campaign's treatment and "
+        "holdout (seglake measure).", "measure",
+        columns("""
+customer_key STRING NOT NULL -- the customer
+kind STRING NOT NULL -- segment kind
+segment STRING -- the segment
+activated_on DATE NOT NULL -- the campaign the model learnt from
+uplift DOUBLE -- treatment_probability minus holdout_probability
+treatment_probability DOUBLE -- chance of a completed order in the window if sent the campaign
+holdout_probability DOUBLE -- chance of one if not
+model_version BIGINT NOT NULL -- the uplift model (ops.models)
+""" + _STAMP),
+        key=("customer_key", "kind", "segment", "as_of"), partition_by=("as_of",),
+        pii="pseudonymous", subjects=KEYED,
+        retention="one partition per as_of; a re-run replaces its segment's rows"),
 ]
 
 OPS = [

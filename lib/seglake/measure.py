@@ -9,11 +9,18 @@ Outcomes per member over the window that follows: ``conversion`` (a completed or
 hybrid score interval and a two-proportion z test, means with Welch's t (only with
 ``activation.min_group_size`` members in each group); one row per segment and metric in
 ``gold.segment_lift`` (a re-run replaces its rows).
+
+Where the campaign moved conversion significantly, an uplift model learns whom it moved
+(``seglake.uplift``: features as of the groups' date, the window's conversions), is judged by
+the Qini curve of its cross-fitted predictions (and the propensity score's, for comparison),
+recorded in ``ops.models`` (kind ``uplift``) and scores the segment's current members into
+``gold.customer_uplift``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
 import time
@@ -24,12 +31,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from scipy import stats
 
+from seglake import uplift as up
 from seglake.activation import HOLDOUT, TREATMENT
-from seglake.behaviour import activity, cutoff, end_of_data, silver_sources
+from seglake.behaviour import activity, cutoff, end_of_data, feature_catalogue, silver_sources
 from seglake.config import SeglakeConfig
-from seglake.declarations import ASSIGNMENTS, LIFT, declared
+from seglake.declarations import ASSIGNMENTS, FEATURES, LIFT, SCORES, UPLIFT, declared
 from seglake.lakehouse import Lakehouse
+from seglake.models import informative_columns, latest_version, model_path, record_model
 from seglake.runlog import RunLog, utc_now
+from seglake.scoring import model as rf
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +52,20 @@ class MeasureError(RuntimeError):
 
 
 @dataclass
+class UpliftResult:
+    kind: str
+    segment: str
+    version: int
+    n_treatment: int
+    n_holdout: int
+    qini: float                   # Qini coefficient of the cross-fitted uplift
+    qini_propensity: float | None  # of the propensity score at the groups' date, if scored
+    scored: int                   # current members written to gold.customer_uplift
+    scored_as_of: dt.date
+    out_of_fold: DataFrame        # the campaign's members: group, label, cross-fitted uplift
+
+
+@dataclass
 class MeasureResult:
     run_id: str
     activated_on: dt.date
@@ -50,6 +74,7 @@ class MeasureResult:
     requested_days: int
     rows: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    uplift: list[UpliftResult] = field(default_factory=list)
 
 
 def wilson(successes: int, n: int, z: float) -> tuple[float, float]:
@@ -220,8 +245,9 @@ def run_measure(spark: SparkSession, config: SeglakeConfig, activated_on: dt.dat
         groups = groups.where(F.col("segment") == name)
     groups = groups.select("customer_key", "kind", "segment", "group")
     act = activity(sources, end)
-    rows = lift_rows(member_outcomes(groups, act.orders, act.email_events, activated_on, end),
-                     config.activation.confidence, config.activation.min_group_size)
+    outcomes = member_outcomes(groups, act.orders, act.email_events, activated_on, end) \
+        .persist()
+    rows = lift_rows(outcomes, config.activation.confidence, config.activation.min_group_size)
     if segment and not rows:
         raise MeasureError(f"no segment {segment!r} with a holdout as of {activated_on}")
     runlog = runlog or RunLog(lakehouse, "measure")
@@ -242,8 +268,139 @@ def run_measure(spark: SparkSession, config: SeglakeConfig, activated_on: dt.dat
     runlog.record(source=ASSIGNMENTS, table=LIFT, rows_in=n_members, rows_out=len(rows),
                   message=f"activated on {activated_on} (groups as of {assigned}), {observed} "
                   "day(s) of outcomes")
+    models = fit_uplift(lakehouse, config, outcomes, rows, assigned, activated_on, runlog) \
+        if config.activation.uplift and rows else []
     runlog.flush()
+    outcomes.unpersist()
     seconds = time.monotonic() - started
-    log.info("measure: %d segment(s), %d rows (%.1f s)", len(rows) // 3, len(rows), seconds)
+    log.info("measure: %d segment(s), %d rows, %d uplift model(s) (%.1f s)", len(rows) // 3,
+             len(rows), len(models), seconds)
     return MeasureResult(runlog.run_id, activated_on, assigned, observed, requested, rows,
-                         seconds)
+                         seconds, models)
+
+
+def uplift_targets(rows: list[dict[str, Any]], confidence: float, min_size: int
+                   ) -> list[tuple[str, str]]:
+    """(kind, segment) whose conversion moved significantly, with ``min_size`` members in
+    each group: where there is an effect to model and enough of both groups to learn it."""
+    return [(r["kind"], r["segment"]) for r in rows
+            if r["metric"] == "conversion" and r["p_value"] is not None
+            and r["p_value"] < 1 - confidence and min(r["n_treatment"], r["n_holdout"]) >= min_size]
+
+
+def _segment_is(kind: str, segment: str | None) -> tuple[Any, str]:
+    """The (kind, segment) filter as a Column and as SQL."""
+    if segment is None:
+        return (F.col("kind") == kind) & F.col("segment").isNull(), \
+            f"kind = '{kind}' AND segment IS NULL"
+    quoted = segment.replace("'", "''")
+    return (F.col("kind") == kind) & (F.col("segment") == segment), \
+        f"kind = '{kind}' AND segment = '{quoted}'"
+
+
+def fit_uplift(lakehouse: Lakehouse, config: SeglakeConfig, outcomes: DataFrame,
+               rows: list[dict[str, Any]], assigned: dt.date, activated_on: dt.date,
+               runlog: RunLog) -> list[UpliftResult]:
+    """An uplift model per segment the campaign moved (``uplift_targets``), trained on the
+    features as of the groups' date; its current members scored into gold.customer_uplift."""
+    act = config.activation
+    targets = uplift_targets(rows, act.confidence, act.min_group_size)
+    if not targets:
+        log.info("measure: no segment's conversion moved significantly with %d members in "
+                 "each group: no uplift model", act.min_group_size)
+        return []
+    dates = set()
+    if lakehouse.exists(FEATURES):
+        dates = {r[0] for r in lakehouse.read(FEATURES).select("as_of").distinct().collect()}
+    if assigned not in dates:
+        log.warning("measure: no %s as of %s (the groups' date): no uplift model; run "
+                    "`seglake features --as-of %s` and measure again", FEATURES, assigned,
+                    assigned)
+        return []
+    try:
+        inputs = rf.model_inputs(feature_catalogue(config.features), config.scoring)
+    except ValueError as exc:
+        raise MeasureError(f"uplift: {exc}") from None
+    published = {r[0] for r in lakehouse.read(ASSIGNMENTS).select("as_of").distinct().collect()}
+    scored_as_of = max(published & dates)  # the segment's members now, with their features
+    features = lakehouse.read(FEATURES)
+    propensity = None
+    if lakehouse.exists(SCORES):
+        propensity = lakehouse.read(SCORES).where(F.col("as_of") == F.lit(assigned)).select(
+            "customer_key", "propensity_probability")
+    settings = up.ForestSettings(act.uplift_trees, act.uplift_depth, config.scoring.seed)
+    data_versions = {t: lakehouse.version(t) for t in (FEATURES, ASSIGNMENTS)}
+    results = []
+    for kind, segment in targets:
+        started = time.monotonic()
+        is_segment, sql = _segment_is(kind, segment)
+        members = outcomes.where(is_segment).select(
+            "customer_key", "group", F.col("conversion").cast("double").alias(up.LABEL))
+        frame = rf.prepared(features.where(F.col("as_of") == F.lit(assigned)), inputs) \
+            .join(members, "customer_key")
+        used, dropped = informative_columns(frame, inputs)
+        frame = frame.select("customer_key", "group", up.LABEL, *used).localCheckpoint()
+        sizes = {r[0]: r[1] for r in frame.groupBy("group").count().collect()}
+        if not used or min(sizes.get(TREATMENT, 0), sizes.get(HOLDOUT, 0)) < act.min_group_size:
+            log.warning("measure: uplift of %s:%s not fitted: %s", kind, segment,
+                        "no input varies" if not used else
+                        f"only {sizes} members have features as of {assigned}")
+            continue
+        oof = up.out_of_fold(frame, used, settings, act.uplift_folds).localCheckpoint()
+        curve = up.qini_curve(oof, up.UPLIFT)
+        curve_p = None
+        if propensity is not None:
+            ranked = oof.join(propensity, "customer_key")
+            if ranked.limit(1).count():
+                curve_p = up.qini_curve(ranked, "propensity_probability")
+        models = up.fitted(frame, used, settings)
+        version = latest_version(lakehouse, "uplift") + 1
+        paths = {}
+        for name, pipeline in models.pipelines().items():
+            paths[name] = f"{model_path(lakehouse, 'uplift', version)}/{name}"
+            pipeline.write().overwrite().save(paths[name])
+        qini = up.area_over_random(curve)
+        qini_p = up.area_over_random(curve_p) if curve_p else None
+        metrics = {"activated_on": activated_on, "assigned_as_of": assigned,
+                   "n_treatment": sizes[TREATMENT], "n_holdout": sizes[HOLDOUT],
+                   "qini": qini, "qini_propensity": qini_p, "curve": curve,
+                   "curve_propensity": curve_p, "inputs_left_out": dropped,
+                   # a group without both classes: its rate stands for a model
+                   "rates": {name: m for name, m in (("treatment", models.treatment),
+                                                     ("holdout", models.holdout))
+                             if isinstance(m, float)}}
+        record_model(lakehouse, "uplift", runlog.run_id,
+                     params={"kind": kind, "segment": segment, "learner": "two-model forest",
+                             "folds": act.uplift_folds, "trees": act.uplift_trees,
+                             "depth": act.uplift_depth, "inputs": used},
+                     metrics=metrics, data_versions=data_versions,
+                     artifact=json.dumps(paths or {"rates": metrics["rates"]}),
+                     tracking=config.tracking, models=models.pipelines())
+        current = lakehouse.read(ASSIGNMENTS).where(
+            (F.col("as_of") == F.lit(scored_as_of)) & is_segment).select("customer_key")
+        now = rf.prepared(features.where(F.col("as_of") == F.lit(scored_as_of)), used) \
+            .join(current, "customer_key")
+        out = up.predicted(models, now).select(
+            "customer_key", F.lit(kind).alias("kind"),
+            F.lit(segment).cast("string").alias("segment"),
+            F.lit(activated_on).alias("activated_on"), up.UPLIFT, up.TREATED, up.UNTREATED,
+            F.lit(version).cast("bigint").alias("model_version"),
+            F.lit(scored_as_of).alias("as_of"), F.lit(runlog.run_id).alias("run_id")) \
+            .localCheckpoint()
+        scored = out.count()
+        where = f"as_of = DATE'{scored_as_of.isoformat()}' AND {sql}"
+        if lakehouse.exists(UPLIFT):
+            lakehouse.overwrite(UPLIFT, out, replace_where=where)
+        else:
+            lakehouse.append(UPLIFT, out)
+        runlog.record(source=FEATURES, table=UPLIFT, rows_in=frame.count(), rows_out=scored,
+                      message=f"{kind}:{segment} uplift v{version} from {activated_on}, Qini "
+                      f"{qini:+.4f}" + ("" if qini_p is None else
+                                        f" (propensity {qini_p:+.4f})"))
+        log.info("measure: %s:%s uplift model v%d: Qini %+.4f%s; %d members scored as of %s "
+                 "(%.1f s)", kind, segment, version, qini,
+                 "" if qini_p is None else f" (propensity ranking {qini_p:+.4f})", scored,
+                 scored_as_of, time.monotonic() - started)
+        results.append(UpliftResult(kind, segment, version, sizes[TREATMENT], sizes[HOLDOUT],
+                                    qini, qini_p, scored, scored_as_of, oof))
+    return results

@@ -403,7 +403,43 @@ def activation(lakehouse: Lakehouse) -> Section:
     ax.set_xlabel("conversion, treatment minus holdout")
     ax.set_title(f"Conversion lift after {activated} (interval)")
     section.figures.append(("Conversion lift with its interval", png(fig)))
+    uplift_models(lakehouse, section)
     return section
+
+
+def uplift_models(lakehouse: Lakehouse, section: Section) -> None:
+    """The uplift models of the latest measure run: Qini coefficients of their cross-fitted
+    uplift against the propensity score's, and the Qini curves of the first."""
+    if not lakehouse.exists("ops.models"):
+        return
+    models = lakehouse.read("ops.models").where(F.col("kind") == "uplift")
+    latest = models.orderBy(F.desc("version")).select("run_id").first()
+    if latest is None:
+        section.intro += (" No uplift model: no segment's conversion moved significantly "
+                          "with enough members in each group.")
+        return
+    rows = [(json.loads(r["params"]), json.loads(r["metrics"]), r["version"])
+            for r in models.where(F.col("run_id") == latest[0]).orderBy("version").collect()]
+    section.tables.append(("Uplift models (two-model forests, cross-fitted)", pd.DataFrame(
+        [(p["kind"], p["segment"], v, m["activated_on"], m["n_treatment"], m["n_holdout"],
+          m["qini"], m["qini_propensity"]) for p, m, v in rows],
+        columns=["kind", "segment", "version", "learnt from", "n treatment", "n holdout",
+                 "Qini (uplift)", "Qini (propensity)"])))
+    params, metrics, _ = rows[0]
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, key in (("uplift", "curve"), ("propensity", "curve_propensity")):
+        if metrics.get(key):
+            curve = pd.DataFrame(metrics[key])
+            ax.plot(curve["share"], curve["qini"], marker="o", markersize=3,
+                    label=f"ranked by {name}")
+    end = metrics["curve"][-1]["qini"]
+    ax.plot([0, 1], [0, end], ":", color="grey", label="random")
+    ax.set_xlabel("share of the segment targeted (ranked)")
+    ax.set_ylabel("incremental conversions per treated member")
+    ax.legend()
+    ax.set_title(f"Qini: {params['kind']}: {params['segment']}")
+    section.figures.append(("Qini curve (cross-fitted uplift against the propensity score)",
+                            png(fig)))
 
 
 SECTIONS: tuple[Callable[[Lakehouse], Section], ...] = (

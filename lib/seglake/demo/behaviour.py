@@ -74,13 +74,22 @@ def _weekly_visits(world: World, persons: DataFrame, rate: str, tag: str) -> Dat
     return df.where(active).select("person_id", "week", "slot", "day", "p_app_share")
 
 
+def offer_chances(offers: DataFrame, persons: DataFrame) -> DataFrame:
+    """``offers`` with each reached person's ``chance`` of taking the offer: the segment's
+    ``effect`` scaled by how much the person reads email (twice its open rate, at most 1), as
+    the offer goes out by email. The effect differs from person to person, which is what an
+    uplift model has to find."""
+    return offers.join(persons.select("person_id", "p_open_rate"), "person_id").withColumn(
+        "chance", _col("effect") * F.least(F.lit(1.0), 2 * _col("p_open_rate")))
+
+
 def offer_visits(world: World, offers: DataFrame) -> DataFrame:
     """Store visits an activation campaign caused: each reached person (``offers``: person_id,
-    campaign, activation_day, window_days, effect) buys once in the window with probability
-    ``effect`` (a drive-to-store offer: ``campaign_id`` names the campaign)."""
+    campaign, activation_day, window_days, chance) buys once in the window with probability
+    ``chance`` (a drive-to-store offer: ``campaign_id`` names the campaign)."""
     draws = world.draws
     pid, camp = _col("person_id"), _col("campaign")
-    took = offers.where(draws.bernoulli(_col("effect"), "offer", pid, camp))
+    took = offers.where(draws.bernoulli(_col("chance"), "offer", pid, camp))
     return took.select(
         "person_id", draws.hash("offer_visit", pid, camp).alias("session_key"),
         F.lit("store").alias("channel"),
@@ -136,7 +145,8 @@ def sessions(world: World, persons: DataFrame, email_clicks: DataFrame,
     visits = organic.select(columns).unionByName(store.select(columns)) \
         .unionByName(clicks.select(columns))
     if offers is not None:
-        visits = visits.unionByName(offer_visits(world, offers).select(columns))
+        visits = visits.unionByName(offer_visits(world, offer_chances(offers, persons))
+                                     .select(columns))
     return _session_plan(world, visits.join(persons, "person_id"))
 
 

@@ -1,9 +1,10 @@
 """``seglake demo campaign``: the marketing side of the demo. A campaign goes out to the
 published export of some segments (the treatment group's consenting members: what a marketing
 tool receives), and the world lives on with its effect: each reached person buys once more in
-the window with probability ``effect`` (a drive-to-store offer). The truth keeps who was reached
-and every order of theirs in the window, the offer's own marked, so the true lift of each
-segment is known customer by customer (``true_lift``).
+the window with a chance of its own: the segment's ``effect`` scaled by how much the person
+reads email (a drive-to-store offer sent by email). The truth keeps who was reached, each one's
+chance and every order of theirs in the window, the offer's own marked, so the true lift of
+each segment (``true_lift``) and the true effect on each customer (``true_uplift``) are known.
 """
 
 from __future__ import annotations
@@ -151,3 +152,13 @@ def true_lift(spark: SparkSession, truth_root: str, assignments: DataFrame) -> D
                 .alias("true_conversion_lift"),
                 (F.coalesce("offer_revenue", F.lit(0.0)) / F.col("n_treatment"))
                 .alias("true_revenue_lift"))
+
+
+def true_uplift(spark: SparkSession, truth_root: str) -> DataFrame:
+    """Per reached customer (kind, segment, customer_key): its chance of taking the offer, the
+    campaign's true effect on it (the highest of its persons')."""
+    root = f"{truth_root.rstrip('/')}/{CAMPAIGNS}"
+    reached = spark.read.parquet(f"{root}/reached").select("person_id", "customer_key", "kind",
+                                                            "segment", "campaign")
+    return reached.join(spark.read.parquet(f"{root}/chances"), ["campaign", "person_id"]) \
+        .groupBy("kind", "segment", "customer_key").agg(F.max("chance").alias("chance"))

@@ -307,7 +307,8 @@ def generate(spark: SparkSession, spec: DemoSpec, landing_root: str, truth_root:
 
     _write_truth(world, spec, persons, crm, orders, rendered, truth_root)
     if offers is not None:
-        _write_campaign_truth(world, orders, offers, truth_root)
+        _write_campaign_truth(world, orders, behaviour.offer_chances(offers, persons),
+                              truth_root)
     counts = rendered.groupBy("source").agg(
         F.count("*").alias("rows"), F.count("defect").alias("bad")).collect()
     result = DemoResult(spec, files, {r["source"]: r["rows"] for r in counts},
@@ -371,7 +372,11 @@ def campaign_offers(storage: Storage, truth_root: str) -> DataFrame | None:
 def _write_campaign_truth(world: World, orders: DataFrame, offers: DataFrame,
                           truth_root: str) -> None:
     """Every order of a reached person in its campaign's window, the offer's own marked: what
-    the campaign changed, person by person (``seglake.demo.campaign.true_lift``)."""
+    the campaign changed, person by person (``seglake.demo.campaign.true_lift``); and each
+    reached person's chance of taking the offer (``true_uplift``)."""
+    root = f"{truth_root.rstrip('/')}/{CAMPAIGNS}"
+    offers.select("campaign", "person_id", "chance").write.mode("overwrite") \
+        .parquet(f"{root}/chances")
     windows = offers.select("person_id", "campaign", "activation_day", "window_days")
     in_window = (F.col("day") >= F.col("activation_day")) \
         & (F.col("day") < F.col("activation_day") + F.col("window_days"))
@@ -379,7 +384,7 @@ def _write_campaign_truth(world: World, orders: DataFrame, offers: DataFrame,
         "campaign", "person_id", "order_id", world.date(F.col("day")).alias("order_date"),
         "status", F.round(F.col("subtotal") - F.col("discount"), 2).alias("amount"),
         F.coalesce(F.col("campaign_id") == F.col("campaign"), F.lit(False)).alias("offer"),
-    ).write.mode("overwrite").parquet(f"{truth_root.rstrip('/')}/{CAMPAIGNS}/orders")
+    ).write.mode("overwrite").parquet(f"{root}/orders")
 
 
 def _write_manifest(storage: Storage, truth_root: str, spec: DemoSpec,

@@ -53,16 +53,20 @@ def prepared(features: DataFrame, inputs: list[str]) -> DataFrame:
     return features.select("customer_key", *[F.col(n).cast("double").alias(n) for n in inputs])
 
 
+def forest_pipeline(inputs: list[str], forest: RandomForestClassifier) -> Pipeline:
+    """Median imputation + assembly into ``_features`` + ``forest``: every forest's pipeline."""
+    imputed = [f"_i_{n}" for n in inputs]
+    return Pipeline(stages=[Imputer(strategy="median", inputCols=inputs, outputCols=imputed),
+                            VectorAssembler(inputCols=imputed, outputCol="_features"), forest])
+
+
 def tuned_forest(train: DataFrame, inputs: list[str], config: ScoringConfig) -> tuple[
         PipelineModel, list[dict]]:
     """Median imputation + assembly + a random forest, tuned by k-fold cross-validation on
     ROC-AUC over the configured grid; returns the best pipeline (refitted on all of ``train``)
     and the mean ROC-AUC of each grid point (None for a grid of one point: fitted directly)."""
-    imputed = [f"_i_{n}" for n in inputs]
     forest = RandomForestClassifier(featuresCol="_features", labelCol=LABEL, seed=config.seed)
-    pipeline = Pipeline(stages=[
-        Imputer(strategy="median", inputCols=inputs, outputCols=imputed),
-        VectorAssembler(inputCols=imputed, outputCol="_features"), forest])
+    pipeline = forest_pipeline(inputs, forest)
     grid = ParamGridBuilder().addGrid(forest.numTrees, config.num_trees) \
         .addGrid(forest.maxDepth, config.max_depth).build()
     if len(grid) == 1:  # nothing to choose: the folds' fits would only be thrown away
