@@ -66,3 +66,28 @@ for kind, segment, metric, difference in significant:
     print(f"  {kind}:{segment} {metric}: {difference:+.3f}")
 print(f"{len(significant)} of {lift.count()} lifts significant at "
       f"{config.activation.confidence:.0%}")
+
+# COMMAND ----------
+
+# MAGIC %md ## Whom to target next: uplift
+# MAGIC Where a campaign moved conversion, `seglake measure` fits an uplift model (a forest per
+# MAGIC group; uplift = the difference of their conversion chances). The Qini coefficient judges
+# MAGIC its cross-fitted ranking on the campaign's own outcomes, against ranking by propensity:
+# MAGIC the customers who buy anyway are not the ones a campaign moves.
+
+# COMMAND ----------
+
+models = [(u.kind, u.segment, u.n_treatment, u.n_holdout, round(u.qini, 4),
+           None if u.qini_propensity is None else round(u.qini_propensity, 4))
+          for u in result.uplift]
+for kind, segment, n_t, n_h, qini, qini_propensity in models:
+    print(f"  {kind}:{segment} ({n_t}/{n_h}): Qini {qini:+.4f}, by propensity {qini_propensity}")
+if not models:
+    print("no uplift model: no segment's conversion moved significantly with "
+          f"{config.activation.min_group_size} members in each group")
+else:
+    top = lake.read("gold.customer_uplift").where(
+        F.col("model_version") == result.uplift[0].version).orderBy(F.desc("uplift"))
+    display(top.select("customer_key", "segment", F.round("uplift", 3).alias("uplift"),
+                       F.round("treatment_probability", 3).alias("if sent"),
+                       F.round("holdout_probability", 3).alias("if not")).limit(20))

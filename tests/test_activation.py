@@ -274,6 +274,8 @@ def test_a_campaign_lift_is_measured_with_an_interval_that_holds_the_truth(
     by_uplift = area_over_random(gain_curve(treated, "uplift", "chance"), "gain")
     by_propensity = area_over_random(gain_curve(treated, "propensity_probability", "chance"),
                                      "gain")
+    # seen: 0.152 ranked by uplift, -0.063 by propensity; Qini on the outcomes +0.011 against
+    # -0.021 (44 holdout members make the observed curve noisy: its sign only is asserted)
     assert by_uplift > 0.05 and by_uplift > by_propensity + 0.03, (by_uplift, by_propensity)
     assert model.qini > 0
     # scored: the segment's members at the latest publish, uplift = the two chances' difference

@@ -18,10 +18,11 @@ from pyspark.sql.types import StructType
 
 from seglake.behaviour import Sources, customer_features, end_of_data, feature_catalogue
 from seglake.behaviour.catalogue import RFM_SEGMENTS, catalogue_markdown
+from seglake.behaviour.cohorts import cohort_retention
 from seglake.behaviour.inputs import SCHEMAS, TABLES, TIME_COLUMN
 from seglake.behaviour.rfm import RFM_MAP, rfm_map_markdown, rfm_segment
 from seglake.config import FeaturesConfig, SeglakeConfig
-from seglake.declarations import FEATURES
+from seglake.declarations import COHORTS, FEATURES
 from seglake.features import FeaturesError, run_features
 from seglake.lakehouse import Lakehouse
 from seglake.lakehouse.schema import conform
@@ -396,3 +397,46 @@ def test_small_world_features(spark, config, featured):
         == set(RFM_SEGMENTS)
     stored.unpersist()
     recomputed.unpersist()
+
+
+def test_cohort_retention_matches_a_hand_computation(spark):
+    """Three customers: a joins in January and buys again in March (and has a cancelled order
+    in February); b joins in January only; c joins in February and buys in February twice.
+    The month of as_of (March 10) is still running."""
+    rows = [("a", "2025-01-05 10:00:00", "completed", 10.0),
+            ("a", "2025-02-03 10:00:00", "cancelled", 99.0),
+            ("a", "2025-03-02 10:00:00", "completed", 30.0),
+            ("b", "2025-01-20 10:00:00", "completed", 20.0),
+            ("c", "2025-02-01 10:00:00", "completed", 5.0),
+            ("c", "2025-02-27 10:00:00", "completed", 7.0),
+            (None, "2025-01-09 10:00:00", "completed", 50.0)]  # unkeyed: left out
+    orders = spark.createDataFrame(rows, "customer_key string, ordered_at string, status string,"
+                                         " net_amount double") \
+        .withColumn("ordered_at", F.to_timestamp("ordered_at"))
+    got = {(str(r["cohort_month"]), r["months_since"]): r.asDict() for r in
+           cohort_retention(orders, dt.date(2025, 3, 10)).collect()}
+    assert set(got) == {("2025-01-01", 0), ("2025-01-01", 2), ("2025-02-01", 0)}
+    jan0, jan2, feb0 = got[("2025-01-01", 0)], got[("2025-01-01", 2)], got[("2025-02-01", 0)]
+    assert (jan0["cohort_customers"], jan0["active_customers"], jan0["revenue"]) == (2, 2, 30.0)
+    assert (jan2["active_customers"], jan2["active_share"], jan2["revenue"],
+            jan2["revenue_per_customer"]) == (1, 0.5, 30.0, 15.0)
+    assert (feb0["cohort_customers"], feb0["active_customers"], feb0["revenue"]) == (1, 1, 12.0)
+    assert jan0["month_complete"] and feb0["month_complete"] and not jan2["month_complete"]
+
+
+def test_cohort_retention_of_the_small_world_reconciles_with_silver(spark, config, featured):
+    lake = Lakehouse.from_config(spark, config)
+    as_of = featured.as_of
+    cohorts = lake.read(COHORTS).where(F.col("as_of") == as_of).persist()
+    # every completed order before as_of of a known customer is in one cohort cell
+    completed = lake.read("silver.orders").where(
+        (F.col("status") == "completed") & (F.col("ordered_at") < F.lit(as_of).cast("timestamp")))
+    assert cohorts.agg(F.sum("revenue")).first()[0] == pytest.approx(
+        completed.agg(F.sum("net_amount")).first()[0], abs=0.5)
+    # month 0 holds the whole cohort; the cohorts add up to the buyers among the features
+    first = cohorts.where("months_since = 0")
+    assert first.where("active_customers != cohort_customers").count() == 0
+    buyers = lake.read(FEATURES).where((F.col("as_of") == as_of) & (F.col("orders_total") > 0))
+    assert first.agg(F.sum("cohort_customers")).first()[0] == buyers.count()
+    assert cohorts.where("active_customers > cohort_customers OR months_since < 0").count() == 0
+    cohorts.unpersist()

@@ -77,3 +77,8 @@ def test_05_measure_a_campaign(run_notebook, spark, config, published):
     held = {r["segment"]: r["holdout"] for r in found["groups"].where("kind = 'rule'").collect()}
     assert rows and all(r["n_holdout"] == held[r["segment"]] for r in rows)
     assert len(found["significant"]) <= 0.1 * found["lift"].count()  # no campaign ran here
+    # an uplift model only where conversion moved significantly (by chance, here)
+    moved = {(r["kind"], r["segment"]) for r in found["result"].rows
+             if r["metric"] == "conversion" and r["p_value"] is not None
+             and r["p_value"] < 1 - config.activation.confidence}
+    assert {(kind, segment) for kind, segment, *_ in found["models"]} <= moved

@@ -19,8 +19,9 @@ from seglake.report import SECTIONS, run_report
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 # figures each section must carry on the published small world
-FIGURES = {"overview": 1, "quality": 0, "identity": 1, "segments": 2, "profiles": 1,
-           "k-selection": 1, "pca": 1, "propensity": 2, "changes": 0, "activation": 1}
+FIGURES = {"overview": 1, "quality": 0, "identity": 1, "cohorts": 1, "segments": 2,
+           "profiles": 1, "k-selection": 1, "pca": 1, "propensity": 2, "changes": 0,
+           "activation": 1}
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,11 @@ def test_report_has_every_section_with_its_figures_and_numbers(spark, config, re
     for score in metrics["k_scores"]:
         assert re.search(rf"<td>{score['k']}</td>\s*<td>{score['silhouette']:,.3f}</td>",
                          k_section)
+    cohorts = _section(document, "cohorts")  # one table row per cohort of the latest as_of
+    latest = lake.read("gold.cohort_retention").agg(F.max("as_of")).first()[0]
+    n_cohorts = lake.read("gold.cohort_retention").where(F.col("as_of") == latest) \
+        .select("cohort_month").distinct().count()
+    assert n_cohorts > 1 and cohorts.count("<tr") == n_cohorts + 1  # + the header row
     changes = _section(document, "changes")
     assert f"As of {published.as_of}" in changes
     activation = _section(document, "activation")
@@ -74,7 +80,8 @@ def test_report_has_every_section_with_its_figures_and_numbers(spark, config, re
     assert re.search(rf"<td>rule</td>\s*<td>\d+</td>\s*<td>\d+</td>\s*<td>{held}</td>",
                      activation)
     logged = lake.read(RUN_LOG).where(F.col("run_id") == report.run_id).collect()
-    assert len(logged) == 1 and logged[0].stage == "report" and logged[0].rows_out == 10
+    assert len(logged) == 1 and logged[0].stage == "report" \
+        and logged[0].rows_out == len(FIGURES)
 
 
 def test_report_opens_in_headless_chromium(report, tmp_path):

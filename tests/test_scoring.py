@@ -142,7 +142,7 @@ def test_the_champion_is_the_family_that_fits_the_case(spark):
     assert measured["logistic"]["roc_auc"] > 0.9
 
 
-def test_score_stage_on_the_small_world(spark, config, featured, scored):
+def test_score_stage_on_the_small_world(spark, config, featured, scored, segmented):
     lake = Lakehouse.from_config(spark, config)
     as_of, horizon = scored.as_of, config.scoring.horizon_days
     assert scored.trained_as_of == as_of - dt.timedelta(days=horizon)
@@ -229,7 +229,7 @@ def test_score_stage_on_the_small_world(spark, config, featured, scored):
                                                                    "probability_1")
     assert out.join(again, "customer_key").where(
         F.abs(F.col("propensity_probability") - F.col("probability_1")) > 1e-9).count() == 0
-    for kind in ("identity-linkage", "clustering", "churn"):
+    for kind in ("identity-linkage", "clustering", "churn"):  # (segmented: clustering's)
         assert latest_model(lake, kind)["mlflow_run_id"], kind
     # propensity ranks who buys in the next horizon (never seen by training) well
     bought = purchasers(lake, as_of, as_of + dt.timedelta(days=horizon)) \

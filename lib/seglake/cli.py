@@ -509,6 +509,16 @@ def _print_segment_summary(lakehouse) -> None:
               f"{r.revenue_share:>8.1%} {r.consenting:>11,}")
 
 
+def _register(config: SeglakeConfig, args: argparse.Namespace) -> int:
+    """The GDPR record of processing from the registry and the configuration (no Spark)."""
+    from seglake.register import write_register
+
+    folder = args.out or f"{config.reports.root.rstrip('/')}/register"
+    md, js = write_register(config, folder)
+    print(f"record of processing activities: {md} and {js}")
+    return 0
+
+
 def _tables(config: SeglakeConfig, args: argparse.Namespace) -> int:
     """The registry; with rows and version of each table that exists (Spark only then)."""
     from seglake.tables import reference_markdown, registry
@@ -586,6 +596,8 @@ COMMANDS: dict[str, tuple[str, Callable[[SeglakeConfig, Any], int]]] = {
                "(--markdown: the docs reference)", _tables),
     "run": ("every stage in order in one Spark application (--from STAGE / --only STAGE)",
             _run),
+    "register": ("the GDPR record of processing activities (Markdown and JSON) from the "
+                 "table registry and the configuration", _register),
 }
 AS_OF_HELP = {**{s.name: s.as_of for s in DECLARED_STAGES if s.as_of},
               "run": "passed to features, segment, score and publish"}
@@ -628,6 +640,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands["tables"].add_argument(
         "--no-spark", action="store_true",
         help="only the declarations: do not start Spark to count rows")
+    commands["register"].add_argument(
+        "--out", metavar="DIR", help="folder of register.md and register.json (default: "
+        "<reports.root>/register)")
     commands["segment"].add_argument(
         "--check", action="store_true",
         help="only check the rules file against the feature catalogue (no Spark)")
@@ -727,7 +742,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"seglake: {exc}", file=sys.stderr)
         return 2
-    if args.command in ("run", "tables"):
+    if args.command in ("run", "tables", "register"):
         return command(config, args)
     options = StageOptions.of(args)
     problem = _argument_problem(config, args.command, options)

@@ -552,6 +552,28 @@ class TrackingConfig(_Section):
         "seglake-propensity).")
 
 
+class GdprConfig(_Section):
+    controller: str = Field(
+        "", description="The controller's name and address, as the GDPR record of processing "
+        "(`seglake register`) states it; empty: the register says it is not set.")
+    contact: str = Field("", description="The data protection officer or contact.")
+    legal_basis: dict[str, str] = Field(
+        default_factory=lambda: {
+            "collection": "legitimate interests (art. 6(1)(f)): knowing the shop's customers",
+            "identity": "legitimate interests (art. 6(1)(f)): one record per customer",
+            "segmentation": "legitimate interests (art. 6(1)(f)): customer analytics",
+            "scoring": "legitimate interests (art. 6(1)(f)): customer analytics",
+            "activation": "consent (art. 6(1)(a)) to marketing email: exports carry "
+                          "consenting customers only",
+            "measurement": "legitimate interests (art. 6(1)(f)): measuring campaigns"},
+        description="Legal basis per purpose (collection, identity, segmentation, scoring, "
+        "activation, measurement): the controller's decision, defaults to review.")
+    recipients: list[str] = Field(
+        default_factory=list, description="Recipients beyond the export folders (e.g. the "
+        "email platform that imports them).")
+    transfers: str = Field("", description="Transfers to third countries, if any.")
+
+
 SEGMENT_KINDS = ("rule", "rfm", "cluster", "tag", "propensity_tier", "churn_tier")
 
 
@@ -632,6 +654,7 @@ class SeglakeConfig(_Section):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     activation: ActivationConfig = Field(default_factory=ActivationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    gdpr: GdprConfig = Field(default_factory=GdprConfig)
     sources: dict[str, SourceConfig] = Field(
         default_factory=default_sources,
         description="Landing sources by name (what ingest reads); defaults: the demo sources.",

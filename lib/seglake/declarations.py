@@ -30,6 +30,7 @@ MERGES = "silver.identity_merges"
 LINKS = "silver.identity_links"
 RECORD_STATE = "silver.identity_records"
 FEATURES = "gold.customer_features"
+COHORTS = "gold.cohort_retention"
 RULE_SEGMENTS = "gold.rule_segments"
 CLUSTERS = "gold.customer_clusters"
 PROFILES = "gold.cluster_profiles"
@@ -360,7 +361,26 @@ def gold(config: SeglakeConfig) -> list[Table]:
     return [features_table(config), *GOLD]
 
 
+COHORT_TABLE = Table(
+    COHORTS, "Acquisition cohorts (month of the first completed order) x months since: "
+    "customers buying again and their revenue, counts and shares of the cohort, point in time "
+    "like the features.", "features",
+    columns("""
+cohort_month DATE NOT NULL -- month of the cohort's first completed orders
+months_since INT NOT NULL -- 0: the first month
+cohort_customers BIGINT NOT NULL -- customers of the cohort
+active_customers BIGINT NOT NULL -- of them, with a completed order that month
+active_share DOUBLE NOT NULL -- active_customers / cohort_customers
+revenue DOUBLE -- their net revenue that month
+revenue_per_customer DOUBLE -- revenue / cohort_customers
+month_complete BOOLEAN NOT NULL -- false for the month of as_of (still running)
+""" + _STAMP),
+    key=("cohort_month", "months_since", "as_of"), partition_by=("as_of",), retention=PER_AS_OF,
+    expectations=(expect("between", "active_share", min_value=0.0, max_value=1.0),))
+
+
 GOLD = [
+    COHORT_TABLE,
     Table(
         RULE_SEGMENTS, "The exclusive rule segment and the tags of each customer "
         "(conf/segments.yaml).", "segment",

@@ -31,6 +31,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from scipy import stats
 
+from seglake import estimators as rf
 from seglake import uplift as up
 from seglake.activation import HOLDOUT, TREATMENT
 from seglake.behaviour import activity, cutoff, end_of_data, feature_catalogue, silver_sources
@@ -39,7 +40,6 @@ from seglake.declarations import ASSIGNMENTS, FEATURES, LIFT, SCORES, UPLIFT, de
 from seglake.lakehouse import Lakehouse
 from seglake.models import informative_columns, latest_version, model_path, record_model
 from seglake.runlog import RunLog, utc_now
-from seglake.scoring import model as rf
 
 log = logging.getLogger(__name__)
 

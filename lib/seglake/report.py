@@ -34,6 +34,7 @@ from seglake.declarations import (  # noqa: E402
     ASSIGNMENTS,
     CHANGES,
     CLUSTERS,
+    COHORTS,
     CUSTOMERS,
     LIFT,
     PROFILES,
@@ -348,6 +349,40 @@ def propensity(lakehouse: Lakehouse) -> Section:
     return section
 
 
+def cohorts(lakehouse: Lakehouse) -> Section:
+    section = Section("cohorts", "Cohort retention",
+                      "Customers by the month of their first completed order (rows) and the "
+                      "share of them buying again each month after (columns), point in time; "
+                      "the month of as_of is still running.")
+    if not lakehouse.exists(COHORTS):
+        section.missing = f"no cohorts yet: {_hint(lakehouse, COHORTS)}"
+        return section
+    table, as_of = latest_rows(lakehouse, COHORTS, "as_of")
+    frame = table.select("cohort_month", "months_since", "cohort_customers", "active_share",
+                         "revenue_per_customer").toPandas()
+    if frame.empty:
+        section.missing = f"no completed order before {as_of}"
+        return section
+    share = frame.pivot(index="cohort_month", columns="months_since", values="active_share") \
+        .sort_index()
+    sizes = frame.drop_duplicates("cohort_month").set_index("cohort_month")["cohort_customers"]
+    section.intro += f" As of {as_of}."
+    fig, ax = plt.subplots(figsize=(0.5 * share.shape[1] + 3, 0.35 * share.shape[0] + 1.5))
+    image = ax.imshow(share.to_numpy(dtype=float), cmap="Blues", vmin=0.0, aspect="auto")
+    ax.set_xticks(range(share.shape[1]), [str(c) for c in share.columns])
+    ax.set_yticks(range(share.shape[0]), [f"{m:%Y-%m} ({sizes[m]:,})" for m in share.index])
+    ax.set_xlabel("months since the first order")
+    ax.set_ylabel("cohort (customers)")
+    fig.colorbar(image, ax=ax, label="share buying that month")
+    section.figures.append(("Cohort retention heatmap", png(fig)))
+    revenue = frame.pivot(index="cohort_month", columns="months_since",
+                          values="revenue_per_customer").sort_index()
+    revenue.index = [f"{m:%Y-%m}" for m in revenue.index]
+    section.tables.append(("Revenue per cohort customer by month since the first order",
+                           revenue.reset_index(names="cohort")))
+    return section
+
+
 def changes(lakehouse: Lakehouse) -> Section:
     section = Section("changes", "Segment changes",
                       "Customers who entered or left each segment since the previous publish.")
@@ -443,8 +478,8 @@ def uplift_models(lakehouse: Lakehouse, section: Section) -> None:
 
 
 SECTIONS: tuple[Callable[[Lakehouse], Section], ...] = (
-    overview, quality, identity, segments, profiles, k_selection, pca, propensity, changes,
-    activation)
+    overview, quality, identity, cohorts, segments, profiles, k_selection, pca, propensity,
+    changes, activation)
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}

@@ -48,7 +48,8 @@ STAGES: tuple[Stage, ...] = (
           "resolve identities: de-duplicated customers, keys, golden records, map",
           (CUSTOMERS_RAW, CUSTOMERS_RAW_PII, EVENTS, ORDERS, EMAIL_EVENTS, CONSENTS)),
     Stage("features", "seglake.features",
-          "gold customer features as of a date (RFM, email, browsing, funnel, intent)",
+          "gold customer features as of a date (RFM, email, browsing, funnel, intent) and "
+          "cohort retention",
           (EVENTS, ORDERS, EMAIL_EVENTS, CONSENTS, PRODUCTS, CUSTOMERS, IDENTITY_MAP),
           as_of="use only what happened strictly before this day, YYYY-MM-DD (default: the "
                 "day after the latest order, event or email event)"),
@@ -66,8 +67,10 @@ STAGES: tuple[Stage, ...] = (
           (RULE_SEGMENTS, FEATURES, CLUSTERS, SCORES, CUSTOMERS, CONSENTS),
           as_of="publish the segments of this as_of (default: the latest rule segments)"),
     Stage("measure", "seglake.measure",
-          "lift of each segment's treatment group over its holdout after an activation date",
-          (ASSIGNMENTS, ORDERS, EMAIL_EVENTS, IDENTITY_MAP), in_pipeline=False),
+          "lift of each segment's treatment group over its holdout after an activation "
+          "date; uplift models where a campaign moved conversion",
+          (ASSIGNMENTS, ORDERS, EMAIL_EVENTS, IDENTITY_MAP, FEATURES, SCORES),
+          in_pipeline=False),
     Stage("report", "seglake.report",
           "the self-contained HTML report of the lakehouse (figures embedded)"),
     Stage("erase", "seglake.erasure",

@@ -17,8 +17,8 @@ from pyspark.ml.classification import RandomForestClassifier
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from seglake import estimators as rf
 from seglake.activation import HOLDOUT, TREATMENT
-from seglake.scoring import model as rf
 
 LABEL = rf.LABEL
 UPLIFT = "uplift"

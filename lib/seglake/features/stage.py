@@ -1,4 +1,5 @@
-"""``seglake features [--as-of DATE]``: silver + identity map -> ``gold.customer_features``.
+"""``seglake features [--as-of DATE]``: silver + identity map -> ``gold.customer_features``
+and ``gold.cohort_retention`` (both point in time).
 
 Each run replaces the rows of its ``as_of`` only (the table is partitioned by ``as_of``), in one
 commit: re-running the same date gives the same rows, other dates stay as they were.
@@ -15,9 +16,10 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from seglake.behaviour import activity, end_of_data, features_of, silver_sources
+from seglake.behaviour.cohorts import cohort_retention
 from seglake.behaviour.inputs import KEYED, TABLES
 from seglake.config import SeglakeConfig
-from seglake.declarations import FEATURES
+from seglake.declarations import COHORTS, FEATURES
 from seglake.lakehouse import Lakehouse
 from seglake.runlog import RunLog
 
@@ -92,6 +94,11 @@ def run_features(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | No
     runlog.record(table=FEATURES, rows_in=sum(rows_in.values()), rows_out=rows,
                   message=f"as_of {as_of}: {rows - anonymous} customers, {anonymous} "
                   "anonymous visitors")
+    cohorts = cohort_retention(act.orders, as_of).withColumn("as_of", F.lit(as_of)) \
+        .withColumn("run_id", F.lit(runlog.run_id)).localCheckpoint()
+    lakehouse.overwrite_as_of(COHORTS, cohorts, as_of)
+    runlog.record(source=TABLES["orders"], table=COHORTS, rows_in=rows_in["orders"],
+                  rows_out=cohorts.count(), message=f"as_of {as_of}")
     runlog.flush()
     act.unpersist()
     features.unpersist()
