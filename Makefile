@@ -27,6 +27,7 @@ demo: $(STAMP)
 	$(DEMO_ENV) $(BIN)/seglake demo campaign
 	$(DEMO_ENV) $(BIN)/seglake run --from ingest --to resolve
 	$(DEMO_ENV) $(BIN)/seglake measure
+	$(DEMO_ENV) $(BIN)/seglake monitor
 	$(DEMO_ENV) $(BIN)/seglake report
 
 # the report test opens the report in headless Chromium: Debian's package, installed when missing

@@ -21,7 +21,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # figures each section must carry on the published small world
 FIGURES = {"overview": 1, "quality": 0, "identity": 1, "cohorts": 1, "segments": 2,
            "profiles": 1, "k-selection": 1, "pca": 1, "propensity": 2, "changes": 0,
-           "activation": 1}
+           "activation": 1, "monitoring": 1}
 
 
 @pytest.fixture(scope="module")

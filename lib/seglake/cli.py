@@ -386,6 +386,22 @@ def _publish(config: SeglakeConfig, args: StageOptions) -> int:
     return 0
 
 
+def _monitor(config: SeglakeConfig, _: StageOptions) -> int:
+    """Volumes, quarantine, drift, segment sizes -> ops.alerts; 1 when one fails."""
+    from seglake.monitor import run_monitor
+    from seglake.session import get_spark
+
+    r = run_monitor(get_spark(config), config)
+    checked = ", ".join(f"{k} {v}" for k, v in sorted(r.checked.items()))
+    print(f"  checked: {checked or 'nothing yet'}")
+    for a in r.alerts:
+        print(f"  {a.severity:<5} {a.check:<14} {a.message}")
+    fails = sum(a.severity == "fail" for a in r.alerts)
+    print(f"run {r.run_id}: {len(r.alerts)} alert(s) in ops.alerts, {fails} failing "
+          f"({r.seconds:.0f} s)")
+    return 1 if fails else 0
+
+
 def _measure(config: SeglakeConfig, args: StageOptions) -> int:
     """Treatment against holdout after an activation date -> gold.segment_lift."""
     from seglake.measure import MeasureError, run_measure
@@ -584,7 +600,7 @@ def _erase(config: SeglakeConfig, args: StageOptions) -> int:
 _HANDLERS: dict[str, Command] = {
     "demo": _demo, "ingest": _ingest, "refine": _refine, "resolve": _resolve,
     "features": _features, "segment": _segment, "score": _score, "publish": _publish,
-    "measure": _measure, "report": _report, "erase": _erase,
+    "measure": _measure, "monitor": _monitor, "report": _report, "erase": _erase,
 }
 COMMANDS: dict[str, tuple[str, Callable[[SeglakeConfig, Any], int]]] = {
     "version": ("print the versions of seglake and its engines", _version),

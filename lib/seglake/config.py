@@ -552,6 +552,51 @@ class TrackingConfig(_Section):
         "seglake-propensity).")
 
 
+class MonitoringConfig(_Section):
+    recent_days: int = Field(
+        7, ge=1, le=90, description="Days of data, back from the latest, whose volumes "
+        "`seglake monitor` checks.")
+    history_weeks: int = Field(
+        4, ge=2, le=52, description="Weeks before a day whose same weekday gives its baseline "
+        "(the median): weekly seasonality is not a drop.")
+    min_daily_rows: int = Field(
+        50, ge=1, description="Baseline rows a day needs before a drop is judged.")
+    quiet_days: list[str] = Field(
+        default_factory=lambda: ["12-24", "12-25", "12-31", "01-01"],
+        description="Days of the year (MM-DD) whose volumes are not judged: shops' known "
+        "quiet days.")
+    volume_warn_ratio: float = Field(
+        0.5, gt=0, lt=1, description="A source's day under this share of its baseline, "
+        "relative to the day's median over all sources, warns.")
+    volume_fail_ratio: float = Field(
+        0.25, gt=0, lt=1, description="... that fails; also the sources together under it.")
+    quarantine_warn_share: float = Field(
+        0.02, ge=0, le=1, description="Share of a source's rows quarantined in its latest "
+        "refine run that warns.")
+    quarantine_fail_share: float = Field(0.10, ge=0, le=1, description="... that fails.")
+    psi_warn: float = Field(
+        0.10, gt=0, description="Population stability index of a feature or score between the "
+        "two latest as_of that warns (0.1-0.25 is the usual 'moderate shift').")
+    psi_fail: float = Field(0.25, gt=0, description="PSI that fails (a major shift).")
+    segment_share_warn: float = Field(
+        0.05, gt=0, le=1, description="Change of a segment's share of its kind between the two "
+        "latest publishes that warns.")
+    segment_share_fail: float = Field(0.20, gt=0, le=1, description="... that fails.")
+
+    @model_validator(mode="after")
+    def _fail_beyond_warn(self) -> MonitoringConfig:
+        pairs = {"volume ratio": (self.volume_fail_ratio, self.volume_warn_ratio, "under"),
+                 "quarantine share": (self.quarantine_warn_share, self.quarantine_fail_share,
+                                      "over"),
+                 "psi": (self.psi_warn, self.psi_fail, "over"),
+                 "segment share": (self.segment_share_warn, self.segment_share_fail, "over")}
+        bad = [name for name, (low, high, _) in pairs.items() if low > high]
+        if bad:
+            raise ValueError(f"monitoring: the fail threshold must lie beyond the warn one: "
+                             f"{', '.join(bad)}")
+        return self
+
+
 class GdprConfig(_Section):
     controller: str = Field(
         "", description="The controller's name and address, as the GDPR record of processing "
@@ -654,6 +699,7 @@ class SeglakeConfig(_Section):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     activation: ActivationConfig = Field(default_factory=ActivationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     gdpr: GdprConfig = Field(default_factory=GdprConfig)
     sources: dict[str, SourceConfig] = Field(
         default_factory=default_sources,

@@ -48,6 +48,7 @@ QUALITY_RESULTS = "ops.quality_results"
 MODELS = "ops.models"
 ERASURE_LOG = "ops.erasure_log"
 HEALTHCHECK = "ops.healthcheck"
+ALERTS = "ops.alerts"
 HASH = r"^[0-9a-f]{64}$"
 _LINEAGE = """
 _source STRING -- the bronze source the row was refined from
@@ -632,6 +633,21 @@ vacuumed BOOLEAN -- old versions deleted too
 """), pii="pseudonymous", retention="kept",
         erasure_exempt="the record that an erasure was carried out is itself the proof the "
                        "GDPR asks for (Art. 5(2)); it holds a keyed hash, not the email"),
+    Table(
+        ALERTS, "What `seglake monitor` found out of bounds: volume drops, quarantine shares, "
+        "feature and score drift (PSI), segment size changes.", "monitor",
+        columns("""
+run_id STRING NOT NULL -- the monitor run (ops.run_log)
+checked_at TIMESTAMP NOT NULL -- when (UTC)
+check STRING NOT NULL -- volume, quarantine, feature_drift, score_drift or segment_size
+severity STRING NOT NULL -- warn or fail (a fail makes seglake monitor exit 1)
+table STRING -- the table checked
+subject STRING -- the source and day, feature, score or segment
+value DOUBLE -- the measured ratio, share, PSI or share change
+threshold DOUBLE -- the threshold it crossed
+message STRING -- in words
+"""), retention="kept (a few rows per run)",
+        expectations=(expect("in_set", "severity", value_set=["warn", "fail"]),)),
     Table(
         HEALTHCHECK, "Written and read back by `seglake check`.", "check",
         columns("""

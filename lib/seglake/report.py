@@ -31,6 +31,7 @@ from pyspark.sql import functions as F  # noqa: E402
 
 from seglake.config import SeglakeConfig  # noqa: E402
 from seglake.declarations import (  # noqa: E402
+    ALERTS,
     ASSIGNMENTS,
     CHANGES,
     CLUSTERS,
@@ -47,6 +48,7 @@ from seglake.lakehouse import Lakehouse  # noqa: E402
 from seglake.models import latest_model  # noqa: E402
 from seglake.runlog import RunLog  # noqa: E402
 from seglake.tables import registry  # noqa: E402
+from seglake.volumes import daily_counts  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -477,9 +479,37 @@ def uplift_models(lakehouse: Lakehouse, section: Section) -> None:
                             png(fig)))
 
 
+def monitoring(lakehouse: Lakehouse) -> Section:
+    section = Section("monitoring", "Monitoring",
+                      "Rows per day of every activity source (a drop against the same weekday "
+                      "before is an alert) and the alerts of the latest `seglake monitor`.")
+    series = daily_counts(lakehouse)
+    if not series:
+        section.missing = "no activity in silver yet: run `seglake refine`"
+        return section
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    for (_, source), counts in sorted(series.items()):
+        days = sorted(counts)
+        ax.plot(days, [counts[d] for d in days], linewidth=1, label=source)
+    ax.set_yscale("log")
+    ax.set_ylabel("rows per day")
+    ax.legend(fontsize=8, ncol=2)
+    fig.autofmt_xdate()
+    section.figures.append(("Rows per day by source", png(fig)))
+    if not lakehouse.exists(ALERTS):
+        section.intro += " No monitor run has raised an alert."
+        return section
+    alerts, _ = latest_rows(lakehouse, ALERTS, "checked_at")
+    section.intro += f" Latest alerts: run {alerts.first()['run_id']}."
+    section.tables.append(("Alerts of the latest monitor run with alerts", alerts.select(
+        "severity", "check", "table", "subject", "value", "threshold", "message")
+        .orderBy("severity", "check", "subject").toPandas()))
+    return section
+
+
 SECTIONS: tuple[Callable[[Lakehouse], Section], ...] = (
     overview, quality, identity, cohorts, segments, profiles, k_selection, pca, propensity,
-    changes, activation)
+    changes, activation, monitoring)
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}

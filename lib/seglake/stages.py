@@ -22,6 +22,7 @@ from seglake.declarations import (
     PRODUCTS,
     RULE_SEGMENTS,
     SCORES,
+    SUMMARY,
 )
 
 BRONZE = "bronze.*"  # the bronze table of every configured source
@@ -71,6 +72,10 @@ STAGES: tuple[Stage, ...] = (
           "date; uplift models where a campaign moved conversion",
           (ASSIGNMENTS, ORDERS, EMAIL_EVENTS, IDENTITY_MAP, FEATURES, SCORES),
           in_pipeline=False),
+    Stage("monitor", "seglake.monitor",
+          "volume drops, quarantine shares, feature and score drift, segment size changes -> "
+          "ops.alerts (exit 1 on a failing alert)",
+          (EVENTS, ORDERS, EMAIL_EVENTS, FEATURES, SCORES, SUMMARY), in_pipeline=False),
     Stage("report", "seglake.report",
           "the self-contained HTML report of the lakehouse (figures embedded)"),
     Stage("erase", "seglake.erasure",
