@@ -72,6 +72,33 @@ def test_same_seed_gives_the_same_bytes_and_more_days_extend_the_same_world(
                  str(a / "truth"))
 
 
+def test_an_outage_loses_its_share_of_the_app_events_of_its_days_only(spark, config, world,
+                                                                       tmp_path):
+    """Two days of the session's world with 60% of the app's events of the second day lost:
+    every other file is byte for byte the world's, that day's app file holds about 40% of its
+    lines (a subset of them), and the manifest keeps the outage."""
+    spec, _ = world
+    second = spec.start + dt.timedelta(days=1)
+    root = tmp_path / "o"
+    generate(spark, resolve_scale("small", days=2, seed=spec.seed, outage=f"{second}=0.6"),
+             str(root / "landing"), str(root / "truth"))
+    got, full = digests(root / "landing"), digests(Path(config.landing.root))
+    hit = [k for k in got if k.startswith("app_events") and str(second) in k]
+    assert len(hit) == 1
+    assert {k: v for k, v in got.items() if k not in hit} == {k: full[k] for k in got
+                                                              if k not in hit}
+    kept = (root / "landing" / hit[0]).read_text(encoding="utf-8").splitlines()
+    whole = (Path(config.landing.root) / hit[0]).read_text(encoding="utf-8").splitlines()
+    assert set(kept) <= set(whole) and 0.33 < len(kept) / len(whole) < 0.47, \
+        (len(kept), len(whole))
+    manifest = json.loads((root / "truth" / "manifest.json").read_text())
+    assert manifest["spec"]["outage"] == f"{second}=0.6"
+    with pytest.raises(DemoError, match="outage"):
+        resolve_scale("small", days=2, outage=f"{spec.start + dt.timedelta(days=5)}")
+    with pytest.raises(DemoError, match="outage"):
+        resolve_scale("small", days=2, outage="yesterday")
+
+
 def test_another_seed_gives_another_world(spark, tmp_path):
     from seglake.demo import population
     from seglake.demo.draws import Draws

@@ -40,6 +40,7 @@ class StageOptions:
     days: int | None = None
     start: dt.date | None = None
     clean: bool = False
+    outage: str | None = None
     source: list[str] | None = None
     catalogue: bool = False
     check: bool = False
@@ -130,7 +131,7 @@ def _demo(config: SeglakeConfig, args: StageOptions) -> int:
             args.scale, days=args.days, seed=demo.seed if args.seed is None else args.seed,
             start=args.start or demo.start, future_days=demo.future_days,
             bad_row_rate=demo.bad_row_rate, cross_system_rate=demo.cross_system_rate,
-            duplicate_rate=demo.duplicate_rate)
+            duplicate_rate=demo.duplicate_rate, outage=args.outage or None)
     except DemoError as exc:
         print(f"seglake demo: {exc}", file=sys.stderr)
         return 2
@@ -714,6 +715,11 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--days", type=int, help="observed days (default: by scale)")
     generate.add_argument("--start", type=_date, help="first observed day, YYYY-MM-DD "
                           "(default: demo.start)")
+    generate.add_argument("--outage", metavar="FIRST[:LAST][=SHARE]",
+                          help="a tracking outage: the app loses SHARE (default 0.7) of its "
+                          "events from FIRST to LAST (dates) in the landing files generated now "
+                          "(files already ingested are not read again); what `seglake monitor` "
+                          "should catch")
     generate.add_argument("--clean", action="store_true",
                           help="empty the landing and truth roots first (another world there)")
     campaign = demo.add_parser(

@@ -102,14 +102,33 @@ def volume_ratios(series: dict[tuple[str, str], dict[dt.date, int]], conf: Monit
     return out
 
 
+def _against(series: dict[tuple[str, str], dict[dt.date, int]], key: tuple[str, str],
+             others: list[tuple[str, str]], day: dt.date, conf: MonitoringConfig
+             ) -> float | None:
+    """A source's rows over the other traffic's on ``day``, over the median of that proportion
+    on the same weekday in the weeks before: 1.0 when it moved with the traffic."""
+    def proportion(d: dt.date) -> float | None:
+        other = sum(series[k].get(d, 0) for k in others)
+        return series[key].get(d, 0) / other if other else None
+
+    first = min(series[key])
+    history = [p for w in range(1, conf.history_weeks + 1)
+               if day - dt.timedelta(weeks=w) >= first
+               and (p := proportion(day - dt.timedelta(weeks=w)))]
+    today = proportion(day)
+    if today is None or len(history) < 2:
+        return None
+    return today / statistics.median(history)
+
+
 def volume_alerts(series: dict[tuple[str, str], dict[dt.date, int]], conf: MonitoringConfig
                   ) -> list[Alert]:
-    """Drops of a source's daily rows. Each day's ratio to its same-weekday baseline is read
-    against the traffic's: the volume-weighted ratio of the other event sources that day
+    """Drops of a source's daily rows, read against the other traffic: its proportion to the
+    other event sources that day over that proportion's median on the same weekday before
     (orders follow the traffic too; email volumes follow the campaigns sent and are read
-    alone). A holiday or the lull after Christmas lowers the traffic alike and is no alert; a
-    tracking outage lowers one source. A day when the sources together (their median) fall
-    under ``volume_fail_ratio`` fails."""
+    alone, against their own baseline). A holiday or the lull after Christmas moves the
+    traffic alike and is no alert; a tracking outage lowers one source. A day when the sources
+    together (their median ratio) fall under ``volume_fail_ratio`` fails."""
     ratios = volume_ratios(series, conf)
     alerts = []
     days = sorted({d for by_day in ratios.values() for d in by_day})
@@ -123,11 +142,10 @@ def volume_alerts(series: dict[tuple[str, str], dict[dt.date, int]], conf: Monit
                                 "same weekday before (median over the sources)"))
             continue
         for (table, source), (n, ratio) in sorted(today.items()):
-            traffic = [(m, r) for (t, s), (m, r) in today.items()
-                       if t == EVENTS and s != source and table != EMAIL_EVENTS]
-            reference = sum(m for m, _ in traffic) / sum(m / r for m, r in traffic if r) \
-                if traffic and all(r for _, r in traffic) else 1.0
-            relative = ratio / reference
+            others = [k for k in series if k[0] == EVENTS and k[1] != source] \
+                if table != EMAIL_EVENTS else []
+            paired = _against(series, (table, source), others, day, conf) if others else None
+            relative = ratio if paired is None else paired
             severity = _severity(relative, conf.volume_warn_ratio, conf.volume_fail_ratio,
                                  above=False)
             if severity:
@@ -135,8 +153,9 @@ def volume_alerts(series: dict[tuple[str, str], dict[dt.date, int]], conf: Monit
                     "volume", severity, table, f"{source} {day}", relative,
                     conf.volume_fail_ratio if severity == "fail" else conf.volume_warn_ratio,
                     f"{source}: {n:,} rows on {day} ({day:%A}), {ratio:.0%} of the same "
-                    "weekday before" + (f" while the other traffic made {reference:.0%}"
-                                        if traffic else "")))
+                    "weekday before" + ("" if paired is None else
+                                        f"; against the other traffic, {paired:.0%} of its "
+                                        "usual proportion")))
     return alerts
 
 

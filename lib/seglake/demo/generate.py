@@ -54,6 +54,9 @@ class DemoSpec:
     bad_row_rate: float = 0.005
     cross_system_rate: float = 0.30
     duplicate_rate: float = 0.06
+    # a tracking outage: "FIRST:LAST=SHARE" (dates): the app loses SHARE of its events on
+    # those days; landing files only, the world is unchanged (not part of world_key)
+    outage: str = ""
 
     def world_key(self) -> dict[str, Any]:
         """What must match for two runs to describe the same world (days may grow)."""
@@ -71,12 +74,34 @@ class DemoSpec:
             problems.append(f"days must be between 1 and 3650 (got {self.days})")
         if not 0 <= self.future_days <= 730:
             problems.append(f"future days must be between 0 and 730 (got {self.future_days})")
+        if self.outage:
+            try:
+                first, last, share = parse_outage(self.outage)
+            except ValueError as exc:
+                problems.append(str(exc))
+            else:
+                end = self.start + dt.timedelta(days=self.days - 1)
+                if not self.start <= first <= last <= end or not 0.0 < share <= 1.0:
+                    problems.append(f"outage {self.outage!r} must lie within {self.start}.."
+                                    f"{end} with a share in (0, 1]")
         for name in ("bad_row_rate", "cross_system_rate", "duplicate_rate"):
             if not 0.0 <= getattr(self, name) <= 0.5:
                 problems.append(f"{name} must be between 0 and 0.5 (got {getattr(self, name)})")
         if problems:
             raise DemoError("; ".join(problems))
         return self
+
+
+def parse_outage(text: str) -> tuple[dt.date, dt.date, float]:
+    """``FIRST[:LAST][=SHARE]`` (dates; share lost, default 0.7) -> (first, last, share)."""
+    days, _, share = text.partition("=")
+    first, _, last = days.partition(":")
+    try:
+        return (dt.date.fromisoformat(first), dt.date.fromisoformat(last or first),
+                float(share) if share else 0.7)
+    except ValueError:
+        raise ValueError(f"outage {text!r}: give FIRST[:LAST][=SHARE], dates as YYYY-MM-DD and "
+                         "the share of the app's events lost (default 0.7)") from None
 
 
 def resolve_scale(scale: str | int, days: int | None = None, **options: Any) -> DemoSpec:
@@ -273,9 +298,16 @@ def generate(spark: SparkSession, spec: DemoSpec, landing_root: str, truth_root:
     consents = behaviour.consents(world, persons, emails)
 
     observed = (F.col("batch_day") >= 0) & (F.col("batch_day") < spec.days)
+    if spec.outage:  # the app's tracking loses part of its events on those days
+        first, last, share = parse_outage(spec.outage)
+        lost = F.col("batch_day").between((first - spec.start).days, (last - spec.start).days) \
+            & (world.draws.uniform("outage", F.col("record_id")) < share)
+        log.info("demo world: the app loses %.0f%% of its events from %s to %s", share * 100,
+                 first, last)
     records: dict[str, DataFrame] = {
         "web_events": _event_records(world, events, "web"),
-        "app_events": _event_records(world, events, "app"),
+        "app_events": _event_records(world, events, "app")
+        .where(~lost if spec.outage else F.lit(True)),
         "orders": _order_records(world, orders),
         "email_events": _email_records(world, emails),
         "crm_eshop": _crm_records(world, crm, persons, "eshop"),
