@@ -393,7 +393,8 @@ def fit_uplift(lakehouse: Lakehouse, config: SeglakeConfig, outcomes: DataFrame,
             lakehouse.overwrite(UPLIFT, out, replace_where=where)
         else:
             lakehouse.append(UPLIFT, out)
-        runlog.record(source=FEATURES, table=UPLIFT, rows_in=frame.count(), rows_out=scored,
+        runlog.record(source=FEATURES, table=UPLIFT, rows_in=sum(sizes.values()),
+                      rows_out=scored,
                       message=f"{kind}:{segment} uplift v{version} from {activated_on}, Qini "
                       f"{qini:+.4f}" + ("" if qini_p is None else
                                         f" (propensity {qini_p:+.4f})"))

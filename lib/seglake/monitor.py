@@ -4,9 +4,10 @@ Checks, each against thresholds in the ``monitoring`` config, each breach a row 
 ``ops.alerts`` (severity ``warn`` or ``fail``; a ``fail`` makes the command exit non-zero):
 
 - **volume**: rows per day of every silver activity source over the last ``recent_days`` days
-  of data, against the median of the same weekday in the ``history_weeks`` weeks before, read
-  against the other traffic's ratio that day (a tracking outage, a lost file lowers one source;
-  a holiday lowers all); a day without a row counts as 0.
+  of data, against the median of the same weekday in the ``history_weeks`` weeks before; a
+  source beside other traffic is read as its proportion to it against that proportion's usual
+  value (a tracking outage, a lost file lowers one source; a holiday moves all); a day without
+  a row counts as 0.
 - **quarantine**: the share of a source's rows refine quarantined in its latest run.
 - **feature drift** / **score drift**: the population stability index (PSI) of every feature
   and score between the two latest ``as_of`` (numeric columns in deciles of the earlier date,
@@ -72,10 +73,12 @@ class MonitorResult:
         return any(a.severity == "fail" for a in self.alerts)
 
 
-def _severity(value: float, warn: float, fail: float, above: bool = True) -> str | None:
-    """``fail``/``warn`` when ``value`` crosses a threshold (above it, or below it)."""
+def _severity(value: float, warn: float, fail: float, above: bool = True
+              ) -> tuple[str, float] | None:
+    """(``fail`` or ``warn``, the threshold crossed) when ``value`` crosses one (above it, or
+    below it); None otherwise."""
     crossed = (lambda t: value > t) if above else (lambda t: value < t)
-    return "fail" if crossed(fail) else "warn" if crossed(warn) else None
+    return ("fail", fail) if crossed(fail) else ("warn", warn) if crossed(warn) else None
 
 
 def volume_ratios(series: dict[tuple[str, str], dict[dt.date, int]], conf: MonitoringConfig
@@ -146,12 +149,11 @@ def volume_alerts(series: dict[tuple[str, str], dict[dt.date, int]], conf: Monit
                 if table != EMAIL_EVENTS else []
             paired = _against(series, (table, source), others, day, conf) if others else None
             relative = ratio if paired is None else paired
-            severity = _severity(relative, conf.volume_warn_ratio, conf.volume_fail_ratio,
-                                 above=False)
-            if severity:
+            crossed = _severity(relative, conf.volume_warn_ratio, conf.volume_fail_ratio,
+                                above=False)
+            if crossed:
                 alerts.append(Alert(
-                    "volume", severity, table, f"{source} {day}", relative,
-                    conf.volume_fail_ratio if severity == "fail" else conf.volume_warn_ratio,
+                    "volume", crossed[0], table, f"{source} {day}", relative, crossed[1],
                     f"{source}: {n:,} rows on {day} ({day:%A}), {ratio:.0%} of the same "
                     "weekday before" + ("" if paired is None else
                                         f"; against the other traffic, {paired:.0%} of its "
@@ -171,11 +173,11 @@ def quarantine_alerts(lakehouse: Lakehouse, conf: MonitoringConfig) -> list[Aler
             F.sum("rows_in").alias("rows_in"), F.sum("quarantined").alias("quarantined")) \
             .collect():
         share = (r["quarantined"] or 0) / r["rows_in"]
-        severity = _severity(share, conf.quarantine_warn_share, conf.quarantine_fail_share)
-        if severity:
+        crossed = _severity(share, conf.quarantine_warn_share, conf.quarantine_fail_share)
+        if crossed:
             alerts.append(Alert(
-                "quarantine", severity, f"bronze.{r['source']}", r["source"], share,
-                conf.quarantine_fail_share if severity == "fail" else conf.quarantine_warn_share,
+                "quarantine", crossed[0], f"bronze.{r['source']}", r["source"], share,
+                crossed[1],
                 f"{r['source']}: {r['quarantined']:,} of {r['rows_in']:,} rows quarantined in "
                 "its latest refine (silver.quarantine says why)"))
     return alerts
@@ -231,10 +233,9 @@ def drift_alerts(check: str, table: str, before: DataFrame, after: DataFrame,
     values = {c: psi(b, a) for c, (b, a) in binned(before, after, numeric, categorical).items()}
     alerts = []
     for column, value in sorted(values.items()):
-        severity = _severity(value, conf.psi_warn, conf.psi_fail)
-        if severity:
-            alerts.append(Alert(check, severity, table, column, value,
-                                conf.psi_fail if severity == "fail" else conf.psi_warn,
+        crossed = _severity(value, conf.psi_warn, conf.psi_fail)
+        if crossed:
+            alerts.append(Alert(check, crossed[0], table, column, value, crossed[1],
                                 f"{column}: PSI {value:.3f} between {dates[0]} and {dates[1]}"))
     return alerts, values
 
@@ -258,11 +259,10 @@ def segment_alerts(lakehouse: Lakehouse, conf: MonitoringConfig) -> list[Alert]:
     alerts = []
     for (kind, segment), (before, after) in sorted(shares.items(), key=str):
         change = abs(after - before)
-        severity = _severity(change, conf.segment_share_warn, conf.segment_share_fail)
-        if severity:
+        crossed = _severity(change, conf.segment_share_warn, conf.segment_share_fail)
+        if crossed:
             alerts.append(Alert(
-                "segment_size", severity, SUMMARY, f"{kind}:{segment}", change,
-                conf.segment_share_fail if severity == "fail" else conf.segment_share_warn,
+                "segment_size", crossed[0], SUMMARY, f"{kind}:{segment}", change, crossed[1],
                 f"{kind}:{segment}: {before:.1%} of its kind on {dates[0]}, {after:.1%} on "
                 f"{dates[1]}"))
     return alerts
