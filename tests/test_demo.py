@@ -286,3 +286,31 @@ def test_archetypes_drive_measurably_different_behaviour(spark, config, world):
     last_month = dated.where(F.col("ts") >= F.lit(str(spec.start + dt.timedelta(days=60))))
     dormant = "archetype = 'dormant_churning'"
     assert first_month.where(dormant).count() > 3 * last_month.where(dormant).count()
+
+
+def test_bots_and_resellers_are_injected_with_their_truth(spark, config, world):
+    spec, _ = world
+    flagged = truth(spark, config, "flagged")
+    bots = flagged.where("flag = 'bot'")
+    assert bots.count() == spec.bots == round(spec.persons * spec.bot_rate)
+    assert {r[0] for r in bots.select("behaviour").distinct().collect()} == \
+        {"crawler", "scraper", "monitor"}
+    assert bots.where("person_id >= 0").count() == 0
+    # bots' events are web events only, none of a person's identifiers, no login
+    rows = truth(spark, config, "landing_rows").where("person_id < 0")
+    assert {r[0] for r in rows.select("source").distinct().collect()} == {"web_events"}
+    web = landing(spark, config, "web_events").join(
+        rows.select(F.col("record_id").alias("event_id")), "event_id")
+    assert web.count() > 1000 and web.where(F.col("user_id").isNotNull()).count() == 0
+    # resellers are persons with an account, and their order lines carry tens of units
+    resellers = flagged.where("flag = 'outlier'").join(truth(spark, config, "persons"),
+                                                       "person_id")
+    n = resellers.count()
+    assert 0.4 * spec.outlier_rate * spec.persons < n < 2 * spec.outlier_rate * spec.persons
+    assert resellers.where(~F.col("has_account")).count() == 0
+    owners = truth(spark, config, "landing_rows").where("source = 'orders' AND defect IS NULL") \
+        .join(resellers.select("person_id"), "person_id").select(
+            F.col("record_id").alias("order_id"))
+    units = landing(spark, config, "orders").join(owners, "order_id").select(
+        F.explode("lines").alias("line")).select(F.col("line.quantity").cast("int").alias("q"))
+    assert units.count() > 10 and units.agg(F.min("q")).first()[0] >= 10

@@ -19,7 +19,7 @@ from seglake.report import SECTIONS, run_report
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 # figures each section must carry on the published small world
-FIGURES = {"overview": 1, "quality": 0, "identity": 1, "cohorts": 1, "segments": 2,
+FIGURES = {"overview": 1, "quality": 0, "identity": 1, "cohorts": 1, "flags": 0, "segments": 2,
            "profiles": 1, "k-selection": 1, "pca": 1, "propensity": 2, "changes": 0,
            "activation": 1, "monitoring": 1}
 
@@ -70,6 +70,11 @@ def test_report_has_every_section_with_its_figures_and_numbers(spark, config, re
     n_cohorts = lake.read("gold.cohort_retention").where(F.col("as_of") == latest) \
         .select("cohort_month").distinct().count()
     assert n_cohorts > 1 and cohorts.count("<tr") == n_cohorts + 1  # + the header row
+    flags = _section(document, "flags")  # one row per flag kind, counted as the table holds
+    flagged = {r["flag"]: r["count"] for r in lake.read("gold.customer_flags").where(
+        F.col("as_of") == latest).groupBy("flag").count().collect()}
+    for flag, count in flagged.items():
+        assert re.search(rf"<td>{flag}</td>\s*<td>{count}</td>", flags)
     changes = _section(document, "changes")
     assert f"As of {published.as_of}" in changes
     activation = _section(document, "activation")

@@ -131,7 +131,8 @@ def _demo(config: SeglakeConfig, args: StageOptions) -> int:
             args.scale, days=args.days, seed=demo.seed if args.seed is None else args.seed,
             start=args.start or demo.start, future_days=demo.future_days,
             bad_row_rate=demo.bad_row_rate, cross_system_rate=demo.cross_system_rate,
-            duplicate_rate=demo.duplicate_rate, outage=args.outage or None)
+            duplicate_rate=demo.duplicate_rate, bot_rate=demo.bot_rate,
+            outlier_rate=demo.outlier_rate, outage=args.outage or None)
     except DemoError as exc:
         print(f"seglake demo: {exc}", file=sys.stderr)
         return 2

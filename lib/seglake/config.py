@@ -85,6 +85,16 @@ class DemoConfig(_Section):
         0.06, ge=0, le=0.5,
         description="Share of account holders with a second account in their home CRM system.",
     )
+    bot_rate: float = Field(
+        0.005, ge=0, le=0.05,
+        description="Bots per person: web crawlers, scrapers and uptime monitors (truth in "
+        "`flagged`).",
+    )
+    outlier_rate: float = Field(
+        0.02, ge=0, le=0.05,
+        description="Share of account holders who buy in bulk, tens of units a line (resellers; "
+        "truth in `flagged`).",
+    )
 
 
 Role = Literal["events", "orders", "email_events", "customers", "consents", "products"]
@@ -597,6 +607,33 @@ class MonitoringConfig(_Section):
         return self
 
 
+class FlagsConfig(_Section):
+    window_days: int = Field(
+        90, ge=1, le=730, description="Days before as_of whose events are read for bot-like "
+        "sessions.")
+    bot_min_events: int = Field(
+        20, ge=2, description="Events a visitor needs in the window before it is judged a bot.")
+    bot_events_per_session: float = Field(
+        25.0, gt=1, description="Mean events per session from which the `volume` signal is on.")
+    bot_max_gap_cv: float = Field(
+        0.2, gt=0, lt=1, description="`regular` signal: the seconds between a session's events "
+        "vary less than this (standard deviation / mean; people's vary by 0.3 and more).")
+    bot_min_gaps: int = Field(
+        20, ge=2, description="Gaps between events a visitor needs before `regular` is judged.")
+    bot_min_signals: int = Field(
+        2, ge=1, le=3, description="Signals of volume, regular and no_products (no product "
+        "view, cart or order among its events) that make a visitor a bot.")
+    outlier_z: float = Field(
+        5.0, gt=0, description="Robust z-score (median and MAD of log1p over buyers) of an "
+        "order measure from which a customer is an outlier ...")
+    outlier_ratio: float = Field(
+        5.0, gt=1, description="... when the measure is also this many times the buyers' "
+        "median.")
+    exclude_from_models: bool = Field(
+        True, description="Leave flagged customers out of fitting clusters and scores (they "
+        "are still assigned and scored, and flagged in exports).")
+
+
 class GdprConfig(_Section):
     controller: str = Field(
         "", description="The controller's name and address, as the GDPR record of processing "
@@ -700,6 +737,7 @@ class SeglakeConfig(_Section):
     activation: ActivationConfig = Field(default_factory=ActivationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    flags: FlagsConfig = Field(default_factory=FlagsConfig)
     gdpr: GdprConfig = Field(default_factory=GdprConfig)
     sources: dict[str, SourceConfig] = Field(
         default_factory=default_sources,

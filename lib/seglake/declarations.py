@@ -31,6 +31,7 @@ LINKS = "silver.identity_links"
 RECORD_STATE = "silver.identity_records"
 FEATURES = "gold.customer_features"
 COHORTS = "gold.cohort_retention"
+FLAGS = "gold.customer_flags"
 RULE_SEGMENTS = "gold.rule_segments"
 CLUSTERS = "gold.customer_clusters"
 PROFILES = "gold.cluster_profiles"
@@ -382,6 +383,19 @@ month_complete BOOLEAN NOT NULL -- false for the month of as_of (still running)
 
 GOLD = [
     COHORT_TABLE,
+    Table(
+        FLAGS, "Bots and outlier customers as of a date, with the reason (the signals that "
+        "fired, or the order measure that is far out); left out of fitting clusters and "
+        "scores, flagged in exports.", "features",
+        columns("""
+customer_key STRING NOT NULL -- the customer or anonymous visitor
+flag STRING NOT NULL -- bot or outlier
+reason STRING NOT NULL -- what made the flag, in words with the figures
+score DOUBLE NOT NULL -- bot: share of the three signals on; outlier: the highest robust z
+""" + _STAMP),
+        key=("customer_key", "flag", "as_of"), partition_by=("as_of",), pii="pseudonymous",
+        subjects=KEYED, retention=PER_AS_OF,
+        expectations=(expect("in_set", "flag", value_set=["bot", "outlier"]),)),
     Table(
         RULE_SEGMENTS, "The exclusive rule segment and the tags of each customer "
         "(conf/segments.yaml).", "segment",

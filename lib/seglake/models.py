@@ -3,14 +3,15 @@ trained on and its artifact (a JSON definition, or the path of a persisted Spark
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from seglake.config import TrackingConfig
-from seglake.declarations import MODELS, declared
+from seglake.config import FlagsConfig, TrackingConfig
+from seglake.declarations import FLAGS, MODELS, declared
 from seglake.lakehouse import Lakehouse
 from seglake.runlog import utc_now
 from seglake.tracking import track
@@ -39,6 +40,17 @@ def fit_sample(df: DataFrame, rows: int, limit: int, seed: int,
     buckets = 1_000_000
     draw = F.pmod(F.xxhash64(F.lit(seed), F.col(key)), F.lit(buckets))
     return df.where(draw < F.lit(limit * buckets // rows))
+
+
+def unflagged(df: DataFrame, lakehouse: Lakehouse, conf: FlagsConfig, as_of: dt.date,
+              key: str = "customer_key") -> DataFrame:
+    """``df`` less the bots and outliers ``gold.customer_flags`` holds as of ``as_of``: a model
+    fitted on their extremes serves everyone else worse (``flags.exclude_from_models``)."""
+    if not conf.exclude_from_models or not lakehouse.exists(FLAGS):
+        return df
+    flagged = lakehouse.read(FLAGS).where(F.col("as_of") == F.lit(as_of)) \
+        .select(F.col("customer_key").alias(key)).distinct()
+    return df.join(flagged, key, "left_anti")
 
 
 def record_model(lakehouse: Lakehouse, kind: str, run_id: str, *, params: dict[str, Any],

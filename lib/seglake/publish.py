@@ -30,6 +30,7 @@ from seglake.declarations import (
     CLUSTERS,
     CUSTOMER_SEGMENTS,
     FEATURES,
+    FLAGS,
     MEMBERSHIP,
     RULE_SEGMENTS,
     SCORES,
@@ -237,13 +238,21 @@ def _export(lakehouse: Lakehouse, config: SeglakeConfig, segments: DataFrame,
             ) -> tuple[dict[str, int], str]:
     """Per kind in ``publish.export_kinds``: CSV and Parquet, one folder per segment
     (``segment=<name>``), consenting customers of the treatment group (both groups, with a
-    ``group`` column, when ``include_holdout``)."""
+    ``group`` column, when ``include_holdout``); ``flag`` says bot or outlier
+    (``gold.customer_flags``), empty for most."""
     root = str(Path(config.reports.root) / "exports" / as_of.isoformat())
     allowed = segments.where(F.col("marketing_consent")).select(
         "customer_key", "propensity_score", "churn_score")
     if include_email:
         allowed = allowed.join(lakehouse.read("silver.customers_pii")
                                .select("customer_key", "email"), "customer_key", "left")
+    flags = _at(lakehouse, FLAGS, as_of)
+    if flags is not None:  # a bulk buyer may still be marketed to: the tool sees why it stands out
+        allowed = allowed.join(flags.groupBy("customer_key").agg(
+            F.concat_ws(",", F.sort_array(F.collect_set("flag"))).alias("flag")),
+            "customer_key", "left")
+    else:
+        allowed = allowed.withColumn("flag", F.lit(None).cast("string"))
     exported = {}
     for kind in config.publish.export_kinds:
         members = groups.where(F.col("kind") == kind)
@@ -252,7 +261,8 @@ def _export(lakehouse: Lakehouse, config: SeglakeConfig, segments: DataFrame,
         rows = members.join(allowed, "customer_key") \
             .select("segment", "customer_key", *(["email"] if include_email else []),
                     *(["group"] if include_holdout else []),
-                    "propensity_score", "churn_score", F.lit(as_of).alias("as_of")).persist()
+                    "propensity_score", "churn_score", "flag",
+                    F.lit(as_of).alias("as_of")).persist()
         exported[kind] = rows.count()
         for fmt in ("csv", "parquet"):
             writer = rows.repartition("segment").write.mode("overwrite").partitionBy("segment")

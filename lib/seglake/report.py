@@ -37,6 +37,7 @@ from seglake.declarations import (  # noqa: E402
     CLUSTERS,
     COHORTS,
     CUSTOMERS,
+    FLAGS,
     LIFT,
     PROFILES,
     QUALITY_RESULTS,
@@ -385,6 +386,34 @@ def cohorts(lakehouse: Lakehouse) -> Section:
     return section
 
 
+def flags(lakehouse: Lakehouse) -> Section:
+    section = Section("flags", "Bots and outliers",
+                      "Visitors flagged as bots and customers far out on an order measure "
+                      "(gold.customer_flags): left out of fitting clusters and scores, flagged "
+                      "in exports.")
+    if not lakehouse.exists(FLAGS):
+        section.missing = f"no flags yet: {_hint(lakehouse, FLAGS)}"
+        return section
+    table, as_of = latest_rows(lakehouse, FLAGS, "as_of")
+    section.intro += f" As of {as_of}."
+    # what fired: the signal names of bots, the measures of outliers
+    fired = table.select("flag", F.explode(F.split("reason", "; ")).alias("part")).select(
+        "flag", F.split("part", "[: ]")[0].alias("signal"))
+    counts = fired.groupBy("flag", "signal").count().orderBy("flag", F.desc("count")).toPandas()
+    totals = table.groupBy("flag").agg(F.count(F.lit(1)).alias("flagged"),
+                                       F.round(F.avg("score"), 2).alias("mean score")) \
+        .orderBy("flag").toPandas()
+    if totals.empty:
+        section.missing = f"nobody flagged as of {as_of}"
+        return section
+    section.tables.append(("Flagged", totals))
+    section.tables.append(("Signals and measures that fired", counts))
+    section.tables.append(("Strongest cases", table.orderBy(F.desc("score"), "customer_key")
+                           .select("flag", "customer_key", "score", "reason").limit(10)
+                           .toPandas()))
+    return section
+
+
 def changes(lakehouse: Lakehouse) -> Section:
     section = Section("changes", "Segment changes",
                       "Customers who entered or left each segment since the previous publish.")
@@ -508,8 +537,8 @@ def monitoring(lakehouse: Lakehouse) -> Section:
 
 
 SECTIONS: tuple[Callable[[Lakehouse], Section], ...] = (
-    overview, quality, identity, cohorts, segments, profiles, k_selection, pca, propensity,
-    changes, activation, monitoring)
+    overview, quality, identity, cohorts, flags, segments, profiles, k_selection, pca,
+    propensity, changes, activation, monitoring)
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}

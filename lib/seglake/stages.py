@@ -17,7 +17,9 @@ from seglake.declarations import (
     EMAIL_EVENTS,
     EVENTS,
     FEATURES,
+    FLAGS,
     IDENTITY_MAP,
+    ORDER_LINES,
     ORDERS,
     PRODUCTS,
     RULE_SEGMENTS,
@@ -49,23 +51,25 @@ STAGES: tuple[Stage, ...] = (
           "resolve identities: de-duplicated customers, keys, golden records, map",
           (CUSTOMERS_RAW, CUSTOMERS_RAW_PII, EVENTS, ORDERS, EMAIL_EVENTS, CONSENTS)),
     Stage("features", "seglake.features",
-          "gold customer features as of a date (RFM, email, browsing, funnel, intent) and "
-          "cohort retention",
-          (EVENTS, ORDERS, EMAIL_EVENTS, CONSENTS, PRODUCTS, CUSTOMERS, IDENTITY_MAP),
+          "gold customer features as of a date (RFM, email, browsing, funnel, intent), "
+          "cohort retention, and bots and outliers flagged",
+          (EVENTS, ORDERS, ORDER_LINES, EMAIL_EVENTS, CONSENTS, PRODUCTS, CUSTOMERS,
+           IDENTITY_MAP),
           as_of="use only what happened strictly before this day, YYYY-MM-DD (default: the "
                 "day after the latest order, event or email event)"),
     Stage("segment", "seglake.segments",
-          "rule segments and tags (conf/segments.yaml), then MLlib clusters", (FEATURES,),
+          "rule segments and tags (conf/segments.yaml), then MLlib clusters", (FEATURES, FLAGS),
           as_of="the features of this as_of (default: the latest in gold.customer_features)"),
     Stage("score", "seglake.scoring",
           "purchase propensity and churn scores (random forests trained by time split)",
-          (FEATURES, EVENTS, ORDERS, EMAIL_EVENTS, CONSENTS, PRODUCTS, CUSTOMERS, IDENTITY_MAP),
+          (FEATURES, FLAGS, EVENTS, ORDERS, EMAIL_EVENTS, CONSENTS, PRODUCTS, CUSTOMERS,
+           IDENTITY_MAP),
           as_of="score the features of this as_of (default: the latest); training uses the "
                 "features scoring.horizon_days earlier (computed from silver when that date "
                 "is not in gold.customer_features)"),
     Stage("publish", "seglake.publish",
           "gold segment tables (current, history, changes, summary) and consented exports",
-          (RULE_SEGMENTS, FEATURES, CLUSTERS, SCORES, CUSTOMERS, CONSENTS),
+          (RULE_SEGMENTS, FEATURES, FLAGS, CLUSTERS, SCORES, CUSTOMERS, CONSENTS),
           as_of="publish the segments of this as_of (default: the latest rule segments)"),
     Stage("measure", "seglake.measure",
           "lift of each segment's treatment group over its holdout after an activation "

@@ -341,11 +341,13 @@ def orders(world: World, sessions_df: DataFrame) -> DataFrame:
     df = sessions_df.where("purchase")
     n_lines = _col("n_cart") - _col("n_remove")
     qty_u = draws.uniform
+    # a reseller's lines carry tens of units (seglake.demo.anomalies.bulk_units)
+    bulk = _col("bulk") if "bulk" in df.columns else F.lit(1)
 
     def line(i: Column) -> Column:
         index = product_index(world, key, i, "item")
-        quantity = 1 + F.when(qty_u("qty", key, i) < 0.15, 1).otherwise(0) \
-            + F.when(qty_u("qty2", key, i) < 0.04, 1).otherwise(0)
+        quantity = (1 + F.when(qty_u("qty", key, i) < 0.15, 1).otherwise(0)
+                    + F.when(qty_u("qty2", key, i) < 0.04, 1).otherwise(0)) * bulk
         return F.struct(product_id(index).alias("product_id"), quantity.alias("quantity"),
                         unit_price(world, index, _col("day")).alias("unit_price"))
 

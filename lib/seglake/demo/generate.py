@@ -19,7 +19,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from seglake import __version__
-from seglake.demo import behaviour, population
+from seglake.demo import anomalies, behaviour, population
 from seglake.demo.archetypes import archetype_names
 from seglake.demo.draws import hex16, literal_array
 from seglake.demo.files import Storage
@@ -57,12 +57,19 @@ class DemoSpec:
     # a tracking outage: "FIRST:LAST=SHARE" (dates): the app loses SHARE of its events on
     # those days; landing files only, the world is unchanged (not part of world_key)
     outage: str = ""
+    bot_rate: float = 0.005        # bots per person (web crawlers, scrapers, monitors)
+    outlier_rate: float = 0.02     # persons with an account who buy in bulk (resellers)
+
+    @property
+    def bots(self) -> int:
+        return round(self.persons * self.bot_rate)
 
     def world_key(self) -> dict[str, Any]:
         """What must match for two runs to describe the same world (days may grow)."""
         return {"persons": self.persons, "seed": self.seed, "start": self.start.isoformat(),
                 "bad_row_rate": self.bad_row_rate, "cross_system_rate": self.cross_system_rate,
-                "duplicate_rate": self.duplicate_rate}
+                "duplicate_rate": self.duplicate_rate, "bot_rate": self.bot_rate,
+                "outlier_rate": self.outlier_rate}
 
     def validate(self) -> DemoSpec:
         problems = []
@@ -87,6 +94,10 @@ class DemoSpec:
         for name in ("bad_row_rate", "cross_system_rate", "duplicate_rate"):
             if not 0.0 <= getattr(self, name) <= 0.5:
                 problems.append(f"{name} must be between 0 and 0.5 (got {getattr(self, name)})")
+        for name in ("bot_rate", "outlier_rate"):
+            if not 0.0 <= getattr(self, name) <= 0.05:
+                problems.append(f"{name} must be between 0 and 0.05 (got "
+                                f"{getattr(self, name)})")
         if problems:
             raise DemoError("; ".join(problems))
         return self
@@ -287,13 +298,15 @@ def generate(spark: SparkSession, spec: DemoSpec, landing_root: str, truth_root:
         return df
 
     persons = step("persons", population.persons(
-        spark, world.draws, spec.persons, spec.cross_system_rate, spec.duplicate_rate))
+        spark, world.draws, spec.persons, spec.cross_system_rate, spec.duplicate_rate)
+        .withColumn("bulk", anomalies.bulk_units(world, spec.outlier_rate)))
+    bots = anomalies.bots(spark, world, spec.bots)
     crm = step("CRM records", population.crm_records(persons, world.draws))
     emails = step("email events", behaviour.email_events(world, persons))
     offers = campaign_offers(storage, truth_root)
     sessions = step("visits", behaviour.sessions(world, persons, behaviour.email_clicks(emails),
                                                  offers))
-    events = behaviour.events(world, sessions)
+    events = behaviour.events(world, sessions).unionByName(anomalies.bot_events(world, bots))
     orders = step("orders", behaviour.orders(world, sessions))
     consents = behaviour.consents(world, persons, emails)
 
@@ -338,6 +351,8 @@ def generate(spark: SparkSession, spec: DemoSpec, landing_root: str, truth_root:
     log.info("wrote %d daily files (%.1f s)", files, time.monotonic() - t)
 
     _write_truth(world, spec, persons, crm, orders, rendered, truth_root)
+    anomalies.flagged_truth(bots, persons).write.mode("overwrite").parquet(
+        f"{truth_root}/flagged")
     if offers is not None:
         _write_campaign_truth(world, orders, behaviour.offer_chances(offers, persons),
                               truth_root)

@@ -1,5 +1,5 @@
-"""``seglake features [--as-of DATE]``: silver + identity map -> ``gold.customer_features``
-and ``gold.cohort_retention`` (both point in time).
+"""``seglake features [--as-of DATE]``: silver + identity map -> ``gold.customer_features``,
+``gold.cohort_retention`` and ``gold.customer_flags`` (all point in time).
 
 Each run replaces the rows of its ``as_of`` only (the table is partitioned by ``as_of``), in one
 commit: re-running the same date gives the same rows, other dates stay as they were.
@@ -17,9 +17,10 @@ from pyspark.sql import functions as F
 
 from seglake.behaviour import activity, end_of_data, features_of, silver_sources
 from seglake.behaviour.cohorts import cohort_retention
+from seglake.behaviour.flags import customer_flags
 from seglake.behaviour.inputs import KEYED, TABLES
 from seglake.config import SeglakeConfig
-from seglake.declarations import COHORTS, FEATURES
+from seglake.declarations import COHORTS, FEATURES, FLAGS, ORDER_LINES
 from seglake.lakehouse import Lakehouse
 from seglake.runlog import RunLog
 
@@ -99,6 +100,17 @@ def run_features(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | No
     lakehouse.overwrite_as_of(COHORTS, cohorts, as_of)
     runlog.record(source=TABLES["orders"], table=COHORTS, rows_in=rows_in["orders"],
                   rows_out=cohorts.count(), message=f"as_of {as_of}")
+    lines = lakehouse.read(ORDER_LINES) if lakehouse.exists(ORDER_LINES) else None
+    flags = customer_flags(act.events, act.orders, lines, as_of, config.flags) \
+        .withColumn("as_of", F.lit(as_of)).withColumn("run_id", F.lit(runlog.run_id)) \
+        .localCheckpoint()
+    lakehouse.overwrite_as_of(FLAGS, flags, as_of)
+    by_flag = dict(flags.groupBy("flag").count().collect())
+    log.info("features: flagged %d bots and %d outlier customers as of %s (%s)",
+             by_flag.get("bot", 0), by_flag.get("outlier", 0), as_of, FLAGS)
+    runlog.record(table=FLAGS, rows_in=rows, rows_out=sum(by_flag.values()),
+                  message=f"as_of {as_of}: of {rows} customers and visitors, "
+                  f"{by_flag.get('bot', 0)} bots, {by_flag.get('outlier', 0)} outliers")
     runlog.flush()
     act.unpersist()
     features.unpersist()

@@ -36,6 +36,7 @@ from seglake.models import (
     model_path,
     record_model,
     spread,
+    unflagged,
 )
 from seglake.runlog import RunLog
 from seglake.scoring import model as rf
@@ -138,7 +139,8 @@ def run_score(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None 
     now = features.where((F.col("as_of") == F.lit(as_of)) & ~F.col("is_anonymous")).persist()
     buyers = purchasers(lakehouse, trained_as_of, as_of).persist()
     data_versions = {FEATURES: lakehouse.version(FEATURES)}
-    frames = labelled(past, buyers, inputs)
+    # bots and outliers flagged as of the scored date are not trained on (still scored)
+    frames = labelled(unflagged(past, lakehouse, config.flags, as_of), buyers, inputs)
     models, scored_frames = {}, []
     for kind in TARGETS:
         # the labels and the inputs' spread in one pass over the training rows

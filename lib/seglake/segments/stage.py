@@ -32,6 +32,7 @@ from seglake.models import (
     latest_version,
     model_path,
     record_model,
+    unflagged,
 )
 from seglake.runlog import RunLog
 from seglake.segments import clustering as cl
@@ -177,13 +178,16 @@ def run_clusters(lakehouse: Lakehouse, config: SeglakeConfig, features: DataFram
             "log_features": [n for n in conf.log_features if n in kept]})
     # the k search, the models and the bootstrap refits see at most fit_sample customers;
     # everyone is assigned
-    fit = fit_sample(frame, n, conf.fit_sample, conf.seed)
+    # everyone is assigned; bots and outliers (gold.customer_flags) are not fitted on
+    eligible = unflagged(frame, lakehouse, config.flags, as_of)
+    eligible_n = eligible.count() if eligible is not frame else n
+    fit = fit_sample(eligible, eligible_n, conf.fit_sample, conf.seed)
     prep = Pipeline(stages=cl.preprocessing(conf)).fit(fit)
     vectors = prep.transform(fit).select("customer_key", cl.VECTOR).persist()
     fitted_on = vectors.count()
-    if fit is not frame:
-        log.info("segment: clusters fitted on a sample of %d of %d customers "
-                 "(clustering.fit_sample %d)", fitted_on, n, conf.fit_sample)
+    if fitted_on < n:
+        log.info("segment: clusters fitted on %d of %d customers (%d flagged left out; "
+                 "clustering.fit_sample %d)", fitted_on, n, n - eligible_n, conf.fit_sample)
     keys, x = cl.sample_vectors(vectors)
     scores = cl.k_scores(x, conf)
     chosen = cl.best_k(scores)
