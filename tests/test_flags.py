@@ -5,6 +5,7 @@ and flagged in exports."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import shutil
 
@@ -82,7 +83,8 @@ def test_robust_z_by_hand(spark):
     assert z["c0"]["z"] == pytest.approx((logs[0] - median) / (1.4826 * mad))
     assert z["c6"]["median"] == pytest.approx(2.0)
     # more than half the values equal: the MAD is 0, the mean absolute deviation scales
-    same = spark.createDataFrame([(f"c{i}", "m", v) for i, v in enumerate([1.0, 1.0, 1.0, 1.0, 9.0])],
+    same = spark.createDataFrame([(f"c{i}", "m", v)
+                                  for i, v in enumerate([1.0, 1.0, 1.0, 1.0, 9.0])],
                                  "customer_key STRING, measure STRING, value DOUBLE")
     z = {r["customer_key"]: r["z"] for r in robust_z(same).collect()}
     mean_ad = (math.log1p(9) - math.log1p(1)) / 5
@@ -159,7 +161,6 @@ def test_flagged_customers_are_not_fitted_on_and_clusters_hold(spark, config, se
     left_out = clustered.join(flagged.select("customer_key").distinct(), "customer_key").count()
     assert left_out >= 5  # the outliers are customers, so clustered (assigned)
     model = latest_model(lake, "clustering")
-    import json
     metrics = json.loads(model["metrics"])
     assert metrics["fitted_on"] == metrics["customers"] - left_out
     archetypes = customer_archetypes(spark, lake.read("silver.identity_map"), config.truth.root)
