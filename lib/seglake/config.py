@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "SEGLAKE__"
 DEFAULT_CONFIG_PATH = Path("conf/seglake.yaml")
@@ -634,6 +634,37 @@ class FlagsConfig(_Section):
         "are still assigned and scored, and flagged in exports).")
 
 
+class RecommendationsConfig(_Section):
+    top_k: int = Field(3, ge=1, le=20, description="Categories recommended per customer.")
+    window_days: int = Field(
+        365, ge=7, le=3650, description="Days before as_of whose purchases, visits and opens "
+        "are read.")
+    half_life_days: float = Field(
+        60.0, gt=0, description="An interaction's weight halves every this many days.")
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"purchase": 3.0, "add_to_cart": 2.0, "product_view": 1.0,
+                                 "browse": 0.5},
+        description="Strength of an order line, a cart, a product view and a category page or "
+        "search in a category.")
+    rank: int = Field(8, ge=1, le=200, description="ALS latent factors.")
+    reg_param: float = Field(0.1, gt=0, description="ALS regularisation.")
+    alpha: float = Field(10.0, gt=0, description="ALS implicit-feedback confidence scale.")
+    max_iter: int = Field(10, ge=1, le=100, description="ALS iterations.")
+    send_min_observations: float = Field(
+        5.0, ge=0, description="Weighted opens and visits a customer needs for an own send "
+        "time; fewer: the rule segment's.")
+    send_open_weight: float = Field(
+        2.0, ge=0, description="Weight of an email open or click against a session start.")
+
+    @field_validator("weights")
+    @classmethod
+    def _all_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        needed = {"purchase", "add_to_cart", "product_view", "browse"}
+        if set(value) != needed:
+            raise ValueError(f"give exactly {sorted(needed)}")
+        return value
+
+
 class GdprConfig(_Section):
     controller: str = Field(
         "", description="The controller's name and address, as the GDPR record of processing "
@@ -738,6 +769,7 @@ class SeglakeConfig(_Section):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     flags: FlagsConfig = Field(default_factory=FlagsConfig)
+    recommendations: RecommendationsConfig = Field(default_factory=RecommendationsConfig)
     gdpr: GdprConfig = Field(default_factory=GdprConfig)
     sources: dict[str, SourceConfig] = Field(
         default_factory=default_sources,

@@ -36,6 +36,7 @@ RULE_SEGMENTS = "gold.rule_segments"
 CLUSTERS = "gold.customer_clusters"
 PROFILES = "gold.cluster_profiles"
 SCORES = "gold.customer_scores"
+RECOMMENDATIONS = "gold.customer_recommendations"
 CUSTOMER_SEGMENTS = "gold.customer_segments"
 MEMBERSHIP = "gold.segment_membership"
 CHANGES = "gold.segment_changes"
@@ -437,6 +438,22 @@ model_version BIGINT -- the clustering model
 run_id STRING -- the segment run
 """),
         key=("as_of", "cluster"), partition_by=("as_of",), retention=PER_AS_OF),
+    Table(
+        RECOMMENDATIONS, "Next best categories (implicit ALS on customer x category) and the "
+        "send hour and weekday of each known customer; published with the exports.", "score",
+        columns("""
+customer_key STRING NOT NULL -- the customer
+categories ARRAY<STRING> NOT NULL -- the recommendations.top_k categories, best first
+category_basis STRING NOT NULL -- als, history (not fitted: flagged) or popular (no interaction)
+send_hour INT -- local hour (0-23) with most of the customer's opens and visits
+send_weekday INT -- local weekday with most of them, 1 = Monday
+send_basis STRING -- own, segment (too few of their own: the rule segment's) or everyone
+model_version BIGINT NOT NULL -- the recommendation model (ops.models)
+""" + _STAMP),
+        key=("customer_key", "as_of"), partition_by=("as_of",), pii="pseudonymous",
+        subjects=KEYED, retention=PER_AS_OF,
+        expectations=(expect("between", "send_hour", min_value=0, max_value=23),
+                      expect("between", "send_weekday", min_value=1, max_value=7))),
     Table(
         SCORES, "Purchase propensity and churn: probability, score 0-100 "
         "and tier per customer.", "score",

@@ -32,6 +32,7 @@ from seglake.declarations import (
     FEATURES,
     FLAGS,
     MEMBERSHIP,
+    RECOMMENDATIONS,
     RULE_SEGMENTS,
     SCORES,
     SUMMARY,
@@ -238,8 +239,9 @@ def _export(lakehouse: Lakehouse, config: SeglakeConfig, segments: DataFrame,
             ) -> tuple[dict[str, int], str]:
     """Per kind in ``publish.export_kinds``: CSV and Parquet, one folder per segment
     (``segment=<name>``), consenting customers of the treatment group (both groups, with a
-    ``group`` column, when ``include_holdout``); ``flag`` says bot or outlier
-    (``gold.customer_flags``), empty for most."""
+    ``group`` column, when ``include_holdout``); the next best categories (``|``-separated)
+    and send hour and weekday (``gold.customer_recommendations``); ``flag`` says bot or
+    outlier (``gold.customer_flags``), empty for most."""
     root = str(Path(config.reports.root) / "exports" / as_of.isoformat())
     allowed = segments.where(F.col("marketing_consent")).select(
         "customer_key", "propensity_score", "churn_score")
@@ -253,6 +255,16 @@ def _export(lakehouse: Lakehouse, config: SeglakeConfig, segments: DataFrame,
             "customer_key", "left")
     else:
         allowed = allowed.withColumn("flag", F.lit(None).cast("string"))
+    recommendations = _at(lakehouse, RECOMMENDATIONS, as_of)
+    extra = ["next_categories", "send_hour", "send_weekday"]
+    if recommendations is not None:  # what to send and when (the latest model of that date)
+        latest = recommendations.agg(F.max("model_version")).first()[0]
+        allowed = allowed.join(recommendations.where(F.col("model_version") == latest).select(
+            "customer_key", F.concat_ws("|", "categories").alias("next_categories"),
+            "send_hour", "send_weekday"), "customer_key", "left")
+    else:
+        allowed = allowed.select("*", *[F.lit(None).cast("string" if c == "next_categories"
+                                                          else "int").alias(c) for c in extra])
     exported = {}
     for kind in config.publish.export_kinds:
         members = groups.where(F.col("kind") == kind)
@@ -261,7 +273,7 @@ def _export(lakehouse: Lakehouse, config: SeglakeConfig, segments: DataFrame,
         rows = members.join(allowed, "customer_key") \
             .select("segment", "customer_key", *(["email"] if include_email else []),
                     *(["group"] if include_holdout else []),
-                    "propensity_score", "churn_score", "flag",
+                    "propensity_score", "churn_score", *extra, "flag",
                     F.lit(as_of).alias("as_of")).persist()
         exported[kind] = rows.count()
         for fmt in ("csv", "parquet"):

@@ -22,6 +22,7 @@ from seglake.declarations import (
     ORDER_LINES,
     ORDERS,
     PRODUCTS,
+    RECOMMENDATIONS,
     RULE_SEGMENTS,
     SCORES,
     SUMMARY,
@@ -61,15 +62,17 @@ STAGES: tuple[Stage, ...] = (
           "rule segments and tags (conf/segments.yaml), then MLlib clusters", (FEATURES, FLAGS),
           as_of="the features of this as_of (default: the latest in gold.customer_features)"),
     Stage("score", "seglake.scoring",
-          "purchase propensity and churn scores (random forests trained by time split)",
-          (FEATURES, FLAGS, EVENTS, ORDERS, EMAIL_EVENTS, CONSENTS, PRODUCTS, CUSTOMERS,
-           IDENTITY_MAP),
+          "purchase propensity and churn scores (random forests trained by time split), next "
+          "best categories (implicit ALS) and send times",
+          (FEATURES, FLAGS, RULE_SEGMENTS, EVENTS, ORDERS, ORDER_LINES, EMAIL_EVENTS, CONSENTS,
+           PRODUCTS, CUSTOMERS, IDENTITY_MAP),
           as_of="score the features of this as_of (default: the latest); training uses the "
                 "features scoring.horizon_days earlier (computed from silver when that date "
                 "is not in gold.customer_features)"),
     Stage("publish", "seglake.publish",
           "gold segment tables (current, history, changes, summary) and consented exports",
-          (RULE_SEGMENTS, FEATURES, FLAGS, CLUSTERS, SCORES, CUSTOMERS, CONSENTS),
+          (RULE_SEGMENTS, FEATURES, FLAGS, CLUSTERS, SCORES, RECOMMENDATIONS, CUSTOMERS,
+           CONSENTS),
           as_of="publish the segments of this as_of (default: the latest rule segments)"),
     Stage("measure", "seglake.measure",
           "lift of each segment's treatment group over its holdout after an activation "

@@ -26,7 +26,14 @@ from pyspark.sql import functions as F
 from seglake.behaviour import activity, cutoff, feature_catalogue, features_of, silver_sources
 from seglake.behaviour.inputs import KEYED, TIME_COLUMN
 from seglake.config import SeglakeConfig
-from seglake.declarations import FEATURES, SCORES
+from seglake.declarations import (
+    FEATURES,
+    ORDER_LINES,
+    PRODUCTS,
+    RECOMMENDATIONS,
+    RULE_SEGMENTS,
+    SCORES,
+)
 from seglake.lakehouse import Lakehouse
 from seglake.models import (
     fit_sample,
@@ -40,6 +47,7 @@ from seglake.models import (
 )
 from seglake.runlog import RunLog
 from seglake.scoring import model as rf
+from seglake.scoring import recommend as rec
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +76,7 @@ class ScoreResult:
     models: dict[str, ModelResult]
     tiers: dict[str, dict[str, int]]
     seconds: float
+    recommendation: ModelResult | None = None
 
 
 def purchasers(lakehouse: Lakehouse, start: dt.date, end: dt.date) -> DataFrame:
@@ -215,6 +224,7 @@ def run_score(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None 
     tiers = {kind: {r[0]: r[1] for r in result.groupBy(f"{kind}_tier").count().collect()
                     if r[0] is not None} for kind in TARGETS}
     lakehouse.overwrite_as_of(SCORES, result, as_of)
+    recommendation = recommend(lakehouse, config, as_of, trained_as_of, now, runlog)
     runlog.record(source=FEATURES, table=SCORES, rows_in=now.count(), rows_out=rows,
                   message=f"as_of {as_of}, trained as of {trained_as_of}: " + ", ".join(
                       f"{k} v{m.version} ROC-AUC {m.metrics['roc_auc']:.3f}"
@@ -223,4 +233,95 @@ def run_score(spark: SparkSession, config: SeglakeConfig, as_of: dt.date | None 
     for df in (now, buyers, result, past):
         df.unpersist()
     return ScoreResult(runlog.run_id, as_of, trained_as_of, rows, models, tiers,
-                       time.monotonic() - started)
+                       time.monotonic() - started, recommendation)
+
+
+RECOMMENDATION = "recommendation"  # its kind in ops.models
+
+
+def recommend(lakehouse: Lakehouse, config: SeglakeConfig, as_of: dt.date,
+              trained_as_of: dt.date, customers: DataFrame, runlog: RunLog) -> ModelResult:
+    """Next best categories and send times of ``customers`` as of ``as_of`` into
+    ``gold.customer_recommendations``; the model is measured first by the same fit made at
+    ``trained_as_of`` against each customer's first order after it (hit rate at top_k, against
+    the customer's own history and the most popular categories)."""
+    started = time.monotonic()
+    conf = config.recommendations
+    sources = silver_sources(lakehouse)
+    lines = lakehouse.read(ORDER_LINES) if lakehouse.exists(ORDER_LINES) else None
+    products = lakehouse.read(PRODUCTS).select("product_id", "category") \
+        if lakehouse.exists(PRODUCTS) else None
+    if products is None:
+        lines = None  # an order line's category comes from the product catalogue
+    seed = config.scoring.seed
+
+    def fitted(day: dt.date):
+        act = activity(sources, day)
+        strengths = rec.interactions(act.events, act.orders, lines, products, day,
+                                     conf).persist()
+        fit_on = unflagged(strengths, lakehouse, config.flags, as_of)
+        return (act, strengths, *rec.fit_categories(fit_on, conf, seed))
+
+    k = conf.top_k
+    metrics: dict = {"as_of": as_of, "trained_as_of": trained_as_of, "top_k": k}
+    act, strengths, model, users, categories = fitted(as_of)
+    if lines is not None:
+        _, past, past_model, past_users, past_categories = fitted(trained_as_of)
+        actual = rec.next_categories(act.orders, lines, products, trained_as_of,
+                                     as_of).persist()
+        judged = actual.select("customer_key").distinct()
+        made = rec.recommended(judged, past, past_model, past_users, past_categories, k)
+        own = rec.ranked(past, k)
+        popular = rec.popular(past, k)
+        baseline = judged.join(own, "customer_key", "left").select(
+            "customer_key", F.coalesce("categories", F.array(*[F.lit(c) for c in popular]))
+            .alias("categories"))
+        metrics["hit_rate"], metrics["judged"] = rec.hit_rate(made, actual)
+        metrics["hit_rate_history"] = rec.hit_rate(baseline, actual)[0]
+        metrics["hit_rate_popular"] = rec.hit_rate(judged.select(
+            "customer_key", F.array(*[F.lit(c) for c in popular]).alias("categories")),
+            actual)[0]
+        actual.unpersist()
+        past.unpersist()
+        log.info("score: next categories made as of %s: hit rate at %d %.3f on the %d "
+                 "customers who ordered by %s (own history %.3f, most popular %.3f)",
+                 trained_as_of, k, metrics["hit_rate"], metrics["judged"], as_of,
+                 metrics["hit_rate_history"], metrics["hit_rate_popular"])
+    else:
+        log.warning("score: no order lines or product catalogue: next categories come from "
+                    "browsing alone and are not measured")
+    metrics["categories"] = categories
+    version = latest_version(lakehouse, RECOMMENDATION) + 1
+    path = model_path(lakehouse, RECOMMENDATION, version)
+    model.write().overwrite().save(path)
+    record_model(lakehouse, RECOMMENDATION, runlog.run_id, params=conf.model_dump(),
+                 metrics=metrics, data_versions={name: lakehouse.version(name) for name in
+                                                 ("silver.events", "silver.orders")
+                                                 if lakehouse.exists(name)},
+                 artifact=json.dumps({"als": path, "categories": categories}),
+                 tracking=config.tracking, models={"als": model})
+    groups = None
+    if lakehouse.exists(RULE_SEGMENTS):
+        groups = lakehouse.read(RULE_SEGMENTS).where(F.col("as_of") == F.lit(as_of)) \
+            .select("customer_key", F.col("rule_segment").alias("group"))
+    known = customers.select("customer_key")
+    out = rec.recommended(known, strengths, model, users, categories, k).join(
+        rec.send_times(act.events, act.email_events, groups, known, as_of, conf,
+                       config.refine.timezone), "customer_key") \
+        .withColumn("model_version", F.lit(version).cast("bigint")) \
+        .withColumn("as_of", F.lit(as_of)).withColumn("run_id", F.lit(runlog.run_id)) \
+        .localCheckpoint()
+    lakehouse.overwrite_as_of(RECOMMENDATIONS, out, as_of)
+    by_basis = dict(out.groupBy("category_basis").count().collect())
+    rows = sum(by_basis.values())
+    runlog.record(source=FEATURES, table=RECOMMENDATIONS, rows_in=rows, rows_out=rows,
+                  message=f"as_of {as_of}: model v{version}, " + ", ".join(
+                      f"{n} {b}" for b, n in sorted(by_basis.items()))
+                  + (f"; hit rate at {k} {metrics['hit_rate']:.3f} (popular "
+                     f"{metrics['hit_rate_popular']:.3f})" if "hit_rate" in metrics else ""))
+    strengths.unpersist()
+    users.unpersist()
+    log.info("score: recommendations of %d customers as of %s (%s) (%.1f s)", rows, as_of,
+             ", ".join(f"{n} {b}" for b, n in sorted(by_basis.items())),
+             time.monotonic() - started)
+    return ModelResult(RECOMMENDATION, version, rows, 0, metrics)
