@@ -20,7 +20,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 # figures each section must carry on the published small world
 FIGURES = {"overview": 1, "quality": 0, "identity": 1, "cohorts": 1, "flags": 0, "segments": 2,
-           "profiles": 1, "k-selection": 1, "pca": 1, "propensity": 2, "changes": 0,
+           "profiles": 1, "k-selection": 1, "pca": 1, "propensity": 2, "recommendations": 1,
+           "changes": 0,
            "activation": 1, "monitoring": 1}
 
 
@@ -75,6 +76,10 @@ def test_report_has_every_section_with_its_figures_and_numbers(spark, config, re
         F.col("as_of") == latest).groupBy("flag").count().collect()}
     for flag, count in flagged.items():
         assert re.search(rf"<td>{flag}</td>\s*<td>{count}</td>", flags)
+    recommended = _section(document, "recommendations")
+    hit = json.loads(lake.read("ops.models").where("kind = 'recommendation'")
+                     .orderBy(F.desc("version")).first().metrics)["hit_rate"]
+    assert re.search(rf"<td>own categories, then the model</td>\s*<td>{hit:.3f}", recommended)
     changes = _section(document, "changes")
     assert f"As of {published.as_of}" in changes
     activation = _section(document, "activation")

@@ -41,6 +41,7 @@ from seglake.declarations import (  # noqa: E402
     LIFT,
     PROFILES,
     QUALITY_RESULTS,
+    RECOMMENDATIONS,
     RUN_LOG,
     SCORES,
     SUMMARY,
@@ -414,6 +415,44 @@ def flags(lakehouse: Lakehouse) -> Section:
     return section
 
 
+def recommendations(lakehouse: Lakehouse) -> Section:
+    section = Section("recommendations", "Next best categories and send times",
+                      "Per customer: its own strongest categories first, then an implicit ALS "
+                      "model's (gold.customer_recommendations); measured by the same fit made "
+                      "scoring.horizon_days earlier against each customer's first order since.")
+    if not lakehouse.exists(RECOMMENDATIONS):
+        section.missing = f"no recommendations yet: {_hint(lakehouse, RECOMMENDATIONS)}"
+        return section
+    metrics = _model_metrics(lakehouse, "recommendation")
+    if metrics and "hit_rate" in metrics:
+        section.intro += (f" Made as of {metrics['trained_as_of']}, judged on the "
+                          f"{metrics['judged']:,} customers who ordered by {metrics['as_of']}.")
+        section.tables.append((f"Hit rate at {metrics['top_k']}", pd.DataFrame(
+            [("own categories, then the model", metrics["hit_rate"]),
+             ("own categories, then the most popular", metrics["hit_rate_history"]),
+             ("the most popular", metrics["hit_rate_popular"])],
+            columns=["recommended", "hit rate"]).round(3)))
+    table, as_of = latest_rows(lakehouse, RECOMMENDATIONS, "as_of")
+    section.tables.append((f"First category recommended, as of {as_of}", table.groupBy(
+        F.element_at("categories", 1).alias("category")).count().orderBy(F.desc("count"))
+        .toPandas()))
+    hours = table.groupBy("send_hour", "send_basis").count().toPandas()
+    if not hours.empty:
+        by_hour = hours.pivot(index="send_hour", columns="send_basis", values="count") \
+            .reindex(range(24)).fillna(0)
+        fig, ax = plt.subplots(figsize=(7, 2.8))
+        bottom = np.zeros(24)
+        for basis in by_hour.columns:
+            ax.bar(range(24), by_hour[basis], bottom=bottom, label=basis)
+            bottom += by_hour[basis].to_numpy()
+        ax.set_xlabel("send hour (local)")
+        ax.set_ylabel("customers")
+        ax.set_xticks(range(0, 24, 2))
+        ax.legend(title="from")
+        section.figures.append(("Send hours", png(fig)))
+    return section
+
+
 def changes(lakehouse: Lakehouse) -> Section:
     section = Section("changes", "Segment changes",
                       "Customers who entered or left each segment since the previous publish.")
@@ -538,7 +577,7 @@ def monitoring(lakehouse: Lakehouse) -> Section:
 
 SECTIONS: tuple[Callable[[Lakehouse], Section], ...] = (
     overview, quality, identity, cohorts, flags, segments, profiles, k_selection, pca,
-    propensity, changes, activation, monitoring)
+    propensity, recommendations, changes, activation, monitoring)
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
