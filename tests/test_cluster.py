@@ -224,4 +224,4 @@ def test_the_run_log_records_the_submitted_run(spark, submitted, tiny_world):
     runs = lake.read("ops.run_log").where(F.col("stage") == "run").collect()
     assert len({r["run_id"] for r in runs}) == 1 and {r["status"] for r in runs} == {"ok"}
     assert {r["source"] for r in runs} == {"ingest", "refine", "resolve", "features", "segment",
-                                            "score", "publish", "report"}
+                                            "score", "publish", "monitor", "report"}

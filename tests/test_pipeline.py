@@ -22,7 +22,7 @@ from seglake.pipeline import (
 def test_selected_stages_from_only_and_demo():
     assert selected_stages() == list(STAGES[1:])                    # demo only when asked
     assert selected_stages(demo=True) == list(STAGES)
-    assert selected_stages(first="score") == ["score", "publish", "report"]
+    assert selected_stages(first="score") == ["score", "publish", "monitor", "report"]
     assert selected_stages(only="resolve") == ["resolve"]
     with pytest.raises(PipelineError, match="unknown stage 'resolv'.*resolve"):
         selected_stages(first="resolv")

@@ -82,7 +82,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("monitor", "seglake.monitor",
           "volume drops, quarantine shares, feature and score drift, segment size changes -> "
           "ops.alerts (exit 1 on a failing alert)",
-          (EVENTS, ORDERS, EMAIL_EVENTS, FEATURES, SCORES, SUMMARY), in_pipeline=False),
+          (EVENTS, ORDERS, EMAIL_EVENTS, FEATURES, SCORES, SUMMARY)),
     Stage("report", "seglake.report",
           "the self-contained HTML report of the lakehouse (figures embedded)"),
     Stage("erase", "seglake.erasure",

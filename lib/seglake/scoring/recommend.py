@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 
 from seglake.behaviour.inputs import cutoff, days_before, within
 from seglake.config import RecommendationsConfig
+from seglake.models import fitting_layout
 
 BROWSE_EVENTS = ("page_view", "search")
 CART_EVENTS = ("add_to_cart",)
@@ -60,11 +61,14 @@ def interactions(events: DataFrame, orders: DataFrame, lines: DataFrame | None,
 
 
 def customer_index(keys: DataFrame) -> DataFrame:
-    """``customer_key`` -> ``user`` (0..n-1, an int as ALS needs), without a driver collect."""
+    """``customer_key`` -> ``user`` (0..n-1, an int as ALS needs), without a driver collect;
+    the same numbering on any cluster (the keys are laid out by their hash first)."""
     spark = keys.sparkSession
+    distinct = keys.select("customer_key").distinct()
+    laid_out = fitting_layout(distinct, distinct.count())
     return spark.createDataFrame(
-        keys.select("customer_key").distinct().rdd.zipWithIndex()
-        .map(lambda pair: (pair[0][0], int(pair[1]))), "customer_key STRING, user INT")
+        laid_out.rdd.zipWithIndex().map(lambda pair: (pair[0][0], int(pair[1]))),
+        "customer_key STRING, user INT")
 
 
 def fit_categories(strengths: DataFrame, conf: RecommendationsConfig, seed: int
@@ -75,6 +79,7 @@ def fit_categories(strengths: DataFrame, conf: RecommendationsConfig, seed: int
     items = strengths.sparkSession.createDataFrame(
         list(enumerate(categories)), "item INT, category STRING")
     rows = strengths.join(users, "customer_key").join(F.broadcast(items), "category")
+    rows = fitting_layout(rows, rows.count())  # the same blocks, so the same factors, anywhere
     als = ALS(rank=conf.rank, maxIter=conf.max_iter, regParam=conf.reg_param,
               alpha=conf.alpha, implicitPrefs=True, nonnegative=True, seed=seed,
               userCol="user", itemCol="item", ratingCol="strength", coldStartStrategy="drop")
