@@ -18,7 +18,15 @@ from seglake import cli
 from seglake.config import MonitoringConfig
 from seglake.declarations import ALERTS, EVENTS
 from seglake.lakehouse import Lakehouse
-from seglake.monitor import binned, drift_alerts, psi, run_monitor, volume_alerts
+from seglake.monitor import (
+    _columns,
+    binned,
+    drift_alerts,
+    psi,
+    run_monitor,
+    run_volume_alerts,
+    volume_alerts,
+)
 
 
 def test_psi_matches_a_hand_computation():
@@ -128,3 +136,36 @@ def test_monitor_on_the_small_world_then_after_losing_app_events(
     assert cli.main(["monitor", "--config", str(path)]) == 1
     out = capsys.readouterr().out
     assert "fail  volume" in out and f"rows on {third}" in out, out
+
+
+def test_a_stage_writing_far_fewer_rows_than_its_runs_before_alerts():
+    conf = MonitoringConfig()  # the median of 5 runs before, at least 3; warn 0.5, fail 0.25
+    steady = [("refine", "silver.events", "web_events", n) for n in (1000, 1100, 900, 1050)]
+    features = [("features", "gold.customer_features", "", n) for n in (5000, 5100, 5200)]
+    # steady runs, then the same at 0.6 of the median: nothing
+    assert run_volume_alerts(steady + [("refine", "silver.events", "web_events", 620)]
+                             + features, conf) == []
+    # too little history (two runs before) is not judged, however low
+    assert run_volume_alerts(features[:2] + [("features", "gold.customer_features", "", 10)],
+                             conf) == []
+    alerts = run_volume_alerts(
+        steady + [("refine", "silver.events", "web_events", 400)]
+        + [("refine", "silver.events", "app_events", n) for n in (800, 800, 800, 100)], conf)
+    got = {(a.subject, a.severity, round(a.value, 3), a.threshold) for a in alerts}
+    # web: 400 / median(1000, 1100, 900, 1050) = 400 / 1025; app: 100 / 800
+    assert got == {("refine: web_events", "warn", round(400 / 1025, 3), 0.5),
+                   ("refine: app_events", "fail", 0.125, 0.25)}
+    assert all(a.check == "run_volume" and a.table == "silver.events" for a in alerts)
+    # only the history_runs runs before the latest count: an old, larger era is forgotten
+    era = [("score", "gold.customer_scores", "", n) for n in (9000, 9000, 2000, 2000, 2000,
+                                                              2000, 2000, 1500)]
+    assert run_volume_alerts(era, conf) == []
+
+
+def test_features_counted_from_as_of_are_not_checked_for_drift(spark):
+    frame = spark.createDataFrame([(1, 2, 3, "x", "2025-01")],
+                                  "tenure_days INT, days_since_last_visit INT, orders_total INT, "
+                                  "rfm_segment STRING, cohort_month STRING")
+    numeric, categorical = _columns(frame, (), MonitoringConfig().drift_exclude)
+    assert numeric == ["orders_total"] and categorical == ["rfm_segment"]
+    assert _columns(frame, ())[0] == ["tenure_days", "days_since_last_visit", "orders_total"]

@@ -592,6 +592,17 @@ class MonitoringConfig(_Section):
         0.05, gt=0, le=1, description="Change of a segment's share of its kind between the two "
         "latest publishes that warns.")
     segment_share_fail: float = Field(0.20, gt=0, le=1, description="... that fails.")
+    drift_exclude: list[str] = Field(
+        default_factory=lambda: ["tenure_days", "recency_days", "days_since_*",
+                                 "cohort_month"],
+        description="Features not checked for drift (fnmatch patterns): those counted in days "
+        "from as_of move with the date itself on a young customer base.")
+    history_runs: int = Field(
+        5, ge=2, le=100, description="Runs before a stage's latest whose rows written (ops."
+        "run_log, per table and source) give its usual volume (the median); the latest under "
+        "volume_warn_ratio / volume_fail_ratio of it alerts.")
+    min_history_runs: int = Field(
+        3, ge=1, description="Runs needed before a stage's volume is judged.")
 
     @model_validator(mode="after")
     def _fail_beyond_warn(self) -> MonitoringConfig:

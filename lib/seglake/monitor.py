@@ -19,6 +19,7 @@ Checks, each against thresholds in the ``monitoring`` config, each breach a row 
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import logging
 import math
 import statistics
@@ -183,6 +184,54 @@ def quarantine_alerts(lakehouse: Lakehouse, conf: MonitoringConfig) -> list[Aler
     return alerts
 
 
+UNTRENDED = ("run", "demo", "monitor", "report", "erase")  # stages whose rows are not volumes
+
+
+def run_volume_alerts(runs: list[tuple[str, str, str, int]], conf: MonitoringConfig
+                      ) -> list[Alert]:
+    """``runs``: (stage, table, source, rows written) per run and output, oldest first. The
+    latest run of each (stage, table, source) against the median of the ``history_runs`` runs
+    before it (with at least ``min_history_runs`` of them): a stage writing far fewer rows
+    than it usually does."""
+    series: dict[tuple[str, str, str], list[int]] = {}
+    for stage, table, source, rows in runs:
+        series.setdefault((stage, table, source), []).append(rows)
+    alerts = []
+    for (stage, table, source), rows in sorted(series.items()):
+        history = rows[-1 - conf.history_runs:-1]
+        if len(history) < conf.min_history_runs:
+            continue
+        usual = statistics.median(history)
+        if usual < conf.min_daily_rows:
+            continue
+        ratio = rows[-1] / usual
+        crossed = _severity(ratio, conf.volume_warn_ratio, conf.volume_fail_ratio, above=False)
+        if crossed:
+            alerts.append(Alert(
+                "run_volume", crossed[0], table, f"{stage}: {source}" if source else stage,
+                ratio, crossed[1],
+                f"{stage} wrote {rows[-1]:,} rows to {table}" + (f" from {source}" if source
+                                                                  else "")
+                + f" in its latest run, {ratio:.2f} of its median {usual:,.0f} over the "
+                f"{len(history)} runs before"))
+    return alerts
+
+
+def run_volumes(lakehouse: Lakehouse) -> list[tuple[str, str, str, int]]:
+    """(stage, table, source, rows_out) of every run and output in ``ops.run_log``, oldest
+    first; the rows of one run and output summed (a run writes a table in several batches)."""
+    if not lakehouse.exists(RUN_LOG):
+        return []
+    log_rows = lakehouse.read(RUN_LOG).where(
+        ~F.col("stage").isin(*UNTRENDED) & F.col("table").isNotNull()
+        & F.col("rows_out").isNotNull())
+    per_run = log_rows.groupBy("run_id", "stage", "table", F.coalesce("source", F.lit(""))
+                               .alias("source")).agg(F.sum("rows_out").alias("rows"),
+                                                     F.min("started_at").alias("at"))
+    return [(r["stage"], r["table"], r["source"], int(r["rows"]))
+            for r in per_run.orderBy("at", "run_id").collect()]
+
+
 def psi(expected: dict[str, int], actual: dict[str, int], floor: float = 1e-4) -> float:
     """Population stability index of two binned distributions (bin -> count), each share
     floored at ``floor`` so that an empty bin does not make it infinite."""
@@ -268,11 +317,14 @@ def segment_alerts(lakehouse: Lakehouse, conf: MonitoringConfig) -> list[Alert]:
     return alerts
 
 
-def _columns(frame: DataFrame, skip: Iterable[str]) -> tuple[list[str], list[str]]:
-    """(numeric, categorical) columns of ``frame`` but ``skip``."""
+def _columns(frame: DataFrame, skip: Iterable[str], exclude: Iterable[str] = ()
+             ) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) columns of ``frame`` but ``skip`` and those matching a pattern
+    of ``exclude`` (fnmatch)."""
     numeric, categorical = [], []
+    patterns = list(exclude)
     for f in frame.schema.fields:
-        if f.name in skip:
+        if f.name in skip or any(fnmatch.fnmatchcase(f.name, p) for p in patterns):
             continue
         kind = f.dataType.simpleString()
         if kind in ("int", "bigint", "double", "float", "smallint"):
@@ -294,6 +346,9 @@ def run_monitor(spark: SparkSession, config: SeglakeConfig, runlog: RunLog | Non
     result.alerts += volume_alerts(series, conf)
     result.checked["volume"] = len(series)
     result.alerts += quarantine_alerts(lakehouse, conf)
+    runs = run_volumes(lakehouse)
+    result.alerts += run_volume_alerts(runs, conf)
+    result.checked["run_volume"] = len({run[:3] for run in runs})
     for check, table, skip in (
             ("feature_drift", FEATURES, ("customer_key", "as_of", "run_id", "is_anonymous")),
             ("score_drift", SCORES, None)):
@@ -304,7 +359,7 @@ def run_monitor(spark: SparkSession, config: SeglakeConfig, runlog: RunLog | Non
         frames = [lakehouse.read(table).where(F.col("as_of") == F.lit(d)) for d in dates]
         if table == FEATURES:
             frames = [f.where(~F.col("is_anonymous")) for f in frames]
-            numeric, categorical = _columns(frames[0], skip)
+            numeric, categorical = _columns(frames[0], skip, conf.drift_exclude)
         else:
             numeric, categorical = list(SCORE_COLUMNS), []
         alerts, values = drift_alerts(check, table, frames[0], frames[1], numeric, categorical,
