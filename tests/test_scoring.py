@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 
 from seglake.behaviour import feature_catalogue
 from seglake.config import FeaturesConfig, ScoringConfig
-from seglake.declarations import FEATURES, SCORES
+from seglake.declarations import FEATURES, FLAGS, SCORES
 from seglake.lakehouse import Lakehouse
 from seglake.models import fit_sample, latest_model
 from seglake.scoring import ScoreError, run_score
@@ -246,8 +246,11 @@ def test_training_labels_do_not_leak_the_scoring_window(spark, config, scored):
     t, as_of = scored.trained_as_of, scored.as_of
     # only the features stage writes gold.customer_features: the training date was computed
     assert lake.read(FEATURES).where(F.col("as_of") == t).count() == 0
+    # the customers known then, less those flagged (bots, outliers) as of the scored date
+    flagged = lake.read(FLAGS).where(F.col("as_of") == as_of).select("customer_key")
     known_at_t = training_features(lake, config, t).where(~F.col("is_anonymous")) \
-        .select("customer_key")
+        .select("customer_key").join(flagged, "customer_key", "left_anti")
+    assert flagged.count() > 0
     assert scored.models["propensity"].trained_on == known_at_t.count()
     in_window = known_at_t.join(purchasers(lake, t, as_of), "customer_key").count()
     with_future = known_at_t.join(purchasers(lake, t, as_of + dt.timedelta(days=30)),
