@@ -150,3 +150,11 @@ def test_small_world_recommendations(spark, config, scored, published):
     exports = spark.read.parquet(f"{published.export_root}/rule/parquet")
     assert {"next_categories", "send_hour", "send_weekday"} <= set(exports.columns)
     assert exports.where(F.col("next_categories").isNull()).count() == 0
+
+
+def test_no_category_anywhere_gives_send_times_only(spark):
+    strengths = spark.createDataFrame([], "customer_key STRING, category STRING, "
+                                          "strength DOUBLE")
+    customers = spark.createDataFrame([("a",)], "customer_key STRING")
+    got = rec.recommended(customers, strengths, None, None, [], 3).collect()
+    assert [(r["categories"], r["category_basis"]) for r in got] == [([], "none")]

@@ -444,7 +444,7 @@ run_id STRING -- the segment run
         columns("""
 customer_key STRING NOT NULL -- the customer
 categories ARRAY<STRING> NOT NULL -- the recommendations.top_k categories, best first
-category_basis STRING NOT NULL -- als, history (not fitted: flagged) or popular (no interaction)
+category_basis STRING NOT NULL -- als, history (not fitted), popular (no interaction) or none
 send_hour INT -- local hour (0-23) with most of the customer's opens and visits
 send_weekday INT -- local weekday with most of them, 1 = Monday
 send_basis STRING -- own, segment (too few of their own: the rule segment's) or everyone

@@ -101,25 +101,28 @@ def popular(strengths: DataFrame, k: int) -> list[str]:
             .orderBy(F.desc("s"), "category").limit(k).collect()]
 
 
-def recommended(customers: DataFrame, strengths: DataFrame, model: ALSModel, users: DataFrame,
-                categories: list[str], k: int) -> DataFrame:
+def recommended(customers: DataFrame, strengths: DataFrame, model: ALSModel | None,
+                users: DataFrame | None, categories: list[str], k: int) -> DataFrame:
     """``customer_key``, ``categories`` (k), ``category_basis`` of every customer in
     ``customers``: their own strongest categories first, the rest by the ALS model's score
     (``als``); without a model fit, their own and then the most popular (``history``); with no
-    interaction, the most popular (``popular``)."""
-    # one row per (customer, category) with its rank by the model
-    scored = model.recommendForUserSubset(users, len(categories)).join(users, "user").select(
-        "customer_key", F.posexplode("recommendations").alias("_als_rank", "_r")).select(
-        "customer_key", "_als_rank", F.element_at(F.array(*[F.lit(c) for c in categories]),
-                                                  F.col("_r.item") + 1).alias("category"))
-    pairs = scored.join(strengths, ["customer_key", "category"], "full")
+    interaction, the most popular (``popular``); none anywhere, none (``none``)."""
+    pairs = strengths.withColumn("_als_rank", F.lit(None).cast("int"))
+    if model is not None and users is not None:
+        # one row per (customer, category) with its rank by the model
+        scored = model.recommendForUserSubset(users, len(categories)).join(users, "user") \
+            .select("customer_key", F.posexplode("recommendations").alias("_als_rank", "_r")) \
+            .select("customer_key", "_als_rank", F.element_at(
+                F.array(*[F.lit(c) for c in categories]), F.col("_r.item") + 1)
+                .alias("category"))
+        pairs = scored.join(strengths, ["customer_key", "category"], "full")
     order = Window.partitionBy("customer_key").orderBy(
         F.desc_nulls_last("strength"), F.asc_nulls_last("_als_rank"), "category")
     top = pairs.withColumn("_n", F.row_number().over(order)).where(F.col("_n") <= k) \
         .groupBy("customer_key").agg(
             F.sort_array(F.collect_list(F.struct("_n", "category"))).alias("_top"),
             F.max(F.col("_als_rank").isNotNull()).alias("_fitted"))
-    fallback = F.array(*[F.lit(c) for c in popular(strengths, k)])
+    fallback = F.array(*[F.lit(c) for c in popular(strengths, k)]).cast("array<string>")
     own = F.col("_top.category")
     # a customer not fitted with fewer than k categories of their own: the popular ones fill in
     filled = F.slice(F.array_distinct(F.concat(own, fallback)), 1, k)
@@ -128,8 +131,8 @@ def recommended(customers: DataFrame, strengths: DataFrame, model: ALSModel, use
         "customer_key",
         F.when(F.col("_fitted"), own).when(own.isNotNull(), filled).otherwise(fallback)
         .alias("categories"),
-        F.when(F.col("_fitted"), "als").when(own.isNotNull(), "history").otherwise("popular")
-        .alias("category_basis"))
+        F.when(F.col("_fitted"), "als").when(own.isNotNull(), "history")
+        .when(F.size(fallback) > 0, "popular").otherwise("none").alias("category_basis"))
 
 
 def next_categories(orders: DataFrame, lines: DataFrame, products: DataFrame, start: dt.date,

@@ -260,12 +260,17 @@ def recommend(lakehouse: Lakehouse, config: SeglakeConfig, as_of: dt.date,
         strengths = rec.interactions(act.events, act.orders, lines, products, day,
                                      conf).persist()
         fit_on = unflagged(strengths, lakehouse, config.flags, as_of)
+        if fit_on.limit(1).count() == 0:  # no category in any event or order line
+            return act, strengths, None, None, []
         return (act, strengths, *rec.fit_categories(fit_on, conf, seed))
 
     k = conf.top_k
     metrics: dict = {"as_of": as_of, "trained_as_of": trained_as_of, "top_k": k}
     act, strengths, model, users, categories = fitted(as_of)
-    if lines is not None:
+    if model is None:
+        log.warning("score: no event or order line before %s names a product category: no "
+                    "next categories (send times only)", as_of)
+    elif lines is not None:
         _, past, past_model, past_users, past_categories = fitted(trained_as_of)
         actual = rec.next_categories(act.orders, lines, products, trained_as_of,
                                      as_of).persist()
@@ -292,14 +297,15 @@ def recommend(lakehouse: Lakehouse, config: SeglakeConfig, as_of: dt.date,
                     "browsing alone and are not measured")
     metrics["categories"] = categories
     version = latest_version(lakehouse, RECOMMENDATION) + 1
-    path = model_path(lakehouse, RECOMMENDATION, version)
-    model.write().overwrite().save(path)
+    path = model_path(lakehouse, RECOMMENDATION, version) if model is not None else None
+    if model is not None:
+        model.write().overwrite().save(path)
     record_model(lakehouse, RECOMMENDATION, runlog.run_id, params=conf.model_dump(),
                  metrics=metrics, data_versions={name: lakehouse.version(name) for name in
                                                  ("silver.events", "silver.orders")
                                                  if lakehouse.exists(name)},
                  artifact=json.dumps({"als": path, "categories": categories}),
-                 tracking=config.tracking, models={"als": model})
+                 tracking=config.tracking, models={"als": model} if model is not None else None)
     groups = None
     if lakehouse.exists(RULE_SEGMENTS):
         groups = lakehouse.read(RULE_SEGMENTS).where(F.col("as_of") == F.lit(as_of)) \
@@ -320,7 +326,8 @@ def recommend(lakehouse: Lakehouse, config: SeglakeConfig, as_of: dt.date,
                   + (f"; hit rate at {k} {metrics['hit_rate']:.3f} (popular "
                      f"{metrics['hit_rate_popular']:.3f})" if "hit_rate" in metrics else ""))
     strengths.unpersist()
-    users.unpersist()
+    if users is not None:
+        users.unpersist()
     log.info("score: recommendations of %d customers as of %s (%s) (%.1f s)", rows, as_of,
              ", ".join(f"{n} {b}" for b, n in sorted(by_basis.items())),
              time.monotonic() - started)
