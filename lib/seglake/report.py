@@ -434,8 +434,8 @@ def recommendations(lakehouse: Lakehouse) -> Section:
             columns=["recommended", "hit rate"]).round(3)))
     table, as_of = latest_rows(lakehouse, RECOMMENDATIONS, "as_of")
     section.tables.append((f"First category recommended, as of {as_of}", table.groupBy(
-        F.element_at("categories", 1).alias("category")).count().orderBy(F.desc("count"))
-        .toPandas()))
+        F.try_element_at("categories", F.lit(1)).alias("category")).count()
+        .orderBy(F.desc("count")).toPandas()))
     hours = table.groupBy("send_hour", "send_basis").count().toPandas()
     if not hours.empty:
         by_hour = hours.pivot(index="send_hour", columns="send_basis", values="count") \
