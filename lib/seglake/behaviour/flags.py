@@ -20,7 +20,7 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from seglake.behaviour.inputs import cutoff, within
+from seglake.behaviour.inputs import cutoff, not_cancelled, within
 from seglake.config import FlagsConfig
 
 PRODUCT_EVENTS = ("product_view", "add_to_cart", "remove_from_cart", "checkout_start",
@@ -66,17 +66,15 @@ def order_measures(orders: DataFrame, lines: DataFrame | None, as_of: dt.date) -
     """``customer_key``, ``measure``, ``value``: each buyer's mean order value and, with order
     lines, mean units per line, over orders not cancelled before ``as_of``."""
     done = orders.where(F.col("customer_key").isNotNull() & (F.col("ordered_at") < cutoff(as_of))
-                        & (F.coalesce(F.col("status"), F.lit("")) != "cancelled"))
-    parts = [done.groupBy("customer_key").agg(F.avg("net_amount").alias("value"))
-             .select("customer_key", F.lit("order_value").alias("measure"), "value")]
+                        & not_cancelled())
+    measures = done.groupBy("customer_key").agg(F.avg("net_amount").alias("value")) \
+        .select("customer_key", F.lit("order_value").alias("measure"), "value")
     if lines is not None:
         units = done.select("customer_key", "order_id").join(
             lines.select("order_id", "quantity"), "order_id")
-        parts.append(units.groupBy("customer_key").agg(F.avg("quantity").alias("value"))
-                     .select("customer_key", F.lit("units_per_line").alias("measure"), "value"))
-    measures = parts[0]
-    for part in parts[1:]:
-        measures = measures.unionByName(part)
+        measures = measures.unionByName(
+            units.groupBy("customer_key").agg(F.avg("quantity").alias("value"))
+            .select("customer_key", F.lit("units_per_line").alias("measure"), "value"))
     return measures.where(F.col("value").isNotNull() & (F.col("value") >= 0))
 
 

@@ -100,6 +100,11 @@ def cutoff(as_of: dt.date) -> Column:
     return F.lit(as_of).cast("timestamp")
 
 
+def not_cancelled() -> Column:
+    """An order that counts as bought (completed or returned, or of no known status)."""
+    return F.coalesce(F.col("status"), F.lit("")) != "cancelled"
+
+
 def days_before(as_of: dt.date, ts: Column | str) -> Column:
     """Whole days from the day of ``ts`` to ``as_of``: 1 for the day before."""
     return F.datediff(F.lit(as_of), F.to_date(ts))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from seglake.demo.behaviour import category_of, product_id
 from seglake.demo.catalogue import PRODUCTS_PER_CATEGORY
 from seglake.demo.draws import hex16, index_below, pick
 from seglake.demo.vocabulary import CATEGORIES
@@ -67,8 +68,6 @@ def bot_events(world: World, bots_df: DataFrame) -> DataFrame:
     search = (kind == "crawler") & (draws.uniform("bot_search", sk, p) < 0.25)
     event_type = F.when(kind == "scraper", "product_view").when(search, "search") \
         .otherwise("page_view")
-    category = pick([c[0] for c in CATEGORIES],
-                    F.floor(index / PRODUCTS_PER_CATEGORY).cast("int"))
     nouns = [noun.lower() for *_, ns in CATEGORIES for noun in ns]
     cookie_epoch = F.when(kind == "monitor", F.lit(0)).otherwise(F.col("day"))
     return df.select(
@@ -79,8 +78,8 @@ def bot_events(world: World, bots_df: DataFrame) -> DataFrame:
         # clockwork: the same gap every time, a tenth of it in jitter
         (F.col("start") + p * F.col("gap") + draws.uniform("bot_jitter", sk, p) * 0.1
          * F.col("gap")).alias("seconds"),
-        F.when(kind == "scraper", F.format_string("P%05d", index + 1)).alias("product_id"),
-        F.when(kind == "crawler", category).alias("category"),
+        F.when(kind == "scraper", product_id(index)).alias("product_id"),
+        F.when(kind == "crawler", category_of(index)).alias("category"),
         F.when(search, pick(nouns, F.floor(draws.uniform("bot_query", sk, p) * len(nouns))
                             .cast("int"))).alias("search_query"),
         F.lit(None).cast("string").alias("order_id"),

@@ -22,7 +22,7 @@ from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from seglake.behaviour.inputs import cutoff, days_before, within
+from seglake.behaviour.inputs import cutoff, days_before, not_cancelled, within
 from seglake.config import RecommendationsConfig
 from seglake.models import fitting_layout
 
@@ -43,18 +43,14 @@ def interactions(events: DataFrame, orders: DataFrame, lines: DataFrame | None,
     browsed = events.where(F.col("customer_key").isNotNull() & F.col("category").isNotNull()) \
         .select("customer_key", "category", F.col("event_ts").alias("ts"),
                 weight.alias("weight")).where(F.col("weight").isNotNull())
-    parts = [browsed]
+    df = browsed
     if lines is not None:
-        bought = orders.where(F.col("customer_key").isNotNull()
-                              & (F.coalesce("status", F.lit("")) != "cancelled")) \
-            .select("customer_key", "order_id", F.col("ordered_at").alias("ts")) \
-            .join(lines.select("order_id", "product_id"), "order_id") \
-            .join(products.select("product_id", "category"), "product_id") \
-            .select("customer_key", "category", "ts", F.lit(w["purchase"]).alias("weight"))
-        parts.append(bought)
-    df = parts[0]
-    for part in parts[1:]:
-        df = df.unionByName(part)
+        df = df.unionByName(
+            orders.where(F.col("customer_key").isNotNull() & not_cancelled())
+            .select("customer_key", "order_id", F.col("ordered_at").alias("ts"))
+            .join(lines.select("order_id", "product_id"), "order_id")
+            .join(products.select("product_id", "category"), "product_id")
+            .select("customer_key", "category", "ts", F.lit(w["purchase"]).alias("weight")))
     df = df.where((F.col("ts") < cutoff(as_of)) & within(as_of, "ts", conf.window_days))
     return df.groupBy("customer_key", "category").agg(
         F.sum(F.col("weight") * decay).alias("strength"))
@@ -142,8 +138,7 @@ def next_categories(orders: DataFrame, lines: DataFrame, products: DataFrame, st
     ``start`` should have named."""
     window = orders.where(F.col("customer_key").isNotNull()
                           & (F.col("ordered_at") >= cutoff(start))
-                          & (F.col("ordered_at") < cutoff(end))
-                          & (F.coalesce("status", F.lit("")) != "cancelled"))
+                          & (F.col("ordered_at") < cutoff(end)) & not_cancelled())
     first = window.withColumn("_r", F.row_number().over(
         Window.partitionBy("customer_key").orderBy("ordered_at", "order_id"))).where("_r = 1")
     return first.select("customer_key", "order_id").join(lines.select("order_id", "product_id"),
@@ -152,12 +147,12 @@ def next_categories(orders: DataFrame, lines: DataFrame, products: DataFrame, st
         .select("customer_key", "category").distinct()
 
 
-def hit_rate(recs: DataFrame, actual: DataFrame, column: str = "categories") -> tuple[float, int]:
+def hit_rate(recs: DataFrame, actual: DataFrame) -> tuple[float, int]:
     """Share of the customers in ``actual`` whose next order holds a category of their
-    recommendation in ``column`` (no recommendation: a miss), and how many customers."""
-    hits = actual.join(recs.select("customer_key", column), "customer_key", "left") \
-        .groupBy("customer_key").agg(F.max(F.coalesce(F.array_contains(column, F.col("category")),
-                                                      F.lit(False))).alias("hit"))
+    ``categories`` (no recommendation: a miss), and how many customers."""
+    hits = actual.join(recs.select("customer_key", "categories"), "customer_key", "left") \
+        .groupBy("customer_key").agg(F.max(F.coalesce(
+            F.array_contains("categories", F.col("category")), F.lit(False))).alias("hit"))
     row = hits.agg(F.avg(F.col("hit").cast("double")), F.count(F.lit(1))).first()
     return float(row[0] or 0.0), int(row[1])
 

@@ -276,16 +276,13 @@ def recommend(lakehouse: Lakehouse, config: SeglakeConfig, as_of: dt.date,
                                      as_of).persist()
         judged = actual.select("customer_key").distinct()
         made = rec.recommended(judged, past, past_model, past_users, past_categories, k)
-        own = rec.ranked(past, k)
-        popular = rec.popular(past, k)
-        baseline = judged.join(own, "customer_key", "left").select(
-            "customer_key", F.coalesce("categories", F.array(*[F.lit(c) for c in popular]))
-            .alias("categories"))
+        popular = F.array(*[F.lit(c) for c in rec.popular(past, k)])
+        baseline = judged.join(rec.ranked(past, k), "customer_key", "left").select(
+            "customer_key", F.coalesce("categories", popular).alias("categories"))
         metrics["hit_rate"], metrics["judged"] = rec.hit_rate(made, actual)
         metrics["hit_rate_history"] = rec.hit_rate(baseline, actual)[0]
-        metrics["hit_rate_popular"] = rec.hit_rate(judged.select(
-            "customer_key", F.array(*[F.lit(c) for c in popular]).alias("categories")),
-            actual)[0]
+        metrics["hit_rate_popular"] = rec.hit_rate(
+            judged.select("customer_key", popular.alias("categories")), actual)[0]
         actual.unpersist()
         past.unpersist()
         log.info("score: next categories made as of %s: hit rate at %d %.3f on the %d "
