@@ -50,6 +50,6 @@ display(customers.groupBy(F.array_sort("systems").alias("systems")).count()
 # COMMAND ----------
 
 identity_map = lake.read("silver.identity_map")
-kinds = identity_map.groupBy("id_kind").agg(
+kinds = identity_map.where(F.col("valid_to").isNull()).groupBy("id_kind").agg(  # valid now
     F.count("*").alias("identifiers"), F.countDistinct("customer_key").alias("customers"))
 display(kinds.orderBy("id_kind"))

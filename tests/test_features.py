@@ -289,14 +289,41 @@ def test_a_cookie_counts_for_its_customer_only_from_its_first_login_on(spark, ti
     extra = {"events": [visit("l1", "ck_late", "p1"), visit("l2", "ck_late", "p3"),
                         visit("k1", "ck_known", "p3")],
              "identity_map": [  # first logins after as_of, and the day after the visit
-                 ("client_id", "ck_late", "c_alice", ts("2025-06-03 09:00"), "a_late"),
-                 ("client_id", "ck_known", "c_alice", ts("2025-05-30 09:00"), "a_known")]}
+                 ("client_id", "ck_late", "a_late", None, ts("2025-06-03 09:00")),
+                 ("client_id", "ck_late", "c_alice", ts("2025-06-03 09:00"), None),
+                 ("client_id", "ck_known", "a_known", None, ts("2025-05-30 09:00")),
+                 ("client_id", "ck_known", "c_alice", ts("2025-05-30 09:00"), None)]}
     rows = customer_features(tiny_sources(spark, extra), AS_OF, FeaturesConfig()).collect()
     out = {r["customer_key"]: r.asDict() for r in rows}
     assert (out["a_late"]["sessions_7d"], out["a_late"]["product_views_7d"]) == (2, 2)
     assert "a_known" not in out
     assert out["c_alice"]["product_views_7d"] == tiny["c_alice"]["product_views_7d"] + 1
     assert out["c_alice"]["sessions_7d"] == tiny["c_alice"]["sessions_7d"] + 1
+
+
+def test_a_shared_cookie_visit_counts_for_whoever_logged_in_last_before_it(spark, tiny):
+    """A family computer: Alice logs in on May 20, Bob on May 27, Alice's visit before any
+    login and her visit on May 26 are hers, Bob's on May 29 his; a login after as_of (Alice
+    again, June 3) changes nothing yet."""
+    def visit(eid: str, when: str) -> tuple:
+        return _ev(eid, "web", "product_view", when, "ck_home", eid, None, "/p/p1", "p1",
+                   "mode", "desktop", 30)
+
+    extra = {"events": [visit("h1", "2025-05-12 10:00"), visit("h2", "2025-05-26 10:00"),
+                        visit("h3", "2025-05-29 10:00")],
+             "identity_map": [
+                 ("client_id", "ck_home", "a_home", None, ts("2025-05-20 09:00")),
+                 ("client_id", "ck_home", "c_alice", ts("2025-05-20 09:00"),
+                  ts("2025-05-27 09:00")),
+                 ("client_id", "ck_home", "c_bob", ts("2025-05-27 09:00"), ts("2025-06-03 09:00")),
+                 ("client_id", "ck_home", "c_alice", ts("2025-06-03 09:00"), None)]}
+    rows = customer_features(tiny_sources(spark, extra), AS_OF, FeaturesConfig()).collect()
+    out = {r["customer_key"]: r.asDict() for r in rows}
+    assert "a_home" not in out
+    added = {k: out[k]["product_views_30d"] - tiny[k]["product_views_30d"]
+             for k in ("c_alice", "c_bob")}
+    assert added == {"c_alice": 2, "c_bob": 1}
+    assert out["c_bob"]["product_views_7d"] == tiny["c_bob"]["product_views_7d"] + 1
 
 
 def test_catalogue_matches_the_table(spark, tiny):

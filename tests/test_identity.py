@@ -13,7 +13,9 @@ from people import SCHEMA as PEOPLE_SCHEMA
 from people import people
 from pydantic import ValidationError
 from pyspark.sql import functions as F
+from pyspark.sql.window import Window
 
+from seglake.behaviour.inputs import client_spans
 from seglake.config import IdentityConfig
 from seglake.drift import population_stability
 from seglake.identity.blocking import chosen_rules, pair_budget, rule_text, uses
@@ -24,7 +26,7 @@ from seglake.identity.keys import assign_keys, key_changes
 from seglake.identity.linkage import ID, chosen_engine, comparison_frame, link
 from seglake.identity.normalise import address_key, code_key, name_key
 from seglake.identity.stage import crm_records, retrain_advice
-from seglake.identity.stitching import identity_map
+from seglake.identity.stitching import current, identity_map
 from seglake.lakehouse import Lakehouse
 
 KEY = TEST_KEY.encode()
@@ -143,31 +145,48 @@ def test_stitching_follows_logins_and_keeps_anonymous_visitors(spark):
     emails = spark.createDataFrame([("h-anna",), ("h-guest",)], "id_value STRING")
     accounts = spark.createDataFrame([("C1",), ("29",), ("C404",)], "id_value STRING")
     later = t + dt.timedelta(days=3)
-    logins = spark.createDataFrame([
+    logins = spark.createDataFrame([  # two customers at one instant: the greater key counts
         ("ck.shared", "C1", t), ("ck.shared", "C2", later), ("ck.shared", "C2", t),
-        ("ck.anna", "29", later), ("dev-1", "C1", t)],
+        ("ck.anna", "29", later), ("dev-1", "C1", t), ("ck.swap", "C1", t),
+        ("ck.swap", "C1", t + dt.timedelta(hours=1)), ("ck.swap", "C2", later),
+        ("ck.swap", "29", later + dt.timedelta(days=1))],
         "client_id STRING, customer_id STRING, event_ts TIMESTAMP")
-    clients = spark.createDataFrame([("ck.shared",), ("ck.anna",), ("dev-1",), ("ck.nobody",)],
-                                    "id_value STRING")
+    clients = spark.createDataFrame([("ck.shared",), ("ck.anna",), ("dev-1",), ("ck.nobody",),
+                                     ("ck.swap",)], "id_value STRING")
     m = identity_map(records, clusters, emails, accounts, logins, clients, None, KEY).persist()
-    by = {(r["id_kind"], r["id_value"]): (r["customer_key"], r["anonymous"]) for r in m.collect()}
-    assert m.count() == len(by)  # every identifier once
+    rows = m.collect()
+    now = current(m).collect()
+    by = {(r["id_kind"], r["id_value"]): (r["customer_key"], r["anonymous"]) for r in now}
+    assert len(now) == len(by)  # every identifier once now
     anna = by[("record_key", "eshop:C1")][0]
     for ident in [("record_key", "loyalty:29"), ("email_hash", "h-anna"),
                   ("email_hash", "h-anna2"), ("customer_id", "29"), ("phone_hash", "p-anna"),
                   ("client_id", "ck.anna"), ("client_id", "dev-1")]:
         assert by[ident] == (anna, False), ident
     bob = by[("record_key", "eshop:C2")][0]
-    assert bob != anna and by[("client_id", "ck.shared")] == (bob, False)  # 2 logins of 3
     guest, lost = by[("email_hash", "h-guest")][0], by[("customer_id", "C404")][0]
     assert len({anna, bob, guest, lost}) == 4
     nobody, anonymous = by[("client_id", "ck.nobody")]
     assert anonymous and nobody.startswith("a_") and "nobody" not in nobody
-    # a cookie is its customer's from its first login as that customer; before, anonymous
-    valid = {r["id_value"]: (r["valid_from"], r["key_before"]) for r in m.collect()}
-    assert valid["ck.anna"][0] == later and valid["ck.shared"][0] == t
-    assert valid["ck.anna"][1].startswith("a_") and valid["ck.anna"][1] not in (anna, nobody)
-    assert valid["ck.nobody"] == (None, None) and valid["C1"] == (None, None)
+    # a cookie is anonymous until its first login, then whoever logged in last, in data time
+    spans: dict[str, list] = {}
+    for r in sorted(rows, key=lambda r: (r["valid_from"] is not None, r["valid_from"])):
+        if r["id_kind"] == "client_id":
+            spans.setdefault(r["id_value"], []).append(
+                (r["customer_key"], r["anonymous"], r["valid_from"], r["valid_to"]))
+    anon_anna = spans["ck.anna"][0][0]
+    assert anon_anna.startswith("a_") and anon_anna not in (anna, nobody)
+    assert spans["ck.anna"] == [(anon_anna, True, None, later), (anna, False, later, None)]
+    assert spans["ck.nobody"] == [(nobody, True, None, None)]
+    pick = max(anna, bob)  # C1 and C2 both logged in at t
+    assert spans["ck.shared"][1:] == ([(bob, False, t, None)] if pick == bob else
+                                      [(anna, False, t, later), (bob, False, later, None)])
+    assert [s[:2] for s in spans["ck.swap"]][1:] == [(anna, False), (bob, False), (anna, False)]
+    assert [s[2:] for s in spans["ck.swap"]] == [
+        (None, t), (t, later), (later, later + dt.timedelta(days=1)),
+        (later + dt.timedelta(days=1), None)]
+    assert all(r["valid_from"] is None and r["valid_to"] is None for r in rows
+               if r["id_kind"] != "client_id")
 
 
 # ------------------------------------------------------------------------------ golden
@@ -366,7 +385,18 @@ def test_splink_on_spark_and_on_duckdb_find_the_same_duplicates_incrementally_to
 
 def test_the_identity_map_covers_every_identifier_once(spark, config, lake):
     m = lake.read("silver.identity_map")
-    assert m.groupBy("id_kind", "id_value").count().where("count > 1").count() == 0
+    assert m.where("valid_to IS NULL").groupBy("id_kind", "id_value").count() \
+        .where("count > 1").count() == 0  # one key now
+    # an identifier's rows tile time: each span ends where the next begins, the last is open
+    by_time = Window.partitionBy("id_kind", "id_value") \
+        .orderBy(F.col("valid_from").asc_nulls_first())
+    tiled = m.select("id_kind", "valid_from", "valid_to",
+                     F.lead("valid_from").over(by_time).alias("next_from"),
+                     F.row_number().over(by_time).alias("n"))
+    assert tiled.where(~F.col("valid_to").eqNullSafe(F.col("next_from"))
+                       | ((F.col("n") == 1) != F.col("valid_from").isNull())).count() == 0
+    assert tiled.where("n > 1 AND id_kind != 'client_id'").count() == 0
+    assert tiled.where("n = 2").count() > 0  # cookies that logged in: anonymous, then known
     kinds = {r[0] for r in m.select("id_kind").distinct().collect()}
     assert kinds == {"record_key", "email_hash", "customer_id", "phone_hash", "client_id"}
 
@@ -399,14 +429,20 @@ def test_stitched_events_belong_to_the_right_person(spark, config, lake):
         .join(crm_truth(spark, config), "record_key") \
         .groupBy("customer_key").agg(F.mode("person_id").alias("key_person"))
     events = lake.read("silver.events").select(
-        "event_id", F.coalesce("cookie_id", "device_id").alias("id_value"))
-    stitched = events.join(m.where("id_kind = 'client_id' AND NOT anonymous"), "id_value") \
-        .join(person_of_key, "customer_key").join(rows, "event_id")
+        "event_id", "event_ts", F.coalesce("cookie_id", "device_id").alias("_client"))
+    spans = client_spans(m, dt.date(2100, 1, 1))  # as known at the end: whose each visit was
+    keyed = events.join(spans, ["_client"]).where(
+        (F.col("_from").isNull() | (F.col("_from") <= F.col("event_ts")))
+        & (F.col("_to").isNull() | (F.col("event_ts") < F.col("_to")))) \
+        .select("event_id", F.col("_client_key").alias("customer_key")).persist()
+    assert keyed.count() == events.count()  # every visit has one key
+    stitched = keyed.join(person_of_key, "customer_key").join(rows, "event_id")
     total = stitched.count()
     right = stitched.where(F.col("key_person") == F.col("person_id")).count()
     assert total > 10_000 and right >= 0.99 * total
-    anonymous = events.join(m.where("anonymous"), "id_value").count()
+    anonymous = keyed.where(F.col("customer_key").startswith("a_")).count()
     assert anonymous > 0  # visitors who never log in keep their own key
+    keyed.unpersist()
 
 
 def test_golden_tables_one_row_per_customer_and_pii_only_where_restricted(spark, config, lake,

@@ -354,6 +354,18 @@ def test_sync_keeps_the_stamps_of_unchanged_rows_and_writes_nothing_when_nothing
     assert lakehouse.version("silver.s") == version + 1  # one commit
 
 
+def test_sync_matches_null_key_parts(spark, lakehouse):
+    """A key with a null part (the identity map's valid_from) is a key like any other."""
+    schema = "id long, since string, name string, stamp string"
+    lakehouse.append("silver.sn", spark.createDataFrame(
+        [(1, None, "a", "run1"), (1, "x", "b", "run1"), (2, None, "c", "run1")], schema))
+    changed = spark.createDataFrame(
+        [(1, None, "a", "run2"), (1, "x", "B", "run2"), (3, None, "d", "run2")], schema)
+    assert lakehouse.sync("silver.sn", changed, ("stamp",), ["id", "since"]) == (2, 1)
+    rows = {tuple(r) for r in lakehouse.read("silver.sn").collect()}
+    assert rows == {(1, None, "a", "run1"), (1, "x", "B", "run2"), (3, None, "d", "run2")}
+
+
 def test_merge_rejects_duplicate_source_keys(spark, lakehouse):
     lakehouse.append("silver.m3", spark.createDataFrame([(1, "a", 1)], MERGE_SCHEMA))
     source = spark.createDataFrame([(1, "x", 1), (1, "y", 2)], MERGE_SCHEMA)

@@ -247,20 +247,20 @@ quarantined_at TIMESTAMP NOT NULL -- when refine set it aside (UTC)
         retention="until the source fixes the rows, or erasure"),
     Table(
         IDENTITY_MAP, "Every known identifier (CRM record, email hash, account id, "
-        "phone hash, cookie, device) to its customer_key.", "resolve",
+        "phone hash, cookie, device) to its customer_key, a cookie's or device's per span of "
+        "data time.", "resolve",
         columns("""
 id_kind STRING NOT NULL -- record_key, email_hash, customer_id, phone_hash or client_id
 id_value STRING NOT NULL -- the identifier
 customer_key STRING NOT NULL -- the customer it belongs to
-anonymous BOOLEAN NOT NULL -- a cookie or device that never logged in
+anonymous BOOLEAN NOT NULL -- a cookie's or device's own key: before its first login, or ever
 run_id STRING NOT NULL -- the resolve run
 resolved_at TIMESTAMP NOT NULL -- when (UTC)
-valid_from TIMESTAMP -- when it became the customer's, in data time: a cookie's first login
-key_before STRING -- its key before valid_from: the anonymous key of a cookie until it logged in
+valid_from TIMESTAMP -- from when (data time): a cookie's login as the customer; null: always
+valid_to TIMESTAMP -- until when (excluded): the next login as another customer; null: still
 """),
-        key=("id_kind", "id_value"), pii="pseudonymous",
-        subjects={"id_value": "identifier", "customer_key": "customer_key",
-                  "key_before": "customer_key"}),
+        key=("id_kind", "id_value", "valid_from"), pii="pseudonymous",
+        subjects={"id_value": "identifier", "customer_key": "customer_key"}),
     Table(
         CUSTOMERS, "One golden record per customer_key (survivorship rules), "
         "pseudonymous.", "resolve",

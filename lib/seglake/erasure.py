@@ -178,12 +178,18 @@ def find_subject(lakehouse: Lakehouse, reg: Registry, key: bytes, *,
     order_where = condition({"customer_email_hash": "email_hash",
                              "customer_id": "customer_id"}, subject)
     subject.add("order_id", _distinct(lakehouse, ORDERS, order_where, "order_id"))
-    if subject.of("client_id") and lakehouse.exists(IDENTITY_MAP) \
-            and "key_before" in lakehouse.read(IDENTITY_MAP).columns:  # their anonymous keys
-        subject.add("customer_key", _distinct(lakehouse, IDENTITY_MAP, condition(
-            {"id_value": "identifier"}, Subject("", {"client_id": subject.of("client_id")})),
-            "key_before"))
+    if subject.of("client_id") and lakehouse.exists(IDENTITY_MAP):
+        _with_anonymous_keys(lakehouse, subject)
     return subject
+
+
+def _with_anonymous_keys(lakehouse: Lakehouse, subject: Subject) -> None:
+    """The keys the subject's cookies and devices had before they logged in (their visits
+    then are the subject's too)."""
+    clients = condition({"id_value": "identifier"},
+                        Subject("", {"client_id": subject.of("client_id")}))
+    subject.add("customer_key", _distinct(lakehouse, IDENTITY_MAP, f"anonymous AND ({clients})",
+                                          "customer_key"))
 
 
 def _with_records(lakehouse: Lakehouse, subject: Subject) -> None:
@@ -212,14 +218,12 @@ def _with_identity(lakehouse: Lakehouse, subject: Subject) -> None:
     """Add every identifier the identity map ties to the subject's customer keys, and the
     emails of their CRM records as written (bronze holds those spellings)."""
     keys = subject.of("customer_key")
-    identity = lakehouse.read(IDENTITY_MAP)
-    rows = identity.where(F.col("customer_key").isin(*sorted(keys))) \
-        .select("id_kind", "id_value", (F.col("key_before") if "key_before" in identity.columns
-                                        else F.lit(None)).alias("key_before")) \
-        .collect() if keys else []
+    rows = lakehouse.read(IDENTITY_MAP).where(F.col("customer_key").isin(*sorted(keys))) \
+        .select("id_kind", "id_value").collect() if keys else []
     for r in rows:  # id kinds: record_key, email_hash, customer_id, phone_hash, client_id
         subject.add(r["id_kind"], [r["id_value"]])
-        subject.add("customer_key", [r["key_before"]])  # a cookie's key before it logged in
+    if subject.of("client_id"):
+        _with_anonymous_keys(lakehouse, subject)
     records = subject.of("record_key")
     if records and lakehouse.exists(CUSTOMERS_RAW_PII):
         subject.add("email", _distinct(lakehouse, CUSTOMERS_RAW_PII,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.window import Window
 
 from seglake.tables import ddl_fields
 
@@ -33,7 +34,7 @@ SCHEMAS = {
     "products": "product_id STRING, price DOUBLE",
     "customers": "customer_key STRING, profile STRING, first_seen_at TIMESTAMP",
     "identity_map": "id_kind STRING, id_value STRING, customer_key STRING, "
-                    "valid_from TIMESTAMP, key_before STRING",
+                    "valid_from TIMESTAMP, valid_to TIMESTAMP",
 }
 TABLES = {"events": "silver.events", "orders": "silver.orders",
           "email_events": "silver.email_events", "consents": "silver.consents",
@@ -46,7 +47,7 @@ EMAIL, ACCOUNT, CLIENT = "email_hash", "customer_id", "client_id"  # identity_ma
 
 
 # columns an older table may lack (null there): a map resolved before validity was kept
-OPTIONAL = frozenset({"valid_from", "key_before"})
+OPTIONAL = frozenset({"valid_from", "valid_to"})
 
 
 
@@ -145,11 +146,10 @@ def activity(sources: Sources, as_of: dt.date) -> Activity:
     ids = sources.identity_map
 
     def kind(id_kind: str, column: str, key: str) -> DataFrame:
-        # the key as known at as_of: a cookie that first logged in later was still anonymous
-        known = F.col("valid_from").isNull() | (F.col("valid_from") < cutoff(as_of))
         return ids.where(F.col("id_kind") == id_kind).select(
-            F.col("id_value").alias(column),
-            F.when(known, F.col("customer_key")).otherwise(F.col("key_before")).alias(key))
+            F.col("id_value").alias(column), F.col("customer_key").alias(key))
+
+    spans = client_spans(ids, as_of)
 
     # only what the features use travels through the joins and the cache
     events = before["events"] \
@@ -158,7 +158,10 @@ def activity(sources: Sources, as_of: dt.date) -> Activity:
             ":", "client_id", F.to_date("event_ts").cast("string")))) \
         .drop("event_id", "cookie_id", "device_id") \
         .join(kind(ACCOUNT, "user_id", "_account_key"), "user_id", "left") \
-        .join(kind(CLIENT, "client_id", "_client_key"), "client_id", "left") \
+        .join(spans, (F.col("client_id") == F.col("_client"))
+              & (F.col("_from").isNull() | (F.col("_from") <= F.col("event_ts")))
+              & (F.col("_to").isNull() | (F.col("event_ts") < F.col("_to"))), "left") \
+        .drop("_client", "_from", "_to") \
         .withColumn("customer_key", F.coalesce("_account_key", "_client_key")) \
         .drop("_account_key", "_client_key", "user_id", "client_id")
     orders = before["orders"] \
@@ -173,6 +176,26 @@ def activity(sources: Sources, as_of: dt.date) -> Activity:
                     products=sources.products, customers=by_customer(sources.customers),
                     identity_map=ids, as_of=as_of,
                     emails=ids.where(F.col("id_kind") == EMAIL), absent=sources.absent)
+
+
+def client_spans(identity_map: DataFrame, as_of: dt.date) -> DataFrame:
+    """(_client, _from, _to, _client_key): whose a cookie's or device's visit was, as known at
+    ``as_of``. Logins before as_of split its time into spans, the first reaching back over
+    the visits before it; with no login before as_of it is its anonymous key's throughout (a
+    later login reveals nothing to an earlier as_of)."""
+    rows = identity_map.where(F.col("id_kind") == CLIENT)
+    logins = rows.where(F.col("valid_from") < cutoff(as_of))
+    first = F.min("valid_from").over(Window.partitionBy("id_value"))
+    logged = logins.select("id_value", "customer_key", F.when(
+        F.col("valid_from") != first, F.col("valid_from")).alias("_from"),
+        F.when(F.col("valid_to") < cutoff(as_of), F.col("valid_to")).alias("_to"))
+    anonymous = rows.where(F.col("valid_from").isNull()
+                           & (F.col("valid_to").isNull() | (F.col("valid_to") >= cutoff(as_of))))
+    return logged.unionByName(anonymous.select(
+        "id_value", "customer_key", F.lit(None).cast("timestamp").alias("_from"),
+        F.lit(None).cast("timestamp").alias("_to"))).select(
+        F.col("id_value").alias("_client"), "_from", "_to",
+        F.col("customer_key").alias("_client_key"))
 
 
 def silver_sources(lakehouse: Lakehouse) -> Sources:

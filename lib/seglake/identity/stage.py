@@ -47,7 +47,7 @@ from seglake.identity.incremental import (
 )
 from seglake.identity.keys import key_changes
 from seglake.identity.linkage import ID, comparison_frame, link
-from seglake.identity.stitching import ACCOUNT, EMAIL, RECORD, identity_map
+from seglake.identity.stitching import ACCOUNT, EMAIL, RECORD, current, identity_map
 from seglake.lakehouse import Lakehouse
 from seglake.models import latest_model, record_model
 from seglake.privacy import pseudonymization_key, with_consent
@@ -116,6 +116,8 @@ def graph_base(lakehouse: Lakehouse, config: IdentityConfig,
     missing = [n for n in (IDENTITY_MAP, LINKS, RECORD_STATE) if not lakehouse.exists(n)]
     if missing:
         return None, f"no previous graph ({', '.join(missing)})"
+    if "valid_to" not in lakehouse.read(IDENTITY_MAP).columns:
+        return None, "the identity map predates validity intervals (valid_to)"
     model = latest_model(lakehouse, MODEL_KIND)
     if model is None:
         return None, f"ops.models holds no {MODEL_KIND} model"
@@ -159,7 +161,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     stamp = utc_now()
     previous = _optional(lakehouse, IDENTITY_MAP)
     if previous is not None:
-        previous = previous.select("id_kind", "id_value", "customer_key").persist()
+        previous = current(previous).select("id_kind", "id_value", "customer_key").persist()
         previous_rows = previous.count()  # materialised: the table is rewritten below
     hashes = content_hashes(frame, key).persist()
     base, why_full = graph_base(lakehouse, ident, full)
@@ -219,7 +221,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                            key).withColumn("run_id", F.lit(run_id)) \
         .withColumn("resolved_at", F.lit(stamp)).persist()
     map_rows = new_map.count()
-    log.info("resolve: identity map of %d identifiers (%.1f s)", map_rows,
+    log.info("resolve: identity map of %d rows (%.1f s)", map_rows,
              time.monotonic() - started)
     record_keys = new_map.where(F.col("id_kind") == RECORD) \
         .select(F.col("id_value").alias("record_key"), "customer_key")
@@ -238,7 +240,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     customers = customers.select(*CUSTOMER_COLUMNS).withColumn("run_id", F.lit(run_id)) \
         .withColumn("resolved_at", F.lit(stamp)).persist()
     golden_pii = crm.select(*PII_COLUMNS)
-    moved = key_changes(previous, new_map, links).withColumn("run_id", F.lit(run_id)) \
+    moved = key_changes(previous, current(new_map), links).withColumn("run_id", F.lit(run_id)) \
         .withColumn("merged_at", F.lit(stamp)).persist()
 
     n_customers = customers.count()
@@ -247,8 +249,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     stamps = ("run_id", "resolved_at", "linked_at")
 
     def write(name: str, df: DataFrame) -> None:  # incremental: the changed rows only
-        if base is None:
-            lakehouse.overwrite(name, df)
+        if base is None:  # the declared schema whole: a table of an older layout is replaced
+            lakehouse.overwrite(name, df, overwrite_schema=True)
         else:
             upserted, deleted = lakehouse.sync(name, df, stamps)
             log.info("resolve: %s: %d rows upserted, %d deleted", name, upserted, deleted)

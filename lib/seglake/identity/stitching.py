@@ -2,10 +2,11 @@
 
 Customers are made of anchors: CRM records (grouped by linkage), the email addresses and
 account ids they carry, and emails or account ids seen only in orders, email events or consents
-(customers without a CRM profile). Cookies and devices follow the account they logged in with —
-all their events, those before the login included. A cookie or device that never logged in
-keeps an anonymous key of its own. Stitching attaches identifiers to customers; it never merges
-two customers (a shared family computer must not join two profiles).
+(customers without a CRM profile). A cookie or device belongs to an account from a login with it
+until a login with another account (in data time: ``valid_from`` / ``valid_to``), and before its
+first login to an anonymous key of its own, which a cookie or device that never logged in keeps.
+Stitching attaches identifiers to customers; it never merges two customers (a shared family
+computer must not join two profiles).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from seglake.identity.keys import assign_keys, opaque_key
 
 RECORD, EMAIL, ACCOUNT, PHONE, CLIENT = "record_key", "email_hash", "customer_id", "phone_hash", \
     "client_id"
-MAP_COLUMNS = ("id_kind", "id_value", "customer_key", "anonymous", "valid_from", "key_before")
+MAP_COLUMNS = ("id_kind", "id_value", "customer_key", "anonymous", "valid_from", "valid_to")
 
 
 def _latest(df: DataFrame, by: str, order: list[Column]) -> DataFrame:
@@ -60,7 +61,8 @@ def anchors(records: DataFrame, clusters: DataFrame, emails: DataFrame,
 def identity_map(records: DataFrame, clusters: DataFrame, emails: DataFrame,
                  accounts: DataFrame, logins: DataFrame, clients: DataFrame,
                  previous: DataFrame | None, key: bytes) -> DataFrame:
-    """The whole map: (id_kind, id_value, customer_key, anonymous, valid_from, key_before).
+    """The whole map: (id_kind, id_value, customer_key, anonymous, valid_from, valid_to); a
+    cookie or device has a row per span (see login_spans), every other identifier one row.
 
     ``logins``: client_id, customer_id, event_ts of events with a user id; ``clients``: one
     column ``id_value`` of every cookie and device id seen."""
@@ -76,24 +78,39 @@ def identity_map(records: DataFrame, clusters: DataFrame, emails: DataFrame,
                 "customer_key")
     account_keys = known.where(F.col("id_kind") == ACCOUNT) \
         .select(F.col("id_value").alias("customer_id"), "customer_key")
-    # a cookie that logged in as several customers follows the most frequent, then latest
-    votes = logins.join(account_keys, "customer_id").groupBy("client_id", "customer_key") \
-        .agg(F.count("*").alias("n"), F.max("event_ts").alias("last"),
-             F.min("event_ts").alias("first"))
-    # until its first login as that customer a cookie was anonymous: valid_from says when it
-    # became the customer's, key_before what it was before (features as of an earlier date)
-    followed = _latest(votes, "client_id", [F.desc("n"), F.desc("last"), F.col("customer_key")]) \
-        .select(F.lit(CLIENT).alias("id_kind"), F.col("client_id").alias("id_value"),
-                "customer_key", F.col("first").alias("valid_from"),
-                _anonymous_key("client_id", key).alias("key_before"))
+    followed = login_spans(logins.join(account_keys, "customer_id"))
+    # every cookie is anonymous until its first login (for ever when it never logged in)
+    firsts = followed.groupBy("id_value").agg(F.min("valid_from").alias("valid_to"))
     anonymous = clients.where(F.col("id_value").isNotNull()).distinct() \
-        .join(followed.select("id_value"), "id_value", "left_anti") \
+        .join(firsts, "id_value", "left") \
         .select(F.lit(CLIENT).alias("id_kind"), "id_value",
-                _anonymous_key("id_value", key).alias("customer_key"))
+                _anonymous_key("id_value", key).alias("customer_key"), "valid_to")
     identified = known.unionByName(phones).unionByName(followed, allowMissingColumns=True) \
         .withColumn("anonymous", F.lit(False))
     return identified.unionByName(anonymous.withColumn("anonymous", F.lit(True)),
                                   allowMissingColumns=True).select(*MAP_COLUMNS)
+
+
+def login_spans(logins: DataFrame) -> DataFrame:
+    """(id_kind, id_value, customer_key, valid_from, valid_to): a cookie or device is the
+    customer's from a login until the next login as another customer (``logins``: client_id,
+    customer_key, event_ts); of two logins at one instant the greater key counts."""
+    by_time = Window.partitionBy("client_id").orderBy("event_ts", "customer_key")
+    last_at_instant = logins.withColumn("_next_ts", F.lead("event_ts").over(by_time)) \
+        .where(F.col("_next_ts").isNull() | (F.col("_next_ts") != F.col("event_ts")))
+    starts = last_at_instant.withColumn("_before", F.lag("customer_key").over(by_time)) \
+        .where(F.col("_before").isNull() | (F.col("_before") != F.col("customer_key")))
+    return starts.select(F.lit(CLIENT).alias("id_kind"), F.col("client_id").alias("id_value"),
+                         "customer_key", F.col("event_ts").alias("valid_from"),
+                         F.lead("event_ts").over(by_time).alias("valid_to"))
+
+
+def current(identity_map: DataFrame) -> DataFrame:
+    """The rows valid now: one per identifier (a map written before validity intervals is
+    all current)."""
+    if "valid_to" not in identity_map.columns:
+        return identity_map
+    return identity_map.where(F.col("valid_to").isNull())
 
 
 def _anonymous_key(client: str, key: bytes) -> Column:

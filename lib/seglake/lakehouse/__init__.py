@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from seglake.config import SeglakeConfig
 from seglake.lakehouse.backend import Backend, Commit, MergeSpec, Txn
@@ -192,7 +193,8 @@ class Lakehouse:
         their stamps, and nothing is written when no row changed: downstream reads a row's
         ``run_id`` as the run that last changed it. One commit (a MERGE of the changed rows
         cost 5-20 times the rewrite of these tables on the small world). ``keys``: the
-        declared key by default. Returns (rows added or changed, rows gone)."""
+        declared key by default (a null in a key equals a null). Returns (rows added or changed,
+        rows gone)."""
         if keys is None:
             keys = list(self.registry.declared(name).key) if self.registry is not None else []
         if not keys:
@@ -208,8 +210,9 @@ class Lakehouse:
         n_changed, n_gone = changed.count(), gone.count()
         log.debug("%s: sync found %d changed and %d gone rows", name, n_changed, n_gone)
         if n_changed or n_gone:
-            kept = old.join(df.select(*keys), keys, "left_semi").join(changed, keys, "left_anti")
-            rows = kept.unionByName(df.join(changed, keys, "left_semi")).persist()
+            kept = _by_key(_by_key(old, df.select(*keys), keys, "left_semi"), changed, keys,
+                           "left_anti")
+            rows = kept.unionByName(_by_key(df, changed, keys, "left_semi")).persist()
             rows.count()  # read before the table is replaced
             self.overwrite(name, rows)
             rows.unpersist()
@@ -233,3 +236,10 @@ class Lakehouse:
         """Delete files no version younger than the retention needs (erasure needs this)."""
         hours = self.retention_hours if retention_hours is None else retention_hours
         return self.backend.vacuum(self.path(name), hours)
+
+
+def _by_key(left: DataFrame, right: DataFrame, keys: list[str], how: str) -> DataFrame:
+    """A semi or anti join of ``left`` on ``keys`` where nulls match (a key may hold one)."""
+    a, b = left.alias("_l"), right.alias("_r")
+    on = [F.col(f"_l.`{k}`").eqNullSafe(F.col(f"_r.`{k}`")) for k in keys]
+    return a.join(b, on, how).select(*[F.col(f"_l.`{c}`").alias(c) for c in left.columns])
