@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from seglake.config import SeglakeConfig
@@ -202,22 +202,29 @@ class Lakehouse:
         if not self.exists(name):
             self.append(name, df)
             return df.count(), 0
-        df = df.localCheckpoint()  # a short plan: the comparisons below re-plan it several times
-        old = self.read(name)
+        df = df.localCheckpoint()  # a short plan: the comparison re-plans it
         compared = [c for c in df.columns if c not in stamps]
-        changed = df.select(*compared).exceptAll(old.select(*compared)).select(*keys).persist()
-        gone = old.select(*keys).exceptAll(df.select(*keys)).persist()
-        n_changed, n_gone = changed.count(), gone.count()
+        new, old = df.withColumn("_in", F.lit(True)).alias("_n"), \
+            self.read(name).withColumn("_in", F.lit(True)).alias("_o")
+
+        def values(side: str) -> Column:
+            return F.struct(*[F.col(f"{side}.`{c}`") for c in compared])
+
+        state = F.when(F.col("_o._in").isNull(), "added").when(F.col("_n._in").isNull(), "gone") \
+            .when(values("_n").eqNullSafe(values("_o")), "same").otherwise("changed")
+        # one pass: each row's fate, and the row to keep (the old one, stamps and all, if same)
+        fates = new.join(old, [F.col(f"_n.`{k}`").eqNullSafe(F.col(f"_o.`{k}`")) for k in keys],
+                         "full_outer").select(state.alias("_state"), *[
+                             F.when(state == "same", F.col(f"_o.`{c}`"))
+                             .otherwise(F.col(f"_n.`{c}`")).alias(c) if c in stamps
+                             else F.col(f"_n.`{c}`") for c in df.columns]).persist()
+        counts = {r["_state"]: r["count"] for r in fates.groupBy("_state").count().collect()}
+        n_changed, n_gone = counts.get("added", 0) + counts.get("changed", 0), \
+            counts.get("gone", 0)
         log.debug("%s: sync found %d changed and %d gone rows", name, n_changed, n_gone)
         if n_changed or n_gone:
-            kept = _by_key(_by_key(old, df.select(*keys), keys, "left_semi"), changed, keys,
-                           "left_anti")
-            rows = kept.unionByName(_by_key(df, changed, keys, "left_semi")).persist()
-            rows.count()  # read before the table is replaced
-            self.overwrite(name, rows)
-            rows.unpersist()
-        changed.unpersist()
-        gone.unpersist()
+            self.overwrite(name, fates.where(F.col("_state") != "gone").drop("_state"))
+        fates.unpersist()
         return n_changed, n_gone
 
     def delete(self, name: str, condition: str, txn: Txn | None = None) -> Commit:
@@ -237,9 +244,3 @@ class Lakehouse:
         hours = self.retention_hours if retention_hours is None else retention_hours
         return self.backend.vacuum(self.path(name), hours)
 
-
-def _by_key(left: DataFrame, right: DataFrame, keys: list[str], how: str) -> DataFrame:
-    """A semi or anti join of ``left`` on ``keys`` where nulls match (a key may hold one)."""
-    a, b = left.alias("_l"), right.alias("_r")
-    on = [F.col(f"_l.`{k}`").eqNullSafe(F.col(f"_r.`{k}`")) for k in keys]
-    return a.join(b, on, how).select(*[F.col(f"_l.`{c}`").alias(c) for c in left.columns])
