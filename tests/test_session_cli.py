@@ -37,10 +37,13 @@ def test_shuffle_partitions_follow_the_data_size_unless_set():
     assert "spark.sql.shuffle.partitions" not in default  # Spark's 200, coalesced by size
     assert default["spark.sql.adaptive.coalescePartitions.enabled"] == "true"
     assert default["spark.sql.optimizer.canChangeCachedPlanOutputPartitioning"] == "true"
+    # 200 partitions of small data: one sorted file per map task, not one file per partition
+    assert default["spark.shuffle.sort.bypassMergeThreshold"] == "1"
     chosen = options(master="local[3]", shuffle_partitions=12)
     assert chosen["spark.sql.shuffle.partitions"] == "12"
     # a count the user chose is not coalesced behind their back
     assert "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning" not in chosen
+    assert "spark.shuffle.sort.bypassMergeThreshold" not in chosen
     # adaptive execution is on unless the conf says otherwise
     assert default["spark.sql.adaptive.enabled"] == "true"
     assert options(conf={"spark.sql.adaptive.enabled": "false"})[

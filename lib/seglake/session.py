@@ -46,6 +46,13 @@ SIZE_DRIVEN_SHUFFLES = {
     "spark.sql.adaptive.coalescePartitions.enabled": "true",
     "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
 }
+# Up to 200 reduce partitions Spark's shuffle writes one file per partition and map task, then
+# concatenates them ("bypass merge"); with 200 partitions of small data those files are most of
+# a shuffle's cost. A local session sorts instead (one file per map task): the identity map of
+# 10,000 records 6.3 -> 3.6 s, a warm resolve of them 24 -> 19 s (2 cores). Clusters keep
+# Spark's default.
+LOCAL_SIZE_DRIVEN_SHUFFLES = {**SIZE_DRIVEN_SHUFFLES,
+                              "spark.shuffle.sort.bypassMergeThreshold": "1"}
 # PySpark 4 records the Python call site of every DataFrame and Column call for error messages:
 # five or so extra round trips to the JVM per call, a tenth of a small pipeline's time.
 # seglake's errors name the stage, table and column themselves; set it to true to debug.
@@ -104,7 +111,7 @@ def local_builder(config: SeglakeConfig) -> SparkSession.Builder:
         builder = builder.config("spark.sql.shuffle.partitions",
                                  str(spark_cfg.shuffle_partitions))
     else:
-        for key, value in SIZE_DRIVEN_SHUFFLES.items():
+        for key, value in LOCAL_SIZE_DRIVEN_SHUFFLES.items():
             builder = builder.config(key, value)
     for key, value in {**DRIVER_DEFAULTS, **RUNTIME_CONF}.items():
         builder = builder.config(key, value)
