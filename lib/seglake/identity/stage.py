@@ -243,8 +243,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     moved = key_changes(previous, current(new_map), links).withColumn("run_id", F.lit(run_id)) \
         .withColumn("merged_at", F.lit(stamp)).persist()
 
-    n_customers = customers.count()
-    n_crm = customers.where(F.col("profile") == "crm").count()
+    n_customers, n_crm = customers.agg(
+        F.count(F.lit(1)), F.count(F.when(F.col("profile") == "crm", True))).first()
     log.info("resolve: %d golden records (%.1f s)", n_customers, time.monotonic() - started)
     stamps = ("run_id", "resolved_at", "linked_at")
 
