@@ -243,4 +243,3 @@ class Lakehouse:
         """Delete files no version younger than the retention needs (erasure needs this)."""
         hours = self.retention_hours if retention_hours is None else retention_hours
         return self.backend.vacuum(self.path(name), hours)
-
