@@ -179,3 +179,29 @@ def test_incremental_resolves_link_the_batch_and_keep_every_untouched_key(spark,
     profiles = lake.read("silver.customers").where(F.col("customer_key").isin(shared, split))
     assert {r["customer_key"]: r["record_count"] for r in profiles.collect()} == {
         shared: 1, split: 1}
+
+
+def test_a_map_written_before_validity_intervals_makes_one_full_resolve_that_replaces_it(
+        spark, copied):
+    """A lakehouse resolved by an older seglake (one row per identifier, key_before instead of
+    valid_to): the next resolve re-links in full, keeps every key and writes the new layout."""
+    from seglake.identity import run_resolve
+
+    config, lake = copied
+    before = record_keys(lake)
+    name = "silver.identity_map"
+    old = lake.read(name).where("valid_to IS NULL").drop("valid_to") \
+        .withColumn("key_before", F.lit(None).cast("string"))
+    lake.backend.write(lake.path(name), old.localCheckpoint(), mode="overwrite",
+                       overwrite_schema=True)  # as the older declaration had it
+    assert "valid_to" not in lake.read(name).columns
+
+    result = run_resolve(spark, config)
+    assert result.mode == "full"
+    model = json.loads(lake.read("ops.models").where(F.col("run_id") == result.run_id)
+                       .first()["metrics"])
+    assert "predates validity intervals" in model["full_because"]
+    columns = lake.read(name).columns
+    assert "valid_to" in columns and "key_before" not in columns
+    assert record_keys(lake) == before  # keys inherited from the old map
+    assert lake.read(name).where("valid_to IS NOT NULL").count() > 0  # cookies' anonymous rows
