@@ -178,7 +178,7 @@ def find_subject(lakehouse: Lakehouse, reg: Registry, key: bytes, *,
     order_where = condition({"customer_email_hash": "email_hash",
                              "customer_id": "customer_id"}, subject)
     subject.add("order_id", _distinct(lakehouse, ORDERS, order_where, "order_id"))
-    if subject.of("client_id") and lakehouse.exists(IDENTITY_MAP):
+    if subject.of("client_id") and lakehouse.exists(IDENTITY_MAP):  # every cookie known now
         _with_anonymous_keys(lakehouse, subject)
     return subject
 
@@ -222,8 +222,6 @@ def _with_identity(lakehouse: Lakehouse, subject: Subject) -> None:
         .select("id_kind", "id_value").collect() if keys else []
     for r in rows:  # id kinds: record_key, email_hash, customer_id, phone_hash, client_id
         subject.add(r["id_kind"], [r["id_value"]])
-    if subject.of("client_id"):
-        _with_anonymous_keys(lakehouse, subject)
     records = subject.of("record_key")
     if records and lakehouse.exists(CUSTOMERS_RAW_PII):
         subject.add("email", _distinct(lakehouse, CUSTOMERS_RAW_PII,
