@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from seglake.behaviour.inputs import client_spans
+from seglake.behaviour.inputs import by_span, client_spans
 from seglake.config import IdentityConfig
 from seglake.drift import population_stability
 from seglake.identity.blocking import chosen_rules, pair_budget, rule_text, uses
@@ -429,13 +429,12 @@ def test_stitched_events_belong_to_the_right_person(spark, config, lake):
         .join(crm_truth(spark, config), "record_key") \
         .groupBy("customer_key").agg(F.mode("person_id").alias("key_person"))
     events = lake.read("silver.events").select(
-        "event_id", "event_ts", F.coalesce("cookie_id", "device_id").alias("_client"))
+        "event_id", "event_ts", F.coalesce("cookie_id", "device_id").alias("client_id"))
     spans = client_spans(m, dt.date(2100, 1, 1))  # as known at the end: whose each visit was
-    keyed = events.join(spans, ["_client"]).where(
-        (F.col("_from").isNull() | (F.col("_from") <= F.col("event_ts")))
-        & (F.col("_to").isNull() | (F.col("event_ts") < F.col("_to")))) \
+    keyed = by_span(events, spans) \
         .select("event_id", F.col("_client_key").alias("customer_key")).persist()
-    assert keyed.count() == events.count()  # every visit has one key
+    # every visit has one key
+    assert keyed.count() == events.count() and keyed.where("customer_key IS NULL").count() == 0
     stitched = keyed.join(person_of_key, "customer_key").join(rows, "event_id")
     total = stitched.count()
     right = stitched.where(F.col("key_person") == F.col("person_id")).count()

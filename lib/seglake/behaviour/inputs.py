@@ -149,19 +149,14 @@ def activity(sources: Sources, as_of: dt.date) -> Activity:
         return ids.where(F.col("id_kind") == id_kind).select(
             F.col("id_value").alias(column), F.col("customer_key").alias(key))
 
-    spans = client_spans(ids, as_of)
-
     # only what the features use travels through the joins and the cache
     events = before["events"] \
         .withColumn("client_id", F.coalesce("cookie_id", "device_id")) \
         .withColumn("session_id", F.coalesce("session_id", F.concat_ws(
             ":", "client_id", F.to_date("event_ts").cast("string")))) \
         .drop("event_id", "cookie_id", "device_id") \
-        .join(kind(ACCOUNT, "user_id", "_account_key"), "user_id", "left") \
-        .join(spans, (F.col("client_id") == F.col("_client"))
-              & (F.col("_from").isNull() | (F.col("_from") <= F.col("event_ts")))
-              & (F.col("_to").isNull() | (F.col("event_ts") < F.col("_to"))), "left") \
-        .drop("_client", "_from", "_to") \
+        .join(kind(ACCOUNT, "user_id", "_account_key"), "user_id", "left")
+    events = by_span(events, client_spans(ids, as_of)) \
         .withColumn("customer_key", F.coalesce("_account_key", "_client_key")) \
         .drop("_account_key", "_client_key", "user_id", "client_id")
     orders = before["orders"] \
@@ -196,6 +191,15 @@ def client_spans(identity_map: DataFrame, as_of: dt.date) -> DataFrame:
         F.lit(None).cast("timestamp").alias("_to"))).select(
         F.col("id_value").alias("_client"), "_from", "_to",
         F.col("customer_key").alias("_client_key"))
+
+
+def by_span(events: DataFrame, spans: DataFrame) -> DataFrame:
+    """``events`` (client_id, event_ts, …) with ``_client_key``: the key of the span (see
+    client_spans) each visit fell in; null where its cookie or device has none."""
+    return events.join(spans, (F.col("client_id") == F.col("_client"))
+                       & (F.col("_from").isNull() | (F.col("_from") <= F.col("event_ts")))
+                       & (F.col("_to").isNull() | (F.col("event_ts") < F.col("_to"))), "left") \
+        .drop("_client", "_from", "_to")
 
 
 def silver_sources(lakehouse: Lakehouse) -> Sources:
