@@ -21,7 +21,7 @@ from seglake.drift import population_stability
 from seglake.identity.blocking import chosen_rules, pair_budget, rule_text, uses
 from seglake.identity.evaluation import pair_scores
 from seglake.identity.golden import golden
-from seglake.identity.incremental import RecordChanges, link_batch
+from seglake.identity.incremental import RecordChanges, link_batch, map_scope, rederived_map
 from seglake.identity.keys import assign_keys, key_changes
 from seglake.identity.linkage import ID, chosen_engine, comparison_frame, link
 from seglake.identity.normalise import address_key, code_key, name_key
@@ -187,6 +187,56 @@ def test_stitching_follows_logins_and_keeps_anonymous_visitors(spark):
         (later + dt.timedelta(days=1), None)]
     assert all(r["valid_from"] is None and r["valid_to"] is None for r in rows
                if r["id_kind"] != "client_id")
+
+
+def test_a_scoped_map_derives_what_the_whole_map_would_and_keeps_the_rest(spark):
+    t = dt.datetime(2025, 10, 1, 12)
+    later = t + dt.timedelta(days=3)
+    schema = ("record_key STRING, source_id STRING, email_hash STRING, phone_hash STRING, "
+              "created_at TIMESTAMP")
+    day1 = [("eshop:C1", "C1", "h-anna", "p-anna", t), ("loyalty:29", "29", "h-anna2", None, t),
+            ("eshop:C2", "C2", "h-bob", None, t)]
+    # day 2: a record of Bob's that carries the guest email (an orphan customer until now)
+    day2 = [*day1, ("eshop:C3", "C3", "h-guest", "p-bob", later)]
+    login_rows = [("ck.shared", "C1", t), ("ck.shared", "C2", later), ("ck.anna", "29", later),
+                  ("dev-1", "C1", t), ("ck.swap", "C1", t), ("ck.swap", "C2", later)]
+    added = [("ck.nobody", "C404", later), ("ck.new", "C3", later)]  # events since day 1
+    groups = [("eshop:C1", "g1"), ("loyalty:29", "g1"), ("eshop:C2", "g2")]
+    emails = spark.createDataFrame([("h-anna",), ("h-guest",)], "id_value STRING")
+    accounts = spark.createDataFrame([("C1",), ("29",), ("C404",)], "id_value STRING")
+    clients1 = ["ck.shared", "ck.anna", "dev-1", "ck.nobody", "ck.swap"]
+
+    def frames(recs, logins, clients, clustered):
+        return (spark.createDataFrame(recs, schema),
+                spark.createDataFrame(clustered, "record_key STRING, group STRING"),
+                spark.createDataFrame(logins, "client_id STRING, customer_id STRING, "
+                                              "event_ts TIMESTAMP"),
+                spark.createDataFrame([(c,) for c in clients], "id_value STRING"))
+
+    records, clusters, logins, clients = frames(day1, login_rows, clients1, groups)
+    before = identity_map(records, clusters, emails, accounts, logins, clients, None, KEY) \
+        .localCheckpoint()
+    records, clusters, logins, clients = frames(
+        day2, login_rows + added, [*clients1, "ck.new"], [*groups, ("eshop:C3", "g2")])
+    accounts = accounts.unionByName(spark.createDataFrame([("C3",)], "id_value STRING"))
+    whole = identity_map(records, clusters, emails, accounts, logins, clients,
+                         current(before).select("id_kind", "id_value", "customer_key"), KEY)
+    touched = spark.createDataFrame([("eshop:C2",), ("eshop:C3",)], f"{ID} STRING")
+    new_clients = spark.createDataFrame([("ck.nobody",), ("ck.new",)], "id_value STRING")
+    scope = map_scope(before, touched, records, emails, accounts, new_clients)
+    scoped = rederived_map(scope, before, records, clusters, emails, accounts, logins, clients,
+                           KEY)
+    rows = sorted(tuple(r) for r in scoped.collect())
+    assert rows == sorted(tuple(r) for r in whole.collect())
+    assert len(rows) == len(set(rows))
+    # derived again: Bob's customer, what it carries and the guest email it absorbs, and the
+    # cookies that logged in to it or were seen since; Anna's rows are kept as they were
+    ids = {tuple(r) for r in scope.ids.collect()}
+    assert {("record_key", "eshop:C2"), ("record_key", "eshop:C3"), ("email_hash", "h-guest"),
+            ("email_hash", "h-bob"), ("customer_id", "C3"), ("phone_hash", "p-bob")} <= ids
+    assert not {i for i in ids if i[1] in ("eshop:C1", "loyalty:29", "h-anna", "C1", "29")}
+    assert set(values(scope.clients, "id_value")) == {"ck.shared", "ck.swap", "ck.nobody",
+                                                      "ck.new"}
 
 
 # ------------------------------------------------------------------------------ golden

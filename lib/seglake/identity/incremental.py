@@ -30,6 +30,16 @@ from seglake.identity.linkage import (
     matched_edges,
     model_charts,
 )
+from seglake.identity.stitching import (
+    ACCOUNT,
+    CLIENT,
+    EMAIL,
+    MAP_COLUMNS,
+    PHONE,
+    RECORD,
+    client_rows,
+    keyed_anchors,
+)
 from seglake.privacy import keyed_hash
 
 log = logging.getLogger(__name__)
@@ -157,10 +167,116 @@ def link_batch(spark: SparkSession, frame: DataFrame, changes: RecordChanges,
     clusters = touched_clusters.select(
         ID, F.concat(F.lit("new:"), "cluster_id").alias("cluster_id")) \
         .unionByName(untouched).localCheckpoint()  # short plans for stitching and keys
+    regrouped = nodes.unionByName(stale).distinct().localCheckpoint()
     n_nodes, n_touched = nodes.count(), touched.count()
     log.info("resolve: incremental: %d new, %d changed, %d removed records; %d candidate "
              "pairs; %d customers (%d records) re-clustered", changes.new, changes.changed,
              changes.removed, candidates, n_touched, n_nodes)
     nodes.unpersist()
     return Linkage(model_json, pairs, edges, clusters, candidates, model_charts(linker),
-                   batch_records=changes.new + changes.changed, touched_records=n_nodes)
+                   batch_records=changes.new + changes.changed, touched_records=n_nodes,
+                   touched=regrouped)
+
+
+@dataclass
+class MapScope:
+    """The identity-map rows an incremental resolve derives again; every other row is kept.
+
+    Closed under what decides a row: every identifier of a customer the batch touches, every
+    record carrying one of them (the newest carrier owns an email, account or phone), and every
+    cookie or device that logged in to such a customer or has events added since the last
+    resolve."""
+
+    ids: DataFrame      # id_kind, id_value of records, emails, accounts and phones
+    clients: DataFrame  # id_value of cookies and devices
+
+
+def map_scope(previous: DataFrame, touched: DataFrame, records: DataFrame, emails: DataFrame,
+              accounts: DataFrame, new_clients: DataFrame) -> MapScope:
+    """``previous``: the last map whole (spans included); ``touched``: unique_id of the
+    records linkage regrouped (removed ones included); ``records``: record_key, email_hash,
+    source_id, phone_hash of every CRM record; ``emails`` / ``accounts``: id_value of every
+    email hash and account id seen; ``new_clients``: id_value of cookies and devices in events
+    added since the last resolve."""
+    pair = ["id_kind", "id_value"]
+    carried = ((EMAIL, "email_hash"), (ACCOUNT, "source_id"), (PHONE, "phone_hash"))
+
+    def held(df: DataFrame) -> DataFrame:  # (id_kind, id_value) of what records carry
+        out = df.select(F.lit(RECORD).alias("id_kind"), F.col("record_key").alias("id_value"))
+        for kind, column in carried:
+            out = out.unionByName(df.where(F.col(column).isNotNull()).select(
+                F.lit(kind).alias("id_kind"), F.col(column).alias("id_value")))
+        return out
+
+    now = previous.where(F.col("valid_to").isNull() & (F.col("id_kind") != CLIENT))
+    seen = emails.select(F.lit(EMAIL).alias("id_kind"), "id_value").unionByName(
+        accounts.select(F.lit(ACCOUNT).alias("id_kind"), "id_value"))
+    first = held(records.join(touched.select(F.col(ID).alias("record_key")), "record_key",
+                              "left_semi")) \
+        .unionByName(touched.select(F.lit(RECORD).alias("id_kind"), F.col(ID).alias("id_value"))) \
+        .unionByName(seen.join(now, pair, "left_anti"))
+    keys = now.join(first, pair, "left_semi").select("customer_key").distinct() \
+        .localCheckpoint()  # read twice below
+    ids = first.unionByName(now.join(keys, "customer_key", "left_semi").select(*pair)).distinct()
+    owners = None
+    for kind, column in carried:
+        mine = records.join(ids.where(F.col("id_kind") == kind)
+                            .select(F.col("id_value").alias(column)), column, "left_semi")
+        owners = mine if owners is None else owners.unionByName(mine)
+    ids = ids.unionByName(owners.select(F.lit(RECORD).alias("id_kind"),
+                                        F.col("record_key").alias("id_value"))) \
+        .distinct().localCheckpoint()  # short plans: every reader of the scope joins it
+    clients = new_clients.unionByName(
+        previous.where(F.col("id_kind") == CLIENT).join(keys, "customer_key", "left_semi")
+        .select("id_value")).distinct().localCheckpoint()
+    return MapScope(ids, clients)
+
+
+def batch_marks(df: DataFrame) -> dict[str, int] | None:
+    """The last ingest batch of each source in a refined table (None when its rows carry no
+    lineage): what a later run reads as already seen."""
+    if not {"_source", "_batch_id"} <= set(df.columns):
+        return None
+    return {r["_source"]: r["last"] for r in
+            df.groupBy("_source").agg(F.max("_batch_id").alias("last")).collect()}
+
+
+def added_since(df: DataFrame, marks: dict[str, int]) -> DataFrame:
+    """The rows of batches after ``marks`` (see batch_marks), of sources unknown to it too."""
+    seen = F.lit(False)
+    for source, last in marks.items():
+        seen = seen | ((F.col("_source") == source) & (F.col("_batch_id") <= last))
+    return df.where(~seen)
+
+
+def in_scope(rows: DataFrame, scope: MapScope, keep: bool = True) -> DataFrame:
+    """The map rows (id_kind, id_value, …) inside ``scope``, or outside it unless ``keep``."""
+    how = "left_semi" if keep else "left_anti"
+    spans = rows.where(F.col("id_kind") == CLIENT).join(scope.clients, "id_value", how)
+    return rows.where(F.col("id_kind") != CLIENT).join(scope.ids, ["id_kind", "id_value"], how) \
+        .unionByName(spans)
+
+
+def rederived_map(scope: MapScope, previous_map: DataFrame, records: DataFrame,
+                  clusters: DataFrame, emails: DataFrame, accounts: DataFrame,
+                  logins: DataFrame, clients: DataFrame, key: bytes) -> DataFrame:
+    """The last map (``previous_map``, whole) with the rows in ``scope`` derived again from the
+    same inputs as ``identity_map`` takes: what it would give, at the cost of the scope."""
+    def of_kind(kind: str, name: str = "id_value") -> DataFrame:
+        return scope.ids.where(F.col("id_kind") == kind).select(F.col("id_value").alias(name))
+
+    now = previous_map.where(F.col("valid_to").isNull())
+    scoped = records.join(of_kind(RECORD, "record_key"), "record_key", "left_semi")
+    known = in_scope(keyed_anchors(
+        scoped, clusters.join(of_kind(RECORD, "record_key"), "record_key", "left_semi"),
+        emails.join(of_kind(EMAIL), "id_value", "left_semi"),
+        accounts.join(of_kind(ACCOUNT), "id_value", "left_semi"),
+        in_scope(now, scope).select("id_kind", "id_value", "customer_key"), key), scope)
+    settled = in_scope(now.where(F.col("id_kind") != CLIENT), scope, keep=False) \
+        .select(*MAP_COLUMNS)
+    inside = scope.clients.select(F.col("id_value").alias("client_id"))
+    spans = client_rows(logins.join(inside, "client_id", "left_semi"),
+                        clients.join(scope.clients, "id_value", "left_semi"),
+                        known.unionByName(settled), key)
+    return in_scope(previous_map, scope, keep=False).select(*MAP_COLUMNS) \
+        .unionByName(known).unionByName(spans)

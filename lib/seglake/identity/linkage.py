@@ -140,6 +140,7 @@ class Linkage:
     blocking: list[RuleUse] = field(default_factory=list)  # the rules weighed, when trained
     batch_records: int | None = None    # incremental: the new and changed records scored
     touched_records: int | None = None  # incremental: the records re-clustered
+    touched: DataFrame | None = None    # incremental: their unique_id, and the removed ones'
 
 
 def exact_pairs(identifier_pairs: DataFrame) -> DataFrame:

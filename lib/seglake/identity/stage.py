@@ -40,10 +40,14 @@ from seglake.identity.golden import (
     golden,
 )
 from seglake.identity.incremental import (
+    added_since,
+    batch_marks,
     changed_settings,
     content_hashes,
     link_batch,
+    map_scope,
     record_changes,
+    rederived_map,
 )
 from seglake.identity.keys import key_changes
 from seglake.identity.linkage import ID, comparison_frame, link
@@ -159,10 +163,12 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
 
     run_id = runlog.run_id
     stamp = utc_now()
-    previous = _optional(lakehouse, IDENTITY_MAP)
-    if previous is not None:
-        previous = current(previous).select("id_kind", "id_value", "customer_key").persist()
-        previous_rows = previous.count()  # materialised: the table is rewritten below
+    previous_map = _optional(lakehouse, IDENTITY_MAP)
+    previous = None
+    if previous_map is not None:
+        previous_map = previous_map.persist()
+        previous_rows = previous_map.count()  # materialised: the table is rewritten below
+        previous = current(previous_map).select("id_kind", "id_value", "customer_key")
     hashes = content_hashes(frame, key).persist()
     base, why_full = graph_base(lakehouse, ident, full)
     mode = "full" if base is None else "incremental"
@@ -204,12 +210,31 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     email_events = _optional(lakehouse, "silver.email_events")
     consents = _optional(lakehouse, "silver.consents")
     events = _optional(lakehouse, "silver.events")
+    # persisted: an incremental run reads them to scope the map and again to derive it
     emails = _ids(spark, [(orders, "customer_email_hash"), (email_events, "email_hash"),
-                   (consents, "subject_hash")])
-    accounts = _ids(spark, [(orders, "customer_id"), (events, "user_id")])
-    if events is not None:  # read once: the identifiers of every event
+                   (consents, "subject_hash")]).persist()
+    accounts = _ids(spark, [(orders, "customer_id"), (events, "user_id")]).persist()
+    marks = batch_marks(events) if events is not None else None
+    scope = None
+    if base is not None and linkage.touched is not None:
+        # the map rows the batch can change: derived again, every other row kept
+        client = F.coalesce("cookie_id", "device_id").alias("id_value")
+        marks_before = json.loads(base["metrics"]).get("event_batches")
+        if events is None:
+            new_clients = spark.createDataFrame([], "id_value STRING")
+        elif marks is None or marks_before is None:  # no lineage to tell new events by
+            new_clients = events.select(client)
+        else:
+            new_clients = added_since(events, marks_before).select(client)
+        scope = map_scope(previous_map, linkage.touched, records, emails, accounts,
+                          new_clients.where(F.col("id_value").isNotNull()))
+    if events is not None:  # read once: the identifiers of every event (in scope)
         events = events.select("user_id", F.coalesce("cookie_id", "device_id")
-                               .alias("client_id"), "event_ts").persist()
+                               .alias("client_id"), "event_ts")
+        if scope is not None:
+            events = events.join(scope.clients.select(F.col("id_value").alias("client_id")),
+                                 "client_id", "left_semi")
+        events = events.persist()
         logins = events.where(F.col("user_id").isNotNull()).select(
             "client_id", F.col("user_id").alias("customer_id"), "event_ts")
         clients = events.select(F.col("client_id").alias("id_value"))
@@ -217,8 +242,13 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         logins = spark.createDataFrame([], "client_id STRING, customer_id STRING, "
                                            "event_ts TIMESTAMP")
         clients = spark.createDataFrame([], "id_value STRING")
-    new_map = identity_map(records, clusters, emails, accounts, logins, clients, previous,
-                           key).withColumn("run_id", F.lit(run_id)) \
+    if scope is None:
+        new_map = identity_map(records, clusters, emails, accounts, logins, clients, previous,
+                               key)
+    else:
+        new_map = rederived_map(scope, previous_map, records, clusters, emails, accounts,
+                                logins, clients, key)
+    new_map = new_map.withColumn("run_id", F.lit(run_id)) \
         .withColumn("resolved_at", F.lit(stamp)).persist()
     map_rows = new_map.count()
     log.info("resolve: identity map of %d rows (%.1f s)", map_rows,
@@ -285,7 +315,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                "trained_records": trained_records, "trained_weights": trained_weights,
                "drift": drift, "mode": mode, "full_because": why_full or None,
                "batch_records": linkage.batch_records,
-               "touched_records": linkage.touched_records}
+               "touched_records": linkage.touched_records, "event_batches": marks}
     model_json = json.dumps(linkage.model_json, sort_keys=True)
     version = record_model(lakehouse, MODEL_KIND, run_id, params=ident.model_dump(),
                            metrics=summary, data_versions=versions, artifact=model_json,
@@ -312,7 +342,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     for df in (records, frame, new_map, crm, customers, moved, linkage.pairs, linkage.edges,
                linkage.clusters, links, record_state, hashes):
         df.unpersist()
-    for df in (previous, events):
+    for df in (previous_map, events, emails, accounts):
         if df is not None:
             df.unpersist()
     seconds = time.monotonic() - started

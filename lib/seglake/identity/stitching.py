@@ -66,7 +66,16 @@ def identity_map(records: DataFrame, clusters: DataFrame, emails: DataFrame,
 
     ``logins``: client_id, customer_id, event_ts of events with a user id; ``clients``: one
     column ``id_value`` of every cookie and device id seen."""
-    # materialised once: four branches below read it, and its keys come from a pandas UDF
+    known = keyed_anchors(records, clusters, emails, accounts, previous, key)
+    return known.unionByName(client_rows(logins, clients, known, key)).select(*MAP_COLUMNS)
+
+
+def keyed_anchors(records: DataFrame, clusters: DataFrame, emails: DataFrame,
+                  accounts: DataFrame, previous: DataFrame | None, key: bytes) -> DataFrame:
+    """Map rows of every identifier but cookies and devices: records, emails, account ids
+    (see anchors) and phones, keyed (see assign_keys); materialised."""
+    # materialised once: every reader below and the client rows read it, and its keys come
+    # from a pandas UDF
     keyed = assign_keys(anchors(records, clusters, emails, accounts), previous, key) \
         .localCheckpoint()
     known = keyed.select("id_kind", "id_value", "customer_key")
@@ -76,6 +85,15 @@ def identity_map(records: DataFrame, clusters: DataFrame, emails: DataFrame,
               .select(F.col("id_value").alias("record_key"), "customer_key"), "record_key") \
         .select(F.lit(PHONE).alias("id_kind"), F.col("phone_hash").alias("id_value"),
                 "customer_key")
+    return known.unionByName(phones).withColumn("anonymous", F.lit(False)) \
+        .withColumn("valid_from", F.lit(None).cast("timestamp")) \
+        .withColumn("valid_to", F.lit(None).cast("timestamp")).select(*MAP_COLUMNS)
+
+
+def client_rows(logins: DataFrame, clients: DataFrame, known: DataFrame,
+                key: bytes) -> DataFrame:
+    """Map rows of cookies and devices: the spans of their logins (``known``: map rows that
+    give each account id its key) and, before the first login, their anonymous key."""
     account_keys = known.where(F.col("id_kind") == ACCOUNT) \
         .select(F.col("id_value").alias("customer_id"), "customer_key")
     followed = login_spans(logins.join(account_keys, "customer_id"))
@@ -85,10 +103,9 @@ def identity_map(records: DataFrame, clusters: DataFrame, emails: DataFrame,
         .join(firsts, "id_value", "left") \
         .select(F.lit(CLIENT).alias("id_kind"), "id_value",
                 _anonymous_key("id_value", key).alias("customer_key"), "valid_to")
-    identified = known.unionByName(phones).unionByName(followed, allowMissingColumns=True) \
-        .withColumn("anonymous", F.lit(False))
-    return identified.unionByName(anonymous.withColumn("anonymous", F.lit(True)),
-                                  allowMissingColumns=True).select(*MAP_COLUMNS)
+    return followed.withColumn("anonymous", F.lit(False)).unionByName(
+        anonymous.withColumn("anonymous", F.lit(True)), allowMissingColumns=True) \
+        .select(*MAP_COLUMNS)
 
 
 def login_spans(logins: DataFrame) -> DataFrame:
