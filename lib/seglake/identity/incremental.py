@@ -272,11 +272,10 @@ def rederived_map(scope: MapScope, previous_map: DataFrame, records: DataFrame,
         emails.join(of_kind(EMAIL), "id_value", "left_semi"),
         accounts.join(of_kind(ACCOUNT), "id_value", "left_semi"),
         in_scope(now, scope).select("id_kind", "id_value", "customer_key"), key), scope)
-    settled = in_scope(now.where(F.col("id_kind") != CLIENT), scope, keep=False) \
-        .select(*MAP_COLUMNS)
+    kept = in_scope(previous_map, scope, keep=False).select(*MAP_COLUMNS)
+    settled = kept.where(F.col("valid_to").isNull() & (F.col("id_kind") != CLIENT))
     inside = scope.clients.select(F.col("id_value").alias("client_id"))
     spans = client_rows(logins.join(inside, "client_id", "left_semi"),
                         clients.join(scope.clients, "id_value", "left_semi"),
                         known.unionByName(settled), key)
-    return in_scope(previous_map, scope, keep=False).select(*MAP_COLUMNS) \
-        .unionByName(known).unionByName(spans)
+    return kept.unionByName(known).unionByName(spans)
