@@ -35,8 +35,8 @@ from seglake.identity.stitching import (
     CLIENT,
     EMAIL,
     MAP_COLUMNS,
-    PHONE,
     RECORD,
+    carried,
     client_rows,
     keyed_anchors,
 )
@@ -199,14 +199,10 @@ def map_scope(previous: DataFrame, touched: DataFrame, records: DataFrame, email
     email hash and account id seen; ``new_clients``: id_value of cookies and devices in events
     added since the last resolve."""
     pair = ["id_kind", "id_value"]
-    carried = ((EMAIL, "email_hash"), (ACCOUNT, "source_id"), (PHONE, "phone_hash"))
 
     def held(df: DataFrame) -> DataFrame:  # (id_kind, id_value) of what records carry
-        out = df.select(F.lit(RECORD).alias("id_kind"), F.col("record_key").alias("id_value"))
-        for kind, column in carried:
-            out = out.unionByName(df.where(F.col(column).isNotNull()).select(
-                F.lit(kind).alias("id_kind"), F.col(column).alias("id_value")))
-        return out
+        return df.select(F.lit(RECORD).alias("id_kind"), F.col("record_key").alias("id_value")) \
+            .unionByName(carried(df))
 
     now = previous.where(F.col("valid_to").isNull() & (F.col("id_kind") != CLIENT))
     seen = emails.select(F.lit(EMAIL).alias("id_kind"), "id_value").unionByName(
@@ -218,13 +214,9 @@ def map_scope(previous: DataFrame, touched: DataFrame, records: DataFrame, email
     keys = now.join(first, pair, "left_semi").select("customer_key").distinct() \
         .localCheckpoint()  # read twice below
     ids = first.unionByName(now.join(keys, "customer_key", "left_semi").select(*pair)).distinct()
-    owners = None
-    for kind, column in carried:
-        mine = records.join(ids.where(F.col("id_kind") == kind)
-                            .select(F.col("id_value").alias(column)), column, "left_semi")
-        owners = mine if owners is None else owners.unionByName(mine)
-    ids = ids.unionByName(owners.select(F.lit(RECORD).alias("id_kind"),
-                                        F.col("record_key").alias("id_value"))) \
+    carriers = carried(records, "record_key").join(ids, pair, "left_semi")
+    ids = ids.unionByName(carriers.select(F.lit(RECORD).alias("id_kind"),
+                                          F.col("record_key").alias("id_value"))) \
         .distinct().localCheckpoint()  # short plans: every reader of the scope joins it
     clients = new_clients.unionByName(
         previous.where(F.col("id_kind") == CLIENT).join(keys, "customer_key", "left_semi")

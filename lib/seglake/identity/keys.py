@@ -41,8 +41,9 @@ def assign_keys(anchors: DataFrame, previous: DataFrame | None, key: bytes) -> D
         by_group = Window.partitionBy("group").orderBy(F.desc("votes"), "customer_key")
         inherited = claims.withColumn("_rank", F.row_number().over(by_group)) \
             .where("_rank = 1").select("group", F.col("customer_key").alias("_kept"))
-    return anchors.join(fresh, "group").join(inherited, "group", "left") \
-        .withColumn("customer_key", F.coalesce("_kept", "_new_key")).drop("_kept", "_new_key")
+    keys = fresh.join(inherited, "group", "left").select(
+        "group", F.coalesce("_kept", "_new_key").alias("customer_key"))
+    return anchors.join(keys, "group")  # one join of the anchors: their groups are few
 
 
 def key_changes(previous: DataFrame | None, current: DataFrame, links: DataFrame) -> DataFrame:

@@ -22,40 +22,43 @@ RECORD, EMAIL, ACCOUNT, PHONE, CLIENT = "record_key", "email_hash", "customer_id
 MAP_COLUMNS = ("id_kind", "id_value", "customer_key", "anonymous", "valid_from", "valid_to")
 
 
-def _latest(df: DataFrame, by: str, order: list[Column]) -> DataFrame:
-    """The first row per ``by`` in ``order``."""
-    w = Window.partitionBy(by).orderBy(*order)
-    return df.withColumn("_rank", F.row_number().over(w)).where("_rank = 1").drop("_rank")
+# the identifiers a CRM record carries: record column -> identifier kind
+CARRIED = {"email_hash": EMAIL, "source_id": ACCOUNT, "phone_hash": PHONE}
 
 
-def anchors(records: DataFrame, clusters: DataFrame, emails: DataFrame,
+def carried(records: DataFrame, *keep: str) -> DataFrame:
+    """(*keep, id_kind, id_value): a row per identifier each record carries (CARRIED)."""
+    ids = F.explode(F.array(*[F.struct(F.lit(kind).alias("id_kind"),
+                                       F.col(column).cast("string").alias("id_value"))
+                              for column, kind in CARRIED.items()]))
+    return records.select(*keep, ids.alias("_id")).where(F.col("_id.id_value").isNotNull()) \
+        .select(*keep, "_id.id_kind", "_id.id_value")
+
+
+def owners(recs: DataFrame) -> DataFrame:
+    """(id_kind, id_value, group): each carried identifier goes to the group of the newest
+    record carrying it (then the smallest record key); ``recs``: records with their group.
+    One aggregate for every kind."""
+    newest = F.struct(F.col("created_at").isNull().alias("undated"),  # nulls last
+                      (F.lit(0) - F.unix_micros("created_at")).alias("age"), F.col("record_key"))
+    return carried(recs.withColumn("_order", newest), "group", "_order") \
+        .groupBy("id_kind", "id_value").agg(F.min_by("group", "_order").alias("group"))
+
+
+def anchors(recs: DataFrame, owned: DataFrame, emails: DataFrame,
             accounts: DataFrame) -> DataFrame:
-    """(id_kind, id_value, group) for every anchor identifier.
-
-    ``records``: record_key, source_id, email_hash, created_at; ``clusters``: record_key,
-    group; ``emails`` / ``accounts``: one column ``id_value`` of hashes / account ids seen in
-    orders, email events and consents."""
-    recs = records.join(clusters, "record_key")
-    newest_first = [F.col("created_at").desc_nulls_last(), F.col("record_key")]
-
-    def carried(column: str, kind: str) -> DataFrame:  # the newest record carrying it decides
-        owned = _latest(recs.where(F.col(column).isNotNull()), column, newest_first)
-        return owned.select(F.lit(kind).alias("id_kind"), F.col(column).alias("id_value"),
-                            "group")
-
-    def orphans(seen: DataFrame, owned: DataFrame, kind: str) -> DataFrame:
-        ids = seen.where(F.col("id_value").isNotNull()).distinct() \
-            .join(owned.select("id_value"), "id_value", "left_anti")
-        return ids.select(F.lit(kind).alias("id_kind"), "id_value",
-                          F.concat(F.lit(kind + ":"), "id_value").alias("group"))
-
+    """(id_kind, id_value, group) for every anchor identifier: records, the emails and account
+    ids they carry (``owned``: see owners), and those seen only in orders, email events or
+    consents (``emails`` / ``accounts``: one column ``id_value``), each a group of its own."""
     by_record = recs.select(F.lit(RECORD).alias("id_kind"), F.col("record_key").alias("id_value"),
                             "group")
-    crm_emails = carried("email_hash", EMAIL)
-    crm_accounts = carried("source_id", ACCOUNT)
-    return by_record.unionByName(crm_emails).unionByName(crm_accounts) \
-        .unionByName(orphans(emails, crm_emails, EMAIL)) \
-        .unionByName(orphans(accounts, crm_accounts, ACCOUNT))
+    pair = ["id_kind", "id_value"]
+    seen = emails.select(F.lit(EMAIL).alias("id_kind"), "id_value").unionByName(
+        accounts.select(F.lit(ACCOUNT).alias("id_kind"), "id_value")) \
+        .where(F.col("id_value").isNotNull()).distinct()
+    orphans = seen.join(owned.select(*pair), pair, "left_anti") \
+        .withColumn("group", F.concat("id_kind", F.lit(":"), "id_value"))
+    return by_record.unionByName(owned.where(F.col("id_kind") != PHONE)).unionByName(orphans)
 
 
 def identity_map(records: DataFrame, clusters: DataFrame, emails: DataFrame,
@@ -73,19 +76,21 @@ def identity_map(records: DataFrame, clusters: DataFrame, emails: DataFrame,
 def keyed_anchors(records: DataFrame, clusters: DataFrame, emails: DataFrame,
                   accounts: DataFrame, previous: DataFrame | None, key: bytes) -> DataFrame:
     """Map rows of every identifier but cookies and devices: records, emails, account ids
-    (see anchors) and phones, keyed (see assign_keys); materialised."""
+    (see anchors) and phones (the key of their owner's group), keyed (see assign_keys);
+    materialised.
+
+    ``records``: record_key, created_at and the CARRIED columns; ``clusters``: record_key,
+    group."""
+    recs = records.join(clusters, "record_key")
+    owned = owners(recs).persist()  # read by the anchors and for the phones
     # materialised once: every reader below and the client rows read it, and its keys come
     # from a pandas UDF
-    keyed = assign_keys(anchors(records, clusters, emails, accounts), previous, key) \
-        .localCheckpoint()
-    known = keyed.select("id_kind", "id_value", "customer_key")
-    phones = _latest(records.join(clusters, "record_key").where(F.col("phone_hash").isNotNull()),
-                     "phone_hash", [F.col("created_at").desc_nulls_last(), F.col("record_key")]) \
-        .join(known.where(F.col("id_kind") == RECORD)
-              .select(F.col("id_value").alias("record_key"), "customer_key"), "record_key") \
-        .select(F.lit(PHONE).alias("id_kind"), F.col("phone_hash").alias("id_value"),
-                "customer_key")
-    return known.unionByName(phones).withColumn("anonymous", F.lit(False)) \
+    keyed = assign_keys(anchors(recs, owned, emails, accounts), previous, key).localCheckpoint()
+    groups = keyed.where(F.col("id_kind") == RECORD).select("group", "customer_key").distinct()
+    phones = owned.where(F.col("id_kind") == PHONE).join(groups, "group")
+    return keyed.select("id_kind", "id_value", "customer_key") \
+        .unionByName(phones.select("id_kind", "id_value", "customer_key")) \
+        .withColumn("anonymous", F.lit(False)) \
         .withColumn("valid_from", F.lit(None).cast("timestamp")) \
         .withColumn("valid_to", F.lit(None).cast("timestamp")).select(*MAP_COLUMNS)
 
