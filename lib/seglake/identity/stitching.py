@@ -82,7 +82,9 @@ def keyed_anchors(records: DataFrame, clusters: DataFrame, emails: DataFrame,
     ``records``: record_key, created_at and the CARRIED columns; ``clusters``: record_key,
     group."""
     recs = records.join(clusters, "record_key")
-    owned = owners(recs).persist()  # read by the anchors and for the phones
+    # not cached (nothing would release it): the phones derive it again, as a checkpoint's
+    # unknown size draws Spark's runtime bloom filter, whose generated code fails to compile
+    owned = owners(recs)
     # materialised once: every reader below and the client rows read it, and its keys come
     # from a pandas UDF
     keyed = assign_keys(anchors(recs, owned, emails, accounts), previous, key).localCheckpoint()
