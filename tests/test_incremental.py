@@ -3,6 +3,7 @@ hand (people the demo generator never made), linked without re-linking the rest.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 from typing import Any
@@ -27,8 +28,6 @@ def person(first: str, last: str, birth: str | None, email: str | None, phone: s
 def put_records(lake: Lakehouse, records: dict[str, dict[str, Any]], key: bytes) -> None:
     """Add or replace CRM records (``loyalty:<id>`` -> a ``person``) in both silver tables,
     as refine would have written them (keyed hashes of the email's mailbox and the phone)."""
-    import datetime as dt
-
     raw_t, pii_t = lake.read(RAW), lake.read(PII)
     raw_row, pii_row = raw_t.first().asDict(), pii_t.first().asDict()
     raws, piis = [], []
@@ -106,6 +105,18 @@ def test_incremental_resolves_link_the_batch_and_keep_every_untouched_key(spark,
     key = pseudonymization_key(config.privacy)
     put_records(lake, {"loyalty:T1": current_pii(lake, single), "loyalty:T2": NEW,
                        "loyalty:T3": MAIDEN, "loyalty:T4": MARRIED, changed: STRANGER}, key)
+    # and a customer the batch does not touch opts in to marketing (a later consent batch)
+    consenting = lake.read("silver.customers").where(
+        F.col("email_hash").isNotNull() & ~F.coalesce("marketing_consent", F.lit(False))
+        & ~F.col("customer_key").isin(before[single], before[changed])) \
+        .orderBy("customer_key").first()
+    consents = lake.read("silver.consents")
+    template = consents.orderBy(F.desc("_batch_id")).first().asDict()
+    lake.merge("silver.consents", spark.createDataFrame([{
+        **template, "subject_hash": consenting["email_hash"],
+        "purpose": config.identity.marketing_purpose, "status": "granted",
+        "updated_at": dt.datetime(2030, 1, 1), "_batch_id": template["_batch_id"] + 1}],
+        consents.schema), ["subject_hash", "purpose"])
 
     day1 = run_resolve(spark, config)
     after = record_keys(lake)
@@ -125,7 +136,9 @@ def test_incremental_resolves_link_the_batch_and_keep_every_untouched_key(spark,
     rewritten = customers.where(F.col("run_id") == day1.run_id).select("customer_key")
     assert {r[0] for r in rewritten.collect()} <= {
         before[single], before[changed], after[changed], after["loyalty:T2"],
-        after["loyalty:T3"], after["loyalty:T4"]}
+        after["loyalty:T3"], after["loyalty:T4"], consenting["customer_key"]}
+    opted = customers.where(F.col("customer_key") == consenting["customer_key"]).first()
+    assert opted["marketing_consent"] is True and opted["run_id"] == day1.run_id
     assert run_ids(customers.where(F.col("customer_key").isin(
         [before[r] for r in sorted(untouched)[:200]]))) == first_run
     links = lake.read("silver.identity_links")

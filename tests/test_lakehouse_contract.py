@@ -366,6 +366,27 @@ def test_sync_matches_null_key_parts(spark, lakehouse):
     assert rows == {(1, None, "a", "run1"), (1, "x", "B", "run2"), (3, None, "d", "run2")}
 
 
+def test_sync_within_a_scope_replaces_its_rows_only(spark, lakehouse):
+    """Rows outside the scope stay as they are, though ``df`` does not hold them; inside it,
+    rows missing from ``df`` go and unchanged ones keep their stamps."""
+    schema = "grp string, id long, name string, stamp string"
+    lakehouse.append("silver.sw", spark.createDataFrame(
+        [("x", 1, "a", "run1"), ("x", 2, "b", "run1"), ("y", 3, "c", "run1"),
+         ("z", 4, "d", "run1")], schema))
+    rows = spark.createDataFrame([("x", 1, "a", "run2"), ("y", 3, "C", "run2"),
+                                  ("y", 5, "e", "run2")], schema)
+    scope = spark.createDataFrame([("x",), ("y",)], "grp string")
+    assert lakehouse.sync("silver.sw", rows, ("stamp",), ["id"], within=(scope, ["grp"])) \
+        == (2, 1)
+    assert {tuple(r) for r in lakehouse.read("silver.sw").collect()} == {
+        ("x", 1, "a", "run1"), ("y", 3, "C", "run2"), ("y", 5, "e", "run2"),
+        ("z", 4, "d", "run1")}
+    version = lakehouse.version("silver.sw")
+    assert lakehouse.sync("silver.sw", rows.where("id = 1"), ("stamp",), ["id"],
+                          within=(scope.where("grp = 'x'"), ["grp"])) == (0, 0)
+    assert lakehouse.version("silver.sw") == version  # nothing in the scope changed
+
+
 def test_merge_rejects_duplicate_source_keys(spark, lakehouse):
     lakehouse.append("silver.m3", spark.createDataFrame([(1, "a", 1)], MERGE_SCHEMA))
     source = spark.createDataFrame([(1, "x", 1), (1, "y", 2)], MERGE_SCHEMA)

@@ -14,7 +14,8 @@ import sys
 from collections.abc import Callable
 from importlib import resources
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from seglake.config import SeglakeConfig
 
@@ -189,3 +190,16 @@ def get_spark(config: SeglakeConfig) -> SparkSession:
     spark = local_builder(config).getOrCreate()
     spark.sparkContext.setLogLevel(config.spark.log_level)
     return spark
+
+
+# rows up to which a materialised frame is shipped whole to every task that joins it
+BROADCAST_ROWS = 500_000
+
+
+def held(df: DataFrame) -> tuple[DataFrame, int]:
+    """``df`` materialised (a local checkpoint) and its row count, hinted for broadcast when
+    small: Spark sizes a checkpoint by its plan's estimate, often terabytes, and would shuffle
+    the other side of every join with it (an 800,000-row identity map for a few keys)."""
+    df = df.localCheckpoint()
+    rows = df.count()
+    return (F.broadcast(df) if rows <= BROADCAST_ROWS else df), rows

@@ -41,6 +41,7 @@ from seglake.identity.stitching import (
     keyed_anchors,
 )
 from seglake.privacy import keyed_hash
+from seglake.session import held
 
 log = logging.getLogger(__name__)
 
@@ -185,10 +186,13 @@ class MapScope:
     Closed under what decides a row: every identifier of a customer the batch touches, every
     record carrying one of them (the newest carrier owns an email, account or phone), and every
     cookie or device that logged in to such a customer or has events added since the last
-    resolve."""
+    resolve. Each part is materialised and shipped whole to the joins with the map when small
+    (see session.held)."""
 
     ids: DataFrame      # id_kind, id_value of records, emails, accounts and phones
     clients: DataFrame  # id_value of cookies and devices
+    rows: DataFrame     # id_kind, id_value of both
+    size: int           # rows of ``rows``
 
 
 def map_scope(previous: DataFrame, touched: DataFrame, records: DataFrame, emails: DataFrame,
@@ -200,28 +204,31 @@ def map_scope(previous: DataFrame, touched: DataFrame, records: DataFrame, email
     added since the last resolve."""
     pair = ["id_kind", "id_value"]
 
-    def held(df: DataFrame) -> DataFrame:  # (id_kind, id_value) of what records carry
+    def held_by(df: DataFrame) -> DataFrame:  # (id_kind, id_value) of what records carry
         return df.select(F.lit(RECORD).alias("id_kind"), F.col("record_key").alias("id_value")) \
             .unionByName(carried(df))
 
     now = previous.where(F.col("valid_to").isNull() & (F.col("id_kind") != CLIENT))
     seen = emails.select(F.lit(EMAIL).alias("id_kind"), "id_value").unionByName(
         accounts.select(F.lit(ACCOUNT).alias("id_kind"), "id_value"))
-    first = held(records.join(touched.select(F.col(ID).alias("record_key")), "record_key",
-                              "left_semi")) \
-        .unionByName(touched.select(F.lit(RECORD).alias("id_kind"), F.col(ID).alias("id_value"))) \
-        .unionByName(seen.join(now, pair, "left_anti"))
-    keys = now.join(first, pair, "left_semi").select("customer_key").distinct() \
-        .localCheckpoint()  # read twice below
+    regrouped, _ = held(touched.select(F.col(ID).alias("record_key")))
+    first, _ = held(held_by(records.join(regrouped, "record_key", "left_semi"))
+                    .unionByName(regrouped.select(F.lit(RECORD).alias("id_kind"),
+                                                  F.col("record_key").alias("id_value")))
+                    .unionByName(seen.join(now, pair, "left_anti")).distinct())
+    keys, _ = held(now.join(first, pair, "left_semi").select("customer_key").distinct())
     ids = first.unionByName(now.join(keys, "customer_key", "left_semi").select(*pair)).distinct()
+    ids, _ = held(ids)
     carriers = carried(records, "record_key").join(ids, pair, "left_semi")
-    ids = ids.unionByName(carriers.select(F.lit(RECORD).alias("id_kind"),
-                                          F.col("record_key").alias("id_value"))) \
-        .distinct().localCheckpoint()  # short plans: every reader of the scope joins it
-    clients = new_clients.unionByName(
+    ids, _ = held(ids.unionByName(carriers.select(F.lit(RECORD).alias("id_kind"),
+                                                  F.col("record_key").alias("id_value")))
+                  .distinct())
+    clients, _ = held(new_clients.unionByName(
         previous.where(F.col("id_kind") == CLIENT).join(keys, "customer_key", "left_semi")
-        .select("id_value")).distinct().localCheckpoint()
-    return MapScope(ids, clients)
+        .select("id_value")).distinct())
+    rows, size = held(ids.unionByName(clients.select(F.lit(CLIENT).alias("id_kind"),
+                                                     "id_value")))
+    return MapScope(ids, clients, rows, size)
 
 
 def batch_marks(df: DataFrame) -> dict[str, int] | None:
@@ -243,17 +250,16 @@ def added_since(df: DataFrame, marks: dict[str, int]) -> DataFrame:
 
 def in_scope(rows: DataFrame, scope: MapScope, keep: bool = True) -> DataFrame:
     """The map rows (id_kind, id_value, …) inside ``scope``, or outside it unless ``keep``."""
-    how = "left_semi" if keep else "left_anti"
-    spans = rows.where(F.col("id_kind") == CLIENT).join(scope.clients, "id_value", how)
-    return rows.where(F.col("id_kind") != CLIENT).join(scope.ids, ["id_kind", "id_value"], how) \
-        .unionByName(spans)
+    return rows.join(scope.rows, ["id_kind", "id_value"], "left_semi" if keep else "left_anti")
 
 
-def rederived_map(scope: MapScope, previous_map: DataFrame, records: DataFrame,
-                  clusters: DataFrame, emails: DataFrame, accounts: DataFrame,
-                  logins: DataFrame, clients: DataFrame, key: bytes) -> DataFrame:
-    """The last map (``previous_map``, whole) with the rows in ``scope`` derived again from the
-    same inputs as ``identity_map`` takes: what it would give, at the cost of the scope."""
+def rederived_rows(scope: MapScope, previous_map: DataFrame, records: DataFrame,
+                   clusters: DataFrame, emails: DataFrame, accounts: DataFrame,
+                   logins: DataFrame, clients: DataFrame, key: bytes) -> DataFrame:
+    """The map rows in ``scope`` derived again from the same inputs as ``identity_map`` takes,
+    the last map (``previous_map``, whole) giving the rest: what ``identity_map`` would give
+    there, at the cost of the scope. The map is ``in_scope(previous_map, scope, keep=False)``
+    and these rows."""
     def of_kind(kind: str, name: str = "id_value") -> DataFrame:
         return scope.ids.where(F.col("id_kind") == kind).select(F.col("id_value").alias(name))
 
@@ -264,10 +270,31 @@ def rederived_map(scope: MapScope, previous_map: DataFrame, records: DataFrame,
         emails.join(of_kind(EMAIL), "id_value", "left_semi"),
         accounts.join(of_kind(ACCOUNT), "id_value", "left_semi"),
         in_scope(now, scope).select("id_kind", "id_value", "customer_key"), key), scope)
-    kept = in_scope(previous_map, scope, keep=False).select(*MAP_COLUMNS)
-    settled = kept.where(F.col("valid_to").isNull() & (F.col("id_kind") != CLIENT))
+    settled = in_scope(now.where(F.col("id_kind") != CLIENT), scope, keep=False) \
+        .select(*MAP_COLUMNS)
     inside = scope.clients.select(F.col("id_value").alias("client_id"))
     spans = client_rows(logins.join(inside, "client_id", "left_semi"),
                         clients.join(scope.clients, "id_value", "left_semi"),
                         known.unionByName(settled), key)
-    return kept.unionByName(known).unionByName(spans)
+    return known.unionByName(spans)
+
+
+def changed_customers(previous: DataFrame, derived: DataFrame, new_map: DataFrame,
+                      consents: DataFrame | None, marks: dict[str, int] | None) -> DataFrame:
+    """customer_key of every customer whose golden record an incremental run can change
+    (materialised): those an identifier in the scope left or joined (``previous`` /
+    ``derived``: the scope's current rows before and after; cookies and devices are no part of
+    a golden record), and those owning an email with consents added since the last resolve
+    (``marks``: its consent_batches; None: every consent counts as new)."""
+    def keys(rows: DataFrame) -> DataFrame:
+        return rows.where(F.col("id_kind") != CLIENT).select("customer_key")
+
+    changed = keys(previous).unionByName(keys(derived))
+    if consents is not None:
+        fresh = consents if marks is None or batch_marks(consents) is None \
+            else added_since(consents, marks)
+        emails, _ = held(fresh.select(F.col("subject_hash").alias("id_value")).distinct())
+        changed = changed.unionByName(
+            new_map.where(F.col("valid_to").isNull() & (F.col("id_kind") == EMAIL))
+            .join(emails, "id_value", "left_semi").select("customer_key"))
+    return held(changed.distinct())[0]

@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from seglake.privacy import keyed_hash
+from seglake.session import held
 
 KEY_LENGTH = 24  # hex characters of the keyed hash kept in a key
 
@@ -46,28 +47,38 @@ def assign_keys(anchors: DataFrame, previous: DataFrame | None, key: bytes) -> D
     return anchors.join(keys, "group")  # one join of the anchors: their groups are few
 
 
-def key_changes(previous: DataFrame | None, current: DataFrame, links: DataFrame) -> DataFrame:
+def key_changes(previous: DataFrame | None, current: DataFrame, links: DataFrame,
+                whole: tuple[DataFrame, DataFrame] | None = None) -> DataFrame:
     """Every previous key whose identifiers moved, and why.
 
     ``event``: ``merge`` (the old key is retired), ``split`` (ids went to a key that did not
     exist: no link at or above the threshold ties them to the rest any more) or ``move`` (to
     another existing key). A merge carries the strongest link (``links``: record_key_l,
     record_key_r, match_probability) that now ties a record of the old key to one of another
-    previous key."""
+    previous key. ``whole``: the last and the new map's current rows whole, when ``previous``
+    and ``current`` hold only the rows that may differ (an incremental run's scope): whether an
+    old key lives on, or a new one existed, is asked of them."""
     schema = ("event STRING, old_key STRING, new_key STRING, ids_moved BIGINT, "
               "record_key_l STRING, record_key_r STRING, match_probability DOUBLE")
     if previous is None:
         return current.sparkSession.createDataFrame([], schema)
-    alive = current.select(F.col("customer_key").alias("old_key")).distinct() \
-        .withColumn("_alive", F.lit(True))
-    existed = previous.select(F.col("customer_key").alias("new_key")).distinct() \
-        .withColumn("_existed", F.lit(True))
     moved = previous.select("id_kind", "id_value", F.col("customer_key").alias("old_key")) \
         .join(current.select("id_kind", "id_value", F.col("customer_key").alias("new_key")),
               ["id_kind", "id_value"]) \
         .where(F.col("old_key") != F.col("new_key")) \
-        .groupBy("old_key", "new_key").agg(F.count("*").alias("ids_moved")) \
-        .join(alive, "old_key", "left").join(existed, "new_key", "left") \
+        .groupBy("old_key", "new_key").agg(F.count("*").alias("ids_moved"))
+    before, after = whole or (previous, current)
+    if whole is not None:  # few: the whole maps are searched for their keys only
+        moved = held(moved)[0]
+        before = before.join(moved.select(F.col("new_key").alias("customer_key")),
+                             "customer_key", "left_semi")
+        after = after.join(moved.select(F.col("old_key").alias("customer_key")),
+                           "customer_key", "left_semi")
+    alive = after.select(F.col("customer_key").alias("old_key")).distinct() \
+        .withColumn("_alive", F.lit(True))
+    existed = before.select(F.col("customer_key").alias("new_key")).distinct() \
+        .withColumn("_existed", F.lit(True))
+    moved = moved.join(alive, "old_key", "left").join(existed, "new_key", "left") \
         .withColumn("event", F.when(F.col("_alive").isNull(), "merge")
                     .when(F.col("_existed").isNull(), "split").otherwise("move"))
     before = previous.where(F.col("id_kind") == "record_key") \

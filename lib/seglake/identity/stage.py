@@ -42,12 +42,14 @@ from seglake.identity.golden import (
 from seglake.identity.incremental import (
     added_since,
     batch_marks,
+    changed_customers,
     changed_settings,
     content_hashes,
+    in_scope,
     link_batch,
     map_scope,
     record_changes,
-    rederived_map,
+    rederived_rows,
 )
 from seglake.identity.keys import key_changes
 from seglake.identity.linkage import ID, comparison_frame, link
@@ -215,6 +217,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                    (consents, "subject_hash")]).persist()
     accounts = _ids(spark, [(orders, "customer_id"), (events, "user_id")]).persist()
     marks = batch_marks(events) if events is not None else None
+    consent_marks = batch_marks(consents) if consents is not None else None
     scope = None
     if base is not None and linkage.touched is not None:
         # the map rows the batch can change: derived again, every other row kept
@@ -228,6 +231,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
             new_clients = added_since(events, marks_before).select(client)
         scope = map_scope(previous_map, linkage.touched, records, emails, accounts,
                           new_clients.where(F.col("id_value").isNotNull()))
+        log.info("resolve: %d identifiers in the incremental run's scope", scope.size)
     if events is not None:  # read once: the identifiers of every event (in scope)
         events = events.select("user_id", F.coalesce("cookie_id", "device_id")
                                .alias("client_id"), "event_ts")
@@ -242,22 +246,38 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         logins = spark.createDataFrame([], "client_id STRING, customer_id STRING, "
                                            "event_ts TIMESTAMP")
         clients = spark.createDataFrame([], "id_value STRING")
+    # derived: the map rows this run derives (all of them in a full run), materialised
     if scope is None:
-        new_map = identity_map(records, clusters, emails, accounts, logins, clients, previous,
+        derived = identity_map(records, clusters, emails, accounts, logins, clients, previous,
                                key)
     else:
-        new_map = rederived_map(scope, previous_map, records, clusters, emails, accounts,
-                                logins, clients, key)
-    new_map = new_map.withColumn("run_id", F.lit(run_id)) \
+        derived = rederived_rows(scope, previous_map, records, clusters, emails, accounts,
+                                 logins, clients, key)
+    derived = derived.withColumn("run_id", F.lit(run_id)) \
         .withColumn("resolved_at", F.lit(stamp)).persist()
-    map_rows = new_map.count()
-    log.info("resolve: identity map of %d rows (%.1f s)", map_rows,
+    derived_rows = derived.count()
+    if scope is None:
+        new_map, map_rows, affected = derived, derived_rows, None
+        previous_in, derived_now = previous, current(derived)
+    else:  # the rows outside the scope, as they were
+        new_map = in_scope(previous_map, scope, keep=False).select(*derived.columns) \
+            .unionByName(derived)
+        previous_in = in_scope(previous, scope)
+        map_rows = previous_rows - in_scope(previous_map, scope).count() + derived_rows
+        derived_now = current(derived).select("id_kind", "id_value", "customer_key")
+        affected = changed_customers(previous_in, derived_now, new_map, consents,
+                                     json.loads(base["metrics"]).get("consent_batches"))
+    log.info("resolve: identity map of %d rows, %d derived (%.1f s)", map_rows, derived_rows,
              time.monotonic() - started)
+
+    def of_changed(df: DataFrame) -> DataFrame:  # the rows of customers this run can change
+        return df if affected is None else df.join(affected, "customer_key", "left_semi")
+
     record_keys = new_map.where(F.col("id_kind") == RECORD) \
         .select(F.col("id_value").alias("record_key"), "customer_key")
-    crm = golden(records.join(record_keys, "record_key"), ident) \
+    crm = golden(records.join(of_changed(record_keys), "record_key"), ident) \
         .withColumn("profile", F.lit("crm")).persist()  # read by customers and customers_pii
-    known = new_map.where(~F.col("anonymous") & F.col("id_kind").isin(EMAIL, ACCOUNT))
+    known = of_changed(new_map.where(~F.col("anonymous") & F.col("id_kind").isin(EMAIL, ACCOUNT)))
     others = known.join(crm.select("customer_key"), "customer_key", "left_anti") \
         .groupBy("customer_key").agg(
             F.max(F.when(F.col("id_kind") == EMAIL, F.col("id_value"))).alias("email_hash"),
@@ -266,35 +286,43 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     customers = crm.unionByName(others, allowMissingColumns=True) \
         .withColumn("record_count", F.coalesce("record_count", F.lit(0)).cast("bigint"))
     customers = with_consent(customers, consents,
-                             new_map.where(F.col("id_kind") == EMAIL), ident.marketing_purpose)
+                             of_changed(new_map.where(F.col("id_kind") == EMAIL)),
+                             ident.marketing_purpose)
     customers = customers.select(*CUSTOMER_COLUMNS).withColumn("run_id", F.lit(run_id)) \
         .withColumn("resolved_at", F.lit(stamp)).persist()
     golden_pii = crm.select(*PII_COLUMNS)
-    moved = key_changes(previous, current(new_map), links).withColumn("run_id", F.lit(run_id)) \
-        .withColumn("merged_at", F.lit(stamp)).persist()
-
-    n_customers, n_crm = customers.agg(
-        F.count(F.lit(1)), F.count(F.when(F.col("profile") == "crm", True))).first()
-    log.info("resolve: %d golden records (%.1f s)", n_customers, time.monotonic() - started)
+    moved = key_changes(previous_in, derived_now, links,
+                        None if scope is None else (previous, current(new_map))) \
+        .withColumn("run_id", F.lit(run_id)).withColumn("merged_at", F.lit(stamp)).persist()
     stamps = ("run_id", "resolved_at", "linked_at")
 
-    def write(name: str, df: DataFrame) -> None:  # incremental: the changed rows only
+    def write(name: str, df: DataFrame, within: tuple[DataFrame, list[str]] | None = None) \
+            -> None:  # incremental: the changed rows only
         if base is None:  # the declared schema whole: a table of an older layout is replaced
             lakehouse.overwrite(name, df, overwrite_schema=True)
         else:
-            upserted, deleted = lakehouse.sync(name, df, stamps)
+            upserted, deleted = lakehouse.sync(name, df, stamps, within=within)
             log.info("resolve: %s: %d rows upserted, %d deleted", name, upserted, deleted)
 
-    write(CUSTOMERS, customers)
-    write(CUSTOMERS_PII, golden_pii)
+    by_key = None if affected is None else (affected, ["customer_key"])
+    write(CUSTOMERS, customers, by_key)
+    write(CUSTOMERS_PII, golden_pii, by_key)
+    n_customers, n_crm = lakehouse.read(CUSTOMERS).agg(
+        F.count(F.lit(1)), F.count(F.when(F.col("profile") == "crm", True))).first()
+    log.info("resolve: %d golden records (%.1f s)", n_customers, time.monotonic() - started)
     n_merges = moved.count()
     if not lakehouse.exists(MERGES):
         lakehouse.append(MERGES, moved)
     elif n_merges:  # a re-run after a kill records the same merges once
         lakehouse.merge(MERGES, moved, on=["old_key", "new_key"], when_matched_update=False)
     write(LINKS, links)
-    write(RECORD_STATE, record_state)
-    write(IDENTITY_MAP, new_map)
+    if linkage.touched is None:
+        write(RECORD_STATE, record_state)
+    else:  # the records linkage regrouped hold every new, changed and removed one
+        regrouped = linkage.touched.select(F.col(ID).alias("record_key"))
+        write(RECORD_STATE, record_state.join(regrouped, "record_key", "left_semi"),
+              (regrouped, ["record_key"]))
+    write(IDENTITY_MAP, derived, None if scope is None else (scope.rows, ["id_kind", "id_value"]))
 
     weights = list(linkage.pairs.agg(*histogram("match_weight", WEIGHT_EDGES)).first())
     trained = json.loads(previous_model["metrics"]) if previous_model else {}
@@ -315,7 +343,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                "trained_records": trained_records, "trained_weights": trained_weights,
                "drift": drift, "mode": mode, "full_because": why_full or None,
                "batch_records": linkage.batch_records,
-               "touched_records": linkage.touched_records, "event_batches": marks}
+               "touched_records": linkage.touched_records, "event_batches": marks,
+               "consent_batches": consent_marks}
     model_json = json.dumps(linkage.model_json, sort_keys=True)
     version = record_model(lakehouse, MODEL_KIND, run_id, params=ident.model_dump(),
                            metrics=summary, data_versions=versions, artifact=model_json,
@@ -339,7 +368,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                   message=f"{mode}: {linkage.batch_records} new or changed records linked"
                   if base is not None else f"full: {why_full}")
     runlog.flush()
-    for df in (records, frame, new_map, crm, customers, moved, linkage.pairs, linkage.edges,
+    for df in (records, frame, derived, crm, customers, moved, linkage.pairs, linkage.edges,
                linkage.clusters, links, record_state, hashes):
         df.unpersist()
     for df in (previous_map, events, emails, accounts):
