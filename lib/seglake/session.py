@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 
 from pyspark.sql import DataFrame, SparkSession
@@ -196,10 +197,21 @@ def get_spark(config: SeglakeConfig) -> SparkSession:
 BROADCAST_ROWS = 500_000
 
 
-def held(df: DataFrame) -> tuple[DataFrame, int]:
-    """``df`` materialised (a local checkpoint) and its row count, hinted for broadcast when
-    small: Spark sizes a checkpoint by its plan's estimate, often terabytes, and would shuffle
-    the other side of every join with it (an 800,000-row identity map for a few keys)."""
-    df = df.localCheckpoint()
-    rows = df.count()
-    return (F.broadcast(df) if rows <= BROADCAST_ROWS else df), rows
+@dataclass(frozen=True)
+class Held:
+    """A materialised frame (a local checkpoint) and its row count."""
+
+    frame: DataFrame
+    rows: int
+
+    def shipped(self) -> DataFrame:
+        """The frame for the right side of a join, hinted for broadcast when small: Spark
+        sizes a checkpoint by its plan's estimate, often terabytes, and would shuffle the
+        other side (an 800,000-row identity map joined to a few keys)."""
+        return F.broadcast(self.frame) if self.rows <= BROADCAST_ROWS else self.frame
+
+
+def held(df: DataFrame) -> Held:
+    """``df`` materialised, with its row count."""
+    frame = df.localCheckpoint()
+    return Held(frame, frame.count())

@@ -187,12 +187,13 @@ class MapScope:
     record carrying one of them (the newest carrier owns an email, account or phone), and every
     cookie or device that logged in to such a customer or has events added since the last
     resolve. Each part is materialised and shipped whole to the joins with the map when small
-    (see session.held)."""
+    (see session.Held)."""
 
     ids: DataFrame      # id_kind, id_value of records, emails, accounts and phones
     clients: DataFrame  # id_value of cookies and devices
     rows: DataFrame     # id_kind, id_value of both
     size: int           # rows of ``rows``
+    # the frames are for the right side of joins only (see session.Held.shipped)
 
 
 def map_scope(previous: DataFrame, touched: DataFrame, records: DataFrame, emails: DataFrame,
@@ -211,24 +212,25 @@ def map_scope(previous: DataFrame, touched: DataFrame, records: DataFrame, email
     now = previous.where(F.col("valid_to").isNull() & (F.col("id_kind") != CLIENT))
     seen = emails.select(F.lit(EMAIL).alias("id_kind"), "id_value").unionByName(
         accounts.select(F.lit(ACCOUNT).alias("id_kind"), "id_value"))
-    regrouped, _ = held(touched.select(F.col(ID).alias("record_key")))
-    first, _ = held(held_by(records.join(regrouped, "record_key", "left_semi"))
-                    .unionByName(regrouped.select(F.lit(RECORD).alias("id_kind"),
-                                                  F.col("record_key").alias("id_value")))
-                    .unionByName(seen.join(now, pair, "left_anti")).distinct())
-    keys, _ = held(now.join(first, pair, "left_semi").select("customer_key").distinct())
-    ids = first.unionByName(now.join(keys, "customer_key", "left_semi").select(*pair)).distinct()
-    ids, _ = held(ids)
-    carriers = carried(records, "record_key").join(ids, pair, "left_semi")
-    ids, _ = held(ids.unionByName(carriers.select(F.lit(RECORD).alias("id_kind"),
-                                                  F.col("record_key").alias("id_value")))
-                  .distinct())
-    clients, _ = held(new_clients.unionByName(
+    regrouped = held(touched.select(F.col(ID).alias("record_key"))).shipped()
+    first = held(held_by(records.join(regrouped, "record_key", "left_semi"))
+                 .unionByName(touched.select(F.lit(RECORD).alias("id_kind"),
+                                             F.col(ID).alias("id_value")))
+                 .unionByName(seen.join(now, pair, "left_anti")).distinct())
+    keys = held(now.join(first.shipped(), pair, "left_semi").select("customer_key")
+                .distinct()).shipped()
+    ids = held(first.frame.unionByName(now.join(keys, "customer_key", "left_semi")
+                                       .select(*pair)).distinct())
+    carriers = carried(records, "record_key").join(ids.shipped(), pair, "left_semi")
+    ids = held(ids.frame.unionByName(carriers.select(F.lit(RECORD).alias("id_kind"),
+                                                     F.col("record_key").alias("id_value")))
+               .distinct())
+    clients = held(new_clients.unionByName(
         previous.where(F.col("id_kind") == CLIENT).join(keys, "customer_key", "left_semi")
         .select("id_value")).distinct())
-    rows, size = held(ids.unionByName(clients.select(F.lit(CLIENT).alias("id_kind"),
-                                                     "id_value")))
-    return MapScope(ids, clients, rows, size)
+    rows = held(ids.frame.unionByName(clients.frame.select(F.lit(CLIENT).alias("id_kind"),
+                                                           "id_value")))
+    return MapScope(ids.shipped(), clients.shipped(), rows.shipped(), rows.rows)
 
 
 def batch_marks(df: DataFrame) -> dict[str, int] | None:
@@ -282,10 +284,10 @@ def rederived_rows(scope: MapScope, previous_map: DataFrame, records: DataFrame,
 def changed_customers(previous: DataFrame, derived: DataFrame, new_map: DataFrame,
                       consents: DataFrame | None, marks: dict[str, int] | None) -> DataFrame:
     """customer_key of every customer whose golden record an incremental run can change
-    (materialised): those an identifier in the scope left or joined (``previous`` /
-    ``derived``: the scope's current rows before and after; cookies and devices are no part of
-    a golden record), and those owning an email with consents added since the last resolve
-    (``marks``: its consent_batches; None: every consent counts as new)."""
+    (materialised, for the right side of joins): those an identifier in the scope left or
+    joined (``previous`` / ``derived``: the scope's current rows before and after; cookies and
+    devices are no part of a golden record), and those owning an email with consents added
+    since the last resolve (``marks``: its consent_batches; None: every consent is new)."""
     def keys(rows: DataFrame) -> DataFrame:
         return rows.where(F.col("id_kind") != CLIENT).select("customer_key")
 
@@ -293,8 +295,8 @@ def changed_customers(previous: DataFrame, derived: DataFrame, new_map: DataFram
     if consents is not None:
         fresh = consents if marks is None or batch_marks(consents) is None \
             else added_since(consents, marks)
-        emails, _ = held(fresh.select(F.col("subject_hash").alias("id_value")).distinct())
+        emails = held(fresh.select(F.col("subject_hash").alias("id_value")).distinct())
         changed = changed.unionByName(
             new_map.where(F.col("valid_to").isNull() & (F.col("id_kind") == EMAIL))
-            .join(emails, "id_value", "left_semi").select("customer_key"))
-    return held(changed.distinct())[0]
+            .join(emails.shipped(), "id_value", "left_semi").select("customer_key"))
+    return held(changed.distinct()).shipped()

@@ -69,10 +69,11 @@ def key_changes(previous: DataFrame | None, current: DataFrame, links: DataFrame
         .groupBy("old_key", "new_key").agg(F.count("*").alias("ids_moved"))
     before, after = whole or (previous, current)
     if whole is not None:  # few: the whole maps are searched for their keys only
-        moved = held(moved)[0]
-        before = before.join(moved.select(F.col("new_key").alias("customer_key")),
+        kept = held(moved)
+        moved, shipped = kept.frame, kept.shipped()
+        before = before.join(shipped.select(F.col("new_key").alias("customer_key")),
                              "customer_key", "left_semi")
-        after = after.join(moved.select(F.col("old_key").alias("customer_key")),
+        after = after.join(shipped.select(F.col("old_key").alias("customer_key")),
                            "customer_key", "left_semi")
     alive = after.select(F.col("customer_key").alias("old_key")).distinct() \
         .withColumn("_alive", F.lit(True))
