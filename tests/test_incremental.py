@@ -118,6 +118,15 @@ def test_incremental_resolves_link_the_batch_and_keep_every_untouched_key(spark,
         "updated_at": dt.datetime(2030, 1, 1), "_batch_id": template["_batch_id"] + 1}],
         consents.schema), ["subject_hash", "purpose"])
 
+    # and a one-record customer's loyalty points change (no compared value: not a linkage
+    # change, but a golden record's), delivered in a later batch
+    points = next(r[0] for k, r in sorted(sizes.items())
+                  if len(r) == 1 and r[0] != single and k != consenting["customer_key"])
+    raw = lake.read(RAW).where(F.col("record_key") == points)
+    lake.merge(RAW, raw.withColumn("loyalty_points", F.lit(987_654).cast(
+        raw.schema["loyalty_points"].dataType)).withColumn("_batch_id", F.col("_batch_id") + 1)
+        .localCheckpoint(), "record_key")
+
     day1 = run_resolve(spark, config)
     after = record_keys(lake)
     assert day1.mode == "incremental" and day1.batch_records == 5
@@ -126,6 +135,7 @@ def test_incremental_resolves_link_the_batch_and_keep_every_untouched_key(spark,
     assert after["loyalty:T3"] != after["loyalty:T4"]              # not linked (yet)
     assert after[changed] != after[partner] == before[partner]     # the changed record splits
     untouched = {r for r in before if before[r] not in (before[single], before[changed])}
+    assert after[points] == before[points]  # not re-linked: the same key
     assert all(after[r] == before[r] for r in untouched)
     events = lake.read("silver.identity_merges").where(F.col("run_id") == day1.run_id)
     split = events.collect()
@@ -136,11 +146,14 @@ def test_incremental_resolves_link_the_batch_and_keep_every_untouched_key(spark,
     rewritten = customers.where(F.col("run_id") == day1.run_id).select("customer_key")
     assert {r[0] for r in rewritten.collect()} <= {
         before[single], before[changed], after[changed], after["loyalty:T2"],
-        after["loyalty:T3"], after["loyalty:T4"], consenting["customer_key"]}
+        after["loyalty:T3"], after["loyalty:T4"], consenting["customer_key"], before[points]}
     opted = customers.where(F.col("customer_key") == consenting["customer_key"]).first()
     assert opted["marketing_consent"] is True and opted["run_id"] == day1.run_id
+    loyal = customers.where(F.col("customer_key") == before[points]).first()
+    assert loyal["loyalty_points"] == 987_654 and loyal["run_id"] == day1.run_id
     assert run_ids(customers.where(F.col("customer_key").isin(
-        [before[r] for r in sorted(untouched)[:200]]))) == first_run
+        [before[r] for r in sorted(untouched)[:200]
+         if before[r] not in (consenting["customer_key"], before[points])]))) == first_run
     links = lake.read("silver.identity_links")
     assert run_ids(links.where(~F.col("record_key_l").isin(changed, "loyalty:T1", single) &
                                ~F.col("record_key_r").isin(changed, "loyalty:T1", single))) \

@@ -242,6 +242,14 @@ def batch_marks(df: DataFrame) -> dict[str, int] | None:
             df.groupBy("_source").agg(F.max("_batch_id").alias("last")).collect()}
 
 
+def since(df: DataFrame, marks: dict[str, int] | None) -> DataFrame:
+    """The rows of ``df`` that arrived after ``marks`` (see batch_marks); all of them when no
+    marks were recorded or the rows carry no lineage to compare."""
+    if marks is None or not {"_source", "_batch_id"} <= set(df.columns):
+        return df
+    return added_since(df, marks)
+
+
 def added_since(df: DataFrame, marks: dict[str, int]) -> DataFrame:
     """The rows of batches after ``marks`` (see batch_marks), of sources unknown to it too."""
     seen = F.lit(False)
@@ -282,21 +290,23 @@ def rederived_rows(scope: MapScope, previous_map: DataFrame, records: DataFrame,
 
 
 def changed_customers(previous: DataFrame, derived: DataFrame, new_map: DataFrame,
-                      consents: DataFrame | None, marks: dict[str, int] | None) -> DataFrame:
+                      consented: DataFrame | None, delivered: DataFrame) -> DataFrame:
     """customer_key of every customer whose golden record an incremental run can change
     (materialised, for the right side of joins): those an identifier in the scope left or
     joined (``previous`` / ``derived``: the scope's current rows before and after; cookies and
-    devices are no part of a golden record), and those owning an email with consents added
-    since the last resolve (``marks``: its consent_batches; None: every consent is new)."""
+    devices are no part of a golden record), those owning an email with a consent that arrived
+    since the last resolve (``consented``: subject_hash) and those holding a CRM record
+    delivered since (``delivered``: record_key; a change linkage does not compare, such as
+    loyalty points, is a change of the golden record)."""
     def keys(rows: DataFrame) -> DataFrame:
         return rows.where(F.col("id_kind") != CLIENT).select("customer_key")
 
+    now = new_map.where(F.col("valid_to").isNull())
     changed = keys(previous).unionByName(keys(derived))
-    if consents is not None:
-        fresh = consents if marks is None or batch_marks(consents) is None \
-            else added_since(consents, marks)
-        emails = held(fresh.select(F.col("subject_hash").alias("id_value")).distinct())
-        changed = changed.unionByName(
-            new_map.where(F.col("valid_to").isNull() & (F.col("id_kind") == EMAIL))
-            .join(emails.shipped(), "id_value", "left_semi").select("customer_key"))
+    for kind, ids in ((EMAIL, consented), (RECORD, delivered)):
+        if ids is not None:
+            fresh = held(ids.toDF("id_value").distinct()).shipped()
+            changed = changed.unionByName(now.where(F.col("id_kind") == kind)
+                                          .join(fresh, "id_value", "left_semi")
+                                          .select("customer_key"))
     return held(changed.distinct()).shipped()

@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from seglake.config import IdentityConfig, SeglakeConfig
 from seglake.declarations import (
+    CONSENTS,
     CUSTOMERS,
     CUSTOMERS_PII,
     CUSTOMERS_RAW,
@@ -40,7 +41,6 @@ from seglake.identity.golden import (
     golden,
 )
 from seglake.identity.incremental import (
-    added_since,
     batch_marks,
     changed_customers,
     changed_settings,
@@ -50,6 +50,7 @@ from seglake.identity.incremental import (
     map_scope,
     record_changes,
     rederived_rows,
+    since,
 )
 from seglake.identity.keys import key_changes
 from seglake.identity.linkage import ID, comparison_frame, link
@@ -210,25 +211,28 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
 
     orders = _optional(lakehouse, "silver.orders")
     email_events = _optional(lakehouse, "silver.email_events")
-    consents = _optional(lakehouse, "silver.consents")
+    consents = _optional(lakehouse, CONSENTS)
     events = _optional(lakehouse, "silver.events")
     # persisted: an incremental run reads them to scope the map and again to derive it
     emails = _ids(spark, [(orders, "customer_email_hash"), (email_events, "email_hash"),
                    (consents, "subject_hash")]).persist()
     accounts = _ids(spark, [(orders, "customer_id"), (events, "user_id")]).persist()
     marks = batch_marks(events) if events is not None else None
-    consent_marks = batch_marks(consents) if consents is not None else None
+    # what golden records read besides the map: the next incremental run re-makes the
+    # customers whose records or consents arrived after these batches
+    golden_inputs = {name: df for name, df in ((CUSTOMERS_RAW, lakehouse.read(CUSTOMERS_RAW)),
+                     (CUSTOMERS_RAW_PII, lakehouse.read(CUSTOMERS_RAW_PII)),
+                     (CONSENTS, consents)) if df is not None}
+    batches = {name: batch_marks(df) for name, df in golden_inputs.items()}
     scope = None
     if base is not None and linkage.touched is not None:
         # the map rows the batch can change: derived again, every other row kept
         client = F.coalesce("cookie_id", "device_id").alias("id_value")
-        marks_before = json.loads(base["metrics"]).get("event_batches")
+        before = json.loads(base["metrics"])
         if events is None:
             new_clients = spark.createDataFrame([], "id_value STRING")
-        elif marks is None or marks_before is None:  # no lineage to tell new events by
-            new_clients = events.select(client)
         else:
-            new_clients = added_since(events, marks_before).select(client)
+            new_clients = since(events, before.get("event_batches")).select(client)
         scope = map_scope(previous_map, linkage.touched, records, emails, accounts,
                           new_clients.where(F.col("id_value").isNotNull()))
         log.info("resolve: %d identifiers in the incremental run's scope", scope.size)
@@ -265,8 +269,13 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         previous_in = in_scope(previous, scope)
         map_rows = previous_rows - in_scope(previous_map, scope).count() + derived_rows
         derived_now = current(derived).select("id_kind", "id_value", "customer_key")
-        affected = changed_customers(previous_in, derived_now, new_map, consents,
-                                     json.loads(base["metrics"]).get("consent_batches"))
+        marks_before = before.get("batches", {})
+        fresh = {name: since(df, marks_before.get(name)) for name, df in golden_inputs.items()}
+        affected = changed_customers(
+            previous_in, derived_now, new_map,
+            fresh[CONSENTS].select("subject_hash") if CONSENTS in fresh else None,
+            fresh[CUSTOMERS_RAW].select("record_key").unionByName(
+                fresh[CUSTOMERS_RAW_PII].select("record_key")))
     log.info("resolve: identity map of %d rows, %d derived (%.1f s)", map_rows, derived_rows,
              time.monotonic() - started)
 
@@ -344,7 +353,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                "drift": drift, "mode": mode, "full_because": why_full or None,
                "batch_records": linkage.batch_records,
                "touched_records": linkage.touched_records, "event_batches": marks,
-               "consent_batches": consent_marks}
+               "batches": batches}
     model_json = json.dumps(linkage.model_json, sort_keys=True)
     version = record_model(lakehouse, MODEL_KIND, run_id, params=ident.model_dump(),
                            metrics=summary, data_versions=versions, artifact=model_json,
