@@ -38,6 +38,7 @@ from seglake.identity.stitching import (
     RECORD,
     carried,
     client_rows,
+    current,
     keyed_anchors,
 )
 from seglake.privacy import keyed_hash
@@ -156,14 +157,14 @@ def link_batch(spark: SparkSession, frame: DataFrame, changes: RecordChanges,
     reached = new_edges.select(F.col(f"{ID}_l").alias(ID)) \
         .unionByName(new_edges.select(F.col(f"{ID}_r").alias(ID))).unionByName(stale)
     touched = groups_before.join(reached, ID, "left_semi").select("customer_key").distinct()
-    current = frame.select(ID)
+    present = frame.select(ID)  # records that still exist
     nodes = groups_before.join(touched, "customer_key", "left_semi").select(ID) \
-        .unionByName(changes.batch).distinct().join(current, ID, "left_semi").persist()
+        .unionByName(changes.batch).distinct().join(present, ID, "left_semi").persist()
     inside = nodes.select(F.col(ID).alias("_in"))
     sub_edges = edges.join(inside, F.col(f"{ID}_l") == F.col("_in"), "left_semi") \
         .join(inside, F.col(f"{ID}_r") == F.col("_in"), "left_semi")
     touched_clusters = _clusters(engine, engine.local(nodes), sub_edges, config.match_threshold)
-    untouched = groups_before.join(current, ID, "left_semi").join(nodes, ID, "left_anti") \
+    untouched = groups_before.join(present, ID, "left_semi").join(nodes, ID, "left_anti") \
         .select(ID, F.concat(F.lit("kept:"), "customer_key").alias("cluster_id"))
     clusters = touched_clusters.select(
         ID, F.concat(F.lit("new:"), "cluster_id").alias("cluster_id")) \
@@ -243,15 +244,10 @@ def batch_marks(df: DataFrame) -> dict[str, int] | None:
 
 
 def since(df: DataFrame, marks: dict[str, int] | None) -> DataFrame:
-    """The rows of ``df`` that arrived after ``marks`` (see batch_marks); all of them when no
-    marks were recorded or the rows carry no lineage to compare."""
+    """The rows of batches after ``marks`` (see batch_marks), of sources unknown to it too; all
+    of them when no marks were recorded or the rows carry no lineage to compare."""
     if marks is None or not {"_source", "_batch_id"} <= set(df.columns):
         return df
-    return added_since(df, marks)
-
-
-def added_since(df: DataFrame, marks: dict[str, int]) -> DataFrame:
-    """The rows of batches after ``marks`` (see batch_marks), of sources unknown to it too."""
     seen = F.lit(False)
     for source, last in marks.items():
         seen = seen | ((F.col("_source") == source) & (F.col("_batch_id") <= last))
@@ -301,7 +297,7 @@ def changed_customers(previous: DataFrame, derived: DataFrame, new_map: DataFram
     def keys(rows: DataFrame) -> DataFrame:
         return rows.where(F.col("id_kind") != CLIENT).select("customer_key")
 
-    now = new_map.where(F.col("valid_to").isNull())
+    now = current(new_map)
     changed = keys(previous).unionByName(keys(derived))
     for kind, ids in ((EMAIL, consented), (RECORD, delivered)):
         if ids is not None:

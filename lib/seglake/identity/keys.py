@@ -67,17 +67,17 @@ def key_changes(previous: DataFrame | None, current: DataFrame, links: DataFrame
               ["id_kind", "id_value"]) \
         .where(F.col("old_key") != F.col("new_key")) \
         .groupBy("old_key", "new_key").agg(F.count("*").alias("ids_moved"))
-    before, after = whole or (previous, current)
+    keys_before, keys_after = whole or (previous, current)
     if whole is not None:  # few: the whole maps are searched for their keys only
         kept = held(moved)
         moved, shipped = kept.frame, kept.shipped()
-        before = before.join(shipped.select(F.col("new_key").alias("customer_key")),
-                             "customer_key", "left_semi")
-        after = after.join(shipped.select(F.col("old_key").alias("customer_key")),
-                           "customer_key", "left_semi")
-    alive = after.select(F.col("customer_key").alias("old_key")).distinct() \
+        keys_before = keys_before.join(shipped.select(F.col("new_key").alias("customer_key")),
+                                       "customer_key", "left_semi")
+        keys_after = keys_after.join(shipped.select(F.col("old_key").alias("customer_key")),
+                                     "customer_key", "left_semi")
+    alive = keys_after.select(F.col("customer_key").alias("old_key")).distinct() \
         .withColumn("_alive", F.lit(True))
-    existed = before.select(F.col("customer_key").alias("new_key")).distinct() \
+    existed = keys_before.select(F.col("customer_key").alias("new_key")).distinct() \
         .withColumn("_existed", F.lit(True))
     moved = moved.join(alive, "old_key", "left").join(existed, "new_key", "left") \
         .withColumn("event", F.when(F.col("_alive").isNull(), "merge")
