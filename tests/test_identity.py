@@ -351,6 +351,39 @@ def test_the_defaults_link_a_register_built_unlike_the_demo(spark):
     assert scores.precision >= 0.99 and scores.recall >= 0.99
 
 
+def test_stored_forms_give_the_frame_and_are_made_again_only_where_records_changed(spark):
+    """silver.identity_forms: what a resolve keeps gives the frame and hashes normalising
+    every record would; a record is normalised again when a compared value changes, every
+    record when the normalisation (country, key) does."""
+    from seglake.identity.forms import comparison_forms, content_hashes
+
+    config = IdentityConfig(country="AU")
+    rows = people(40, seed=5)
+    first = comparison_forms(spark.createDataFrame(rows, PEOPLE_SCHEMA), None, config, "AU",
+                             KEY)
+    assert first.normalised == first.changed == len(rows)
+    stored = first.fresh.localCheckpoint()
+    edited, untouched, gone = rows[0], rows[1], rows[2]
+    later_rows = [(edited[0], edited[1], "Zzyzx", *edited[3:]),  # a compared value changes
+                  (untouched[0], *untouched[1:10], "another-person-id"),  # an uncompared one
+                  ("reg:new-0", "Ada", "Lovelace", dt.date(1815, 12, 10), "2000", "Sydney",
+                   "1 st james st", None, None, None, "pnew"), *rows[3:]]
+    records = spark.createDataFrame(later_rows, PEOPLE_SCHEMA)
+    later = comparison_forms(records, stored, config, "AU", KEY)
+    assert later.normalised == 2 and later.changed == 3
+    assert {r[0] for r in later.scope.collect()} == {edited[0], "reg:new-0", gone[0]}
+    expected = comparison_frame(records, config, "AU")
+    assert later.frame.columns == expected.columns
+    assert sorted(later.frame.collect()) == sorted(expected.collect())
+    assert sorted(later.hashes.collect()) == sorted(content_hashes(expected, KEY).collect())
+    kept = stored.join(later.scope, "record_key", "left_anti").unionByName(later.fresh)
+    assert comparison_forms(records, kept, config, "AU", KEY).normalised == 0
+    assert comparison_forms(records, kept, IdentityConfig(country="FR"), "AU",
+                            KEY).normalised == len(later_rows)
+    assert comparison_forms(records, kept, config, "AU", b"another key").normalised \
+        == len(later_rows)
+
+
 def test_retraining_is_advised_when_records_or_match_weights_move():
     config = IdentityConfig(retrain_new_share=0.2, retrain_weight_psi=0.25)
     weights = [0, 10, 30, 60]

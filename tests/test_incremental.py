@@ -130,6 +130,7 @@ def test_incremental_resolves_link_the_batch_and_keep_every_untouched_key(spark,
     day1 = run_resolve(spark, config)
     after = record_keys(lake)
     assert day1.mode == "incremental" and day1.batch_records == 5
+    assert day1.normalised_records == 5  # the points changed no compared value
     assert after["loyalty:T1"] == before[single]                   # a duplicate joins
     assert after["loyalty:T2"] not in set(before.values())         # a new person: a new key
     assert after["loyalty:T3"] != after["loyalty:T4"]              # not linked (yet)
@@ -162,7 +163,7 @@ def test_incremental_resolves_link_the_batch_and_keep_every_untouched_key(spark,
     put_records(lake, {"loyalty:T5": BRIDGE, changed: original}, key)  # changed back
     day2 = run_resolve(spark, config)
     final = record_keys(lake)
-    assert day2.batch_records == 2
+    assert day2.batch_records == day2.normalised_records == 2
     assert final["loyalty:T3"] == final["loyalty:T4"] == final["loyalty:T5"]  # bridged
     assert final[changed] == final[partner] == before[partner]     # rejoined its customer
     assert all(final[r] == before[r] for r in untouched)
@@ -192,9 +193,12 @@ def test_incremental_resolves_link_the_batch_and_keep_every_untouched_key(spark,
     assert gone.count() == 0
     state = {r[0] for r in lake.read("silver.identity_records").select("record_key").collect()}
     assert not state & {"loyalty:T3", "loyalty:T4", "loyalty:T5"} and changed in state
+    forms = {r[0] for r in lake.read("silver.identity_forms").select("record_key").collect()}
+    assert "loyalty:T5" not in forms and {"loyalty:T3", "loyalty:T4", changed} <= forms
     day3 = run_resolve(spark, config)
     last = record_keys(lake)
     assert day3.mode == "incremental" and day3.batch_records == 2
+    assert day3.normalised_records == 0  # released, not changed: their forms are kept
     assert last["loyalty:T3"] != last["loyalty:T4"] and shared in (
         last["loyalty:T3"], last["loyalty:T4"])
     assert all(last[r] == before[r] for r in untouched)

@@ -29,6 +29,7 @@ CUSTOMERS_PII = "silver.customers_pii"
 MERGES = "silver.identity_merges"
 LINKS = "silver.identity_links"
 RECORD_STATE = "silver.identity_records"
+FORMS = "silver.identity_forms"
 FEATURES = "gold.customer_features"
 COHORTS = "gold.cohort_retention"
 FLAGS = "gold.customer_flags"
@@ -327,6 +328,20 @@ resolved_at TIMESTAMP NOT NULL -- when (UTC)
 """),
         key=("record_key",), pii="pseudonymous", subjects={"record_key": "record_key"},
         expectations=(expect("regex", "content_hash", regex=HASH),)),
+    Table(
+        FORMS, "Restricted: each CRM record's comparison forms (names folded, phones in E.164, "
+        "dates, postcodes as compared), kept so that a resolve normalises only the records "
+        "that are new or changed.", "resolve",
+        columns("""
+record_key STRING NOT NULL -- the CRM record
+digest STRING NOT NULL -- SHA-256 of its compared values as delivered and of how they are normalised
+content_hash STRING NOT NULL -- HMAC-SHA256 of its comparison forms, hex (see identity_records)
+forms STRING NOT NULL -- its comparison forms, JSON
+"""),
+        key=("record_key",), pii="direct", subjects={"record_key": "record_key"},
+        retention="until erased; readable by the identity stage only",
+        expectations=(expect("unique", "record_key"), expect("regex", "digest", regex=HASH),
+                      expect("regex", "content_hash", regex=HASH))),
     Table(
         MERGES, "Key changes: customers whose identifiers now resolve to another key, and "
         "why (for downstream systems to follow).", "resolve",

@@ -41,7 +41,6 @@ from seglake.identity.stitching import (
     current,
     keyed_anchors,
 )
-from seglake.privacy import keyed_hash
 from seglake.session import held
 
 log = logging.getLogger(__name__)
@@ -50,13 +49,6 @@ log = logging.getLogger(__name__)
 GRAPH_SETTINGS = ("country", "comparisons", "blocking", "deterministic", "deterministic_links",
                   "match_threshold", "training_blocks", "prior_rules", "match_prior", "matching",
                   "max_pairs", "pairs_per_record")
-
-
-def content_hashes(frame: DataFrame, key: bytes) -> DataFrame:
-    """unique_id, content_hash: a keyed hash of the record's compared values as normalised
-    (a change that linkage cannot see is no change)."""
-    values = [c for c in frame.columns if c != ID]
-    return frame.select(ID, keyed_hash(F.to_json(F.struct(*values)), key).alias("content_hash"))
 
 
 @dataclass

@@ -48,19 +48,21 @@ def _normaliser(method: str, region: str, country: str) -> Callable[[Column], Co
     }[method]
 
 
-def comparison_frame(records: DataFrame, config: IdentityConfig, region: str) -> DataFrame:
+def comparison_frame(records: DataFrame, config: IdentityConfig, region: str,
+                     keep: tuple[str, ...] = ()) -> DataFrame:
     """One row per CRM record: its id, the comparison form of every compared column and the
-    Soundex code (``<column>_soundex``) of every compared name."""
+    Soundex code (``<column>_soundex``) of every compared name (then the ``keep`` columns of
+    ``records``)."""
     missing = [c.column for c in config.comparisons if c.column not in records.columns]
     if missing:
         raise ValueError(f"identity.comparisons name columns the CRM records lack: {missing}; "
                          f"available: {sorted(records.columns)}")
     normalised = records.select(F.col("record_key").alias(ID), *[
         _normaliser(c.method, region, config.country)(F.col(c.column)).alias(c.column)
-        for c in config.comparisons])
-    return normalised.select("*", *[  # blocking keys that survive a typo in a name
-        F.soundex(c.column).alias(f"{c.column}_soundex")
-        for c in config.comparisons if c.method == "name"])
+        for c in config.comparisons], *keep)
+    return normalised.select(*[c for c in normalised.columns if c not in keep], *[
+        F.soundex(c.column).alias(f"{c.column}_soundex")  # blocking keys that survive a typo
+        for c in config.comparisons if c.method == "name"], *keep)
 
 
 # leading postcode characters that name an area (French département, US sectional centre…)

@@ -26,6 +26,7 @@ from seglake.declarations import (
     CUSTOMERS_PII,
     CUSTOMERS_RAW,
     CUSTOMERS_RAW_PII,
+    FORMS,
     IDENTITY_MAP,
     LINKS,
     MERGES,
@@ -34,6 +35,7 @@ from seglake.declarations import (
 from seglake.drift import histogram, population_stability
 from seglake.identity import diagnostics
 from seglake.identity.blocking import pair_budget
+from seglake.identity.forms import comparison_forms
 from seglake.identity.golden import (
     CUSTOMER_COLUMNS,
     PII_COLUMNS,
@@ -44,7 +46,6 @@ from seglake.identity.incremental import (
     batch_marks,
     changed_customers,
     changed_settings,
-    content_hashes,
     in_scope,
     link_batch,
     map_scope,
@@ -53,7 +54,7 @@ from seglake.identity.incremental import (
     since,
 )
 from seglake.identity.keys import key_changes
-from seglake.identity.linkage import ID, comparison_frame, link
+from seglake.identity.linkage import ID, link
 from seglake.identity.stitching import ACCOUNT, EMAIL, RECORD, current, identity_map
 from seglake.lakehouse import Lakehouse
 from seglake.models import latest_model, record_model
@@ -91,6 +92,7 @@ class ResolveResult:
     retrain_advised: bool = False
     mode: str = "full"            # or incremental
     batch_records: int | None = None
+    normalised_records: int | None = None  # records whose comparison forms were made
 
 
 def _optional(lakehouse: Lakehouse, name: str) -> DataFrame | None:
@@ -157,12 +159,15 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     n_records = records.count()
     log.info("resolve: %d CRM records", n_records)
     try:  # config that names what the data lacks fails before any Splink work
-        frame = comparison_frame(records, ident, config.privacy.phone_region).persist()
         check_survivorship(ident)
+        forms = comparison_forms(records, _optional(lakehouse, FORMS), ident,
+                                 config.privacy.phone_region, key)
     except ValueError as exc:
         raise ResolveError(str(exc)) from exc
+    frame, hashes = forms.frame, forms.hashes.persist()
     frame.count()
-    log.info("resolve: comparison frame ready (%.1f s)", time.monotonic() - started)
+    log.info("resolve: comparison frame ready, %d of %d records normalised, the others' forms "
+             "kept (%.1f s)", forms.normalised, n_records, time.monotonic() - started)
 
     run_id = runlog.run_id
     stamp = utc_now()
@@ -172,7 +177,6 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         previous_map = previous_map.persist()
         previous_rows = previous_map.count()  # materialised: the table is rewritten below
         previous = current(previous_map).select("id_kind", "id_value", "customer_key")
-    hashes = content_hashes(frame, key).persist()
     base, why_full = graph_base(lakehouse, ident, full)
     mode = "full" if base is None else "incremental"
     if base is not None:
@@ -325,6 +329,10 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     elif n_merges:  # a re-run after a kill records the same merges once
         lakehouse.merge(MERGES, moved, on=["old_key", "new_key"], when_matched_update=False)
     write(LINKS, links)
+    if not lakehouse.exists(FORMS) or forms.normalised == n_records:
+        lakehouse.overwrite(FORMS, forms.fresh, overwrite_schema=True)
+    elif forms.changed:  # the forms of records normalised this run in, of records gone out
+        lakehouse.sync(FORMS, forms.fresh, within=(forms.scope, ["record_key"]))
     if linkage.touched is None:
         write(RECORD_STATE, record_state)
     else:  # the records linkage regrouped hold every new, changed and removed one
@@ -373,6 +381,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                   rows_out=map_rows)
     runlog.record(table=MERGES, rows_in=0, rows_out=n_merges)
     runlog.record(table=LINKS, rows_in=linkage.candidate_pairs, rows_out=matched)
+    runlog.record(table=FORMS, rows_in=n_records, rows_out=n_records,
+                  message=f"{forms.normalised} records normalised, the others' forms kept")
     runlog.record(table=RECORD_STATE, rows_in=n_records, rows_out=n_records,
                   message=f"{mode}: {linkage.batch_records} new or changed records linked"
                   if base is not None else f"full: {why_full}")
@@ -388,7 +398,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
              n_records, n_customers, n_crm, n_merges, seconds)
     return ResolveResult(run_id, n_records, n_customers, n_crm, linkage.candidate_pairs,
                          matched, n_merges, version, seconds, [str(f) for f in files],
-                         drift["retrain_advised"], mode, linkage.batch_records)
+                         drift["retrain_advised"], mode, linkage.batch_records,
+                         forms.normalised)
 
 
 def retrain_advice(trained_records: int, records: int, trained_weights: list[int],

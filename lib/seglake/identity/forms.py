@@ -1,0 +1,95 @@
+"""Comparison forms kept between resolves (``silver.identity_forms``).
+
+Normalising a record (accent folding, phone parsing, keyed hashing: pandas UDFs) is the
+resolve's per-record Python work. A record is normalised when it is new, when a value linkage
+compares changed, or when the normalisation did (compared columns and methods, country, phone
+region, the forms' version, the pseudonymisation key); every other record's forms are read
+back, so the cost follows the records that changed, not the base.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from seglake.config import IdentityConfig
+from seglake.identity.linkage import ID, comparison_frame
+from seglake.privacy import keyed_hash
+from seglake.session import held
+
+# bump when a comparison form changes (identity.normalise, privacy.email_key / e164_phone,
+# linkage.comparison_frame): every stored form is then made again
+FORMS_VERSION = 1
+FORMS_COLUMNS = ("record_key", "digest", "content_hash", "forms")
+
+
+def content_hashes(frame: DataFrame, key: bytes) -> DataFrame:
+    """unique_id, content_hash: a keyed hash of the record's compared values as normalised
+    (a change that linkage cannot see is no change)."""
+    return frame.select(ID, _content_hash([c for c in frame.columns if c != ID], key))
+
+
+def _content_hash(values: list[str], key: bytes) -> Column:
+    return keyed_hash(F.to_json(F.struct(*values)), key).alias("content_hash")
+
+
+def form_signature(config: IdentityConfig, region: str, key: bytes) -> str:
+    """What a record's forms depend on besides its values, as a keyed hash (the key itself
+    never enters a plan): forms made under another signature are made again."""
+    spec = json.dumps({"version": FORMS_VERSION, "country": config.country, "region": region,
+                       "compared": [[c.column, c.method] for c in config.comparisons]},
+                      sort_keys=True)
+    return hmac.new(key, spec.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+@dataclass
+class Forms:
+    """Every record's comparison frame and content hash, and what silver.identity_forms
+    needs to follow the records."""
+
+    frame: DataFrame    # unique_id and the compared forms of every record (persisted)
+    hashes: DataFrame   # unique_id, content_hash of every record
+    fresh: DataFrame    # the table's rows of the records normalised this run (materialised)
+    scope: DataFrame    # record_key of those records and of stored ones no longer present
+    normalised: int     # records normalised this run
+    changed: int        # rows of ``scope``
+
+
+def comparison_forms(records: DataFrame, stored: DataFrame | None, config: IdentityConfig,
+                     region: str, key: bytes) -> Forms:
+    """The comparison frame of ``records`` (CRM records with their PII), normalising only
+    those ``stored`` (silver.identity_forms, or None) holds no current forms for. Raises
+    ValueError when the comparisons name columns the records lack."""
+    layout = comparison_frame(records, config, region).schema  # checks the columns (no job)
+    compared = sorted({c.column for c in config.comparisons})
+    signature = form_signature(config, region, key)
+    digest = F.sha2(F.concat(F.lit(signature), F.to_json(F.struct(*compared))), 256)
+    if stored is not None and set(FORMS_COLUMNS) <= set(stored.columns):
+        # one comparison of digests: the records to normalise, and the stored ones gone
+        was = stored.select("record_key", F.col("digest").alias("_was"))
+        differ = records.select("record_key", digest.alias("digest")) \
+            .join(was, "record_key", "full_outer") \
+            .where(~F.col("digest").eqNullSafe(F.col("_was")))
+        scope = held(differ.select("record_key", F.col("digest").isNull().alias("_gone")))
+        due = records.join(scope.shipped().where(~F.col("_gone")), "record_key", "left_semi")
+        kept = stored.select(*FORMS_COLUMNS).join(scope.shipped(), "record_key", "left_anti")
+    else:  # first run, or a table of another layout: every record
+        scope, due, kept = None, records, None
+    values = [c for c in layout.names if c != ID]
+    made = comparison_frame(due.withColumn("digest", digest), config, region, keep=("digest",))
+    fresh = held(made.select(F.col(ID).alias("record_key"), "digest", _content_hash(values, key),
+                             F.to_json(F.struct(*values)).alias("forms")))
+    rows = fresh.frame if kept is None else kept.unionByName(fresh.frame)
+    parsed = F.from_json("forms", T.StructType([f for f in layout.fields if f.name != ID]))
+    every = rows.select(F.col("record_key").alias(ID), "content_hash", parsed.alias("_f"))
+    whole = every.select(ID, *[F.col(f"_f.`{c}`").alias(c) for c in values]).persist()
+    if scope is None:
+        scope = held(fresh.frame.select("record_key"))
+    return Forms(whole, every.select(ID, "content_hash"), fresh.frame,
+                 scope.shipped().select("record_key"), fresh.rows, scope.rows)
