@@ -166,8 +166,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         raise ResolveError(str(exc)) from exc
     frame, hashes = forms.frame, forms.hashes.persist()
     frame.count()
-    log.info("resolve: comparison frame ready, %d of %d records normalised, the others' forms "
-             "kept (%.1f s)", forms.normalised, n_records, time.monotonic() - started)
+    log.info("resolve: comparison frame ready: %d of %d records normalised, the others' forms "
+             "read back (%.1f s)", forms.normalised, n_records, time.monotonic() - started)
 
     run_id = runlog.run_id
     stamp = utc_now()
