@@ -370,7 +370,7 @@ def test_stored_forms_give_the_frame_and_are_made_again_only_where_records_chang
                    "1 st james st", None, None, None, "pnew"), *rows[3:]]
     records = spark.createDataFrame(later_rows, PEOPLE_SCHEMA)
     later = comparison_forms(records, stored, config, "AU", KEY)
-    assert later.normalised == 2 and later.changed == 3
+    assert later.normalised == 2 and later.changed == 3 and not later.added_only
     assert {r[0] for r in later.scope.collect()} == {edited[0], "reg:new-0", gone[0]}
     expected = comparison_frame(records, config, "AU")
     assert later.frame.columns == expected.columns
@@ -378,6 +378,10 @@ def test_stored_forms_give_the_frame_and_are_made_again_only_where_records_chang
     assert sorted(later.hashes.collect()) == sorted(content_hashes(expected, KEY).collect())
     kept = stored.join(later.scope, "record_key", "left_anti").unionByName(later.fresh)
     assert comparison_forms(records, kept, config, "AU", KEY).normalised == 0
+    grown = comparison_forms(records.unionByName(spark.createDataFrame(
+        [("reg:new-1", "Alan", "Turing", dt.date(1912, 6, 23), "2000", "Sydney", None, None,
+          None, None, "pturing")], PEOPLE_SCHEMA)), kept, config, "AU", KEY)
+    assert grown.normalised == grown.changed == 1 and grown.added_only  # the table only grows
     assert comparison_forms(records, kept, IdentityConfig(country="FR"), "AU",
                             KEY).normalised == len(later_rows)
     assert comparison_forms(records, kept, config, "AU", b"another key").normalised \

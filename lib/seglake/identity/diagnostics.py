@@ -15,25 +15,30 @@ from pyspark.sql import functions as F
 log = logging.getLogger(__name__)
 
 
-def cluster_sizes(clusters: DataFrame) -> list[tuple[int, int]]:
-    """(records per customer, number of customers) — a small aggregate."""
-    sizes = clusters.groupBy("cluster_id").count().groupBy(F.col("count").alias("size")) \
-        .agg(F.count("*").alias("customers")).orderBy("size")
+def cluster_sizes(customers: DataFrame) -> list[tuple[int, int]]:
+    """(records per customer, number of customers) of the golden records with a CRM profile
+    (``customers``: silver.customers): an aggregate of their record counts."""
+    sizes = customers.where(F.col("profile") == "crm") \
+        .groupBy(F.col("record_count").alias("size")).agg(F.count("*").alias("customers")) \
+        .orderBy("size")
     return [(r["size"], r["customers"]) for r in sizes.collect()]
 
 
-def largest_clusters(clusters: DataFrame, records: DataFrame, n: int) -> list[dict[str, Any]]:
-    """The ``n`` largest clusters with their records' keys and systems."""
+def largest_clusters(customers: DataFrame, record_keys: DataFrame, records: DataFrame,
+                     n: int) -> list[dict[str, Any]]:
+    """The ``n`` customers of most CRM records with their records' keys and systems
+    (``record_keys``: record_key, customer_key)."""
     if n == 0:
         return []
-    members = clusters.join(records.select(F.col("record_key").alias("unique_id"), "system"),
-                            "unique_id")
-    top = members.groupBy("cluster_id").agg(
-        F.count("*").alias("size"), F.sort_array(F.collect_list("unique_id")).alias("records"),
-        F.array_sort(F.collect_set("system")).alias("systems")) \
-        .orderBy(F.desc("size"), "cluster_id").limit(n)
-    return [{"customer_key" if k == "cluster_id" else k: v for k, v in r.asDict().items()}
-            for r in top.collect()]
+    top = [r["customer_key"] for r in customers.where(F.col("profile") == "crm")
+           .orderBy(F.desc("record_count"), "customer_key").limit(n).select("customer_key")
+           .collect()]
+    members = record_keys.where(F.col("customer_key").isin(*top)) \
+        .join(records.select("record_key", "system"), "record_key")
+    found = {r["customer_key"]: r for r in members.groupBy("customer_key").agg(
+        F.count("*").alias("size"), F.sort_array(F.collect_list("record_key")).alias("records"),
+        F.array_sort(F.collect_set("system")).alias("systems")).collect()}
+    return [found[k].asDict() for k in top if k in found]
 
 
 def write(folder: Path, charts: dict[str, Any], sizes: list[tuple[int, int]],

@@ -54,11 +54,12 @@ class Forms:
     needs to follow the records."""
 
     frame: DataFrame    # unique_id and the compared forms of every record (persisted)
-    hashes: DataFrame   # unique_id, content_hash of every record
+    hashes: DataFrame   # unique_id, content_hash of every record (persisted)
     fresh: DataFrame    # the table's rows of the records normalised this run (materialised)
     scope: DataFrame    # record_key of those records and of stored ones no longer present
     normalised: int     # records normalised this run
     changed: int        # rows of ``scope``
+    added_only: bool    # every record of the scope is new: the table only gains rows
 
 
 def comparison_forms(records: DataFrame, stored: DataFrame | None, config: IdentityConfig,
@@ -76,7 +77,8 @@ def comparison_forms(records: DataFrame, stored: DataFrame | None, config: Ident
         differ = records.select("record_key", digest.alias("digest")) \
             .join(was, "record_key", "full_outer") \
             .where(~F.col("digest").eqNullSafe(F.col("_was")))
-        scope = held(differ.select("record_key", F.col("digest").isNull().alias("_gone")))
+        scope = held(differ.select("record_key", F.col("digest").isNull().alias("_gone"),
+                                   F.col("_was").isNull().alias("_new")))
         due = records.join(scope.shipped().where(~F.col("_gone")), "record_key", "left_semi")
         kept = stored.select(*FORMS_COLUMNS).join(scope.shipped(), "record_key", "left_anti")
     else:  # first run, or a table of another layout: every record
@@ -87,9 +89,15 @@ def comparison_forms(records: DataFrame, stored: DataFrame | None, config: Ident
                              F.to_json(F.struct(*values)).alias("forms")))
     rows = fresh.frame if kept is None else kept.unionByName(fresh.frame)
     parsed = F.from_json("forms", T.StructType([f for f in layout.fields if f.name != ID]))
-    every = rows.select(F.col("record_key").alias(ID), "content_hash", parsed.alias("_f"))
+    # one pass over the stored forms: the frame and the hashes are parts of it
+    every = rows.select(F.col("record_key").alias(ID), "content_hash", parsed.alias("_f")) \
+        .persist()
     whole = every.select(ID, *[F.col(f"_f.`{c}`").alias(c) for c in values]).persist()
+    hashes = every.select(ID, "content_hash").persist()
+    hashes.count()
+    every.unpersist()
+    added_only = scope is not None and scope.frame.where(~F.col("_new")).isEmpty()
     if scope is None:
         scope = held(fresh.frame.select("record_key"))
-    return Forms(whole, every.select(ID, "content_hash"), fresh.frame,
-                 scope.shipped().select("record_key"), fresh.rows, scope.rows)
+    return Forms(whole, hashes, fresh.frame, scope.shipped().select("record_key"), fresh.rows,
+                 scope.rows, added_only)

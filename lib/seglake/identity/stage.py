@@ -164,7 +164,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                                  config.privacy.phone_region, key)
     except ValueError as exc:
         raise ResolveError(str(exc)) from exc
-    frame, hashes = forms.frame, forms.hashes.persist()
+    frame, hashes = forms.frame, forms.hashes
     frame.count()
     log.info("resolve: comparison frame ready: %d of %d records normalised, the others' forms "
              "read back (%.1f s)", forms.normalised, n_records, time.monotonic() - started)
@@ -331,6 +331,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     write(LINKS, links)
     if not lakehouse.exists(FORMS) or forms.normalised == n_records:
         lakehouse.overwrite(FORMS, forms.fresh, overwrite_schema=True)
+    elif forms.added_only:  # new records only: their forms are added, no file rewritten
+        lakehouse.append(FORMS, forms.fresh)
     elif forms.changed:  # the forms of records normalised this run in, of records gone out
         lakehouse.sync(FORMS, forms.fresh, within=(forms.scope, ["record_key"]))
     if linkage.touched is None:
@@ -367,11 +369,10 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                            metrics=summary, data_versions=versions, artifact=model_json,
                            tracking=config.tracking, files={"splink_model.json": model_json})
     folder = Path(config.reports.root) / run_id / "identity"
-    files = diagnostics.write(folder, linkage.charts, diagnostics.cluster_sizes(linkage.clusters),
-                              diagnostics.largest_clusters(
-                                  record_keys.select(F.col("record_key").alias(ID),
-                                                     F.col("customer_key").alias("cluster_id")),
-                                  records, ident.largest_clusters),
+    golden_records = lakehouse.read(CUSTOMERS)
+    files = diagnostics.write(folder, linkage.charts, diagnostics.cluster_sizes(golden_records),
+                              diagnostics.largest_clusters(golden_records, record_keys, records,
+                                                           ident.largest_clusters),
                               {**summary, "model_version": version})
     runlog.record(table="silver.customers_raw", rows_in=n_records, rows_out=n_crm,
                   message=f"{matched} matched pairs of {linkage.candidate_pairs} candidates")
