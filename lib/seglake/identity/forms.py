@@ -53,13 +53,13 @@ class Forms:
     """Every record's comparison frame and content hash, and what silver.identity_forms
     needs to follow the records."""
 
-    frame: DataFrame    # unique_id and the compared forms of every record (persisted)
-    hashes: DataFrame   # unique_id, content_hash of every record (persisted)
+    frame: DataFrame    # unique_id and the compared forms of every record (materialised)
+    hashes: DataFrame   # unique_id, content_hash of every record (materialised)
     fresh: DataFrame    # the table's rows of the records normalised this run (materialised)
     scope: DataFrame    # record_key of those records and of stored ones no longer present
     normalised: int     # records normalised this run
     changed: int        # rows of ``scope``
-    added_only: bool    # every record of the scope is new: the table only gains rows
+    added_only: bool    # the scope holds new records only: the table only gains rows
 
 
 def comparison_forms(records: DataFrame, stored: DataFrame | None, config: IdentityConfig,
@@ -94,9 +94,11 @@ def comparison_forms(records: DataFrame, stored: DataFrame | None, config: Ident
         .persist()
     whole = every.select(ID, *[F.col(f"_f.`{c}`").alias(c) for c in values]).persist()
     hashes = every.select(ID, "content_hash").persist()
+    whole.count()
     hashes.count()
     every.unpersist()
-    added_only = scope is not None and scope.frame.where(~F.col("_new")).isEmpty()
+    added_only = scope is not None and scope.rows > 0 \
+        and scope.frame.where(~F.col("_new")).isEmpty()
     if scope is None:
         scope = held(fresh.frame.select("record_key"))
     return Forms(whole, hashes, fresh.frame, scope.shipped().select("record_key"), fresh.rows,

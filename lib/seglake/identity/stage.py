@@ -165,7 +165,6 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     except ValueError as exc:
         raise ResolveError(str(exc)) from exc
     frame, hashes = forms.frame, forms.hashes
-    frame.count()
     log.info("resolve: comparison frame ready: %d of %d records normalised, the others' forms "
              "read back (%.1f s)", forms.normalised, n_records, time.monotonic() - started)
 
