@@ -101,14 +101,17 @@ def e164_phone(phone: Column, region: str) -> Column:
     return to_e164(phone)
 
 
+def keyed_digest(text: str, key: bytes) -> str:
+    """HMAC-SHA256 of the UTF-8 text, hex: what keyed_hash computes, for one value."""
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 def keyed_hash(value: Column, key: bytes) -> Column:
     """HMAC-SHA256 of the UTF-8 text, hex; null stays null. Canonicalise the value first."""
 
     @pandas_udf("string")
     def hmac_sha256(values: pd.Series) -> pd.Series:
-        return values.map(
-            lambda v: hmac.new(key, v.encode("utf-8"), hashlib.sha256).hexdigest(),
-            na_action="ignore")
+        return values.map(lambda v: keyed_digest(v, key), na_action="ignore")
 
     return hmac_sha256(value)
 

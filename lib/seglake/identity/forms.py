@@ -9,8 +9,6 @@ back, so the cost follows the records that changed, not the base.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from dataclasses import dataclass
 
@@ -20,7 +18,7 @@ from pyspark.sql import types as T
 
 from seglake.config import IdentityConfig
 from seglake.identity.linkage import ID, comparison_frame
-from seglake.privacy import keyed_hash
+from seglake.privacy import keyed_digest, keyed_hash
 from seglake.session import held
 
 # bump when a comparison form changes (identity.normalise, privacy.email_key / e164_phone,
@@ -45,7 +43,7 @@ def form_signature(config: IdentityConfig, region: str, key: bytes) -> str:
     spec = json.dumps({"version": FORMS_VERSION, "country": config.country, "region": region,
                        "compared": [[c.column, c.method] for c in config.comparisons]},
                       sort_keys=True)
-    return hmac.new(key, spec.encode("utf-8"), hashlib.sha256).hexdigest()
+    return keyed_digest(spec, key)
 
 
 @dataclass
@@ -97,9 +95,9 @@ def comparison_forms(records: DataFrame, stored: DataFrame | None, config: Ident
     whole.count()
     hashes.count()
     every.unpersist()
-    added_only = scope is not None and scope.rows > 0 \
-        and scope.frame.where(~F.col("_new")).isEmpty()
-    if scope is None:
-        scope = held(fresh.frame.select("record_key"))
+    if scope is None:  # every record normalised: the table is replaced whole
+        return Forms(whole, hashes, fresh.frame, fresh.frame.select("record_key"), fresh.rows,
+                     fresh.rows, False)
+    added_only = scope.rows > 0 and scope.frame.where(~F.col("_new")).isEmpty()
     return Forms(whole, hashes, fresh.frame, scope.shipped().select("record_key"), fresh.rows,
                  scope.rows, added_only)

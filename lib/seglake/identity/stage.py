@@ -319,7 +319,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     by_key = None if affected is None else (affected, ["customer_key"])
     write(CUSTOMERS, customers, by_key)
     write(CUSTOMERS_PII, golden_pii, by_key)
-    n_customers, n_crm = lakehouse.read(CUSTOMERS).agg(
+    golden_records = lakehouse.read(CUSTOMERS)  # as written: counts and diagnostics
+    n_customers, n_crm = golden_records.agg(
         F.count(F.lit(1)), F.count(F.when(F.col("profile") == "crm", True))).first()
     log.info("resolve: %d golden records (%.1f s)", n_customers, time.monotonic() - started)
     n_merges = moved.count()
@@ -368,7 +369,6 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                            metrics=summary, data_versions=versions, artifact=model_json,
                            tracking=config.tracking, files={"splink_model.json": model_json})
     folder = Path(config.reports.root) / run_id / "identity"
-    golden_records = lakehouse.read(CUSTOMERS)
     files = diagnostics.write(folder, linkage.charts, diagnostics.cluster_sizes(golden_records),
                               diagnostics.largest_clusters(golden_records, record_keys, records,
                                                            ident.largest_clusters),
