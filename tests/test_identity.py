@@ -142,6 +142,16 @@ def test_keys_are_opaque_deterministic_and_survive_new_records_and_bridges(spark
 
     assert sorted(tuple(r) for r in key_changes(part(second), part(third_map), links.limit(0),
                                                 (second, third_map)).collect()) == changes
+    # a cookie's first login ends its anonymous key: a login, not a merge of two customers
+    # (its anonymous key is retired too, and no link explains it)
+    cookie = "id_kind STRING, id_value STRING, customer_key STRING"
+    before = second.select("id_kind", "id_value", "customer_key", F.lit(False).alias(
+        "anonymous")).unionByName(spark.createDataFrame(
+            [("client_id", "ck1", "a_1", True)], f"{cookie}, anonymous BOOLEAN"))
+    after = second.select("id_kind", "id_value", "customer_key").unionByName(
+        spark.createDataFrame([("client_id", "ck1", now["eshop:C2"])], cookie))
+    assert [tuple(r) for r in key_changes(before, after, links).collect()] == [
+        ("login", "a_1", now["eshop:C2"], 1, None, None, None)]
 
 
 # ------------------------------------------------------------------------------ stitching

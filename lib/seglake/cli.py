@@ -258,7 +258,7 @@ def _resolve(config: SeglakeConfig, args: StageOptions) -> int:
           "duplicate records merged)")
     print(f"  all customers      {r.customers:>10,}  (with those known by email or account "
           "only)")
-    print(f"  key merges         {r.merges:>10,}")
+    print(f"  key changes        {r.merges:>10,}")  # merges, logins, splits, moves
     print(f"run {r.run_id}: model v{r.model_version} in ops.models, diagnostics in "
           f"{config.reports.root}/{r.run_id}/identity/ ({r.seconds:.0f} s)")
     return 0

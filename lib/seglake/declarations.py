@@ -351,7 +351,7 @@ new_key STRING NOT NULL -- the key that took them
 ids_moved BIGINT -- identifiers moved
 run_id STRING NOT NULL -- the resolve run
 merged_at TIMESTAMP NOT NULL -- when (UTC)
-event STRING -- merge (old key retired), split (to a new key: no link holds them any more) or move
+event STRING -- merge (old key retired), login (anonymous key ended), split (to a new key) or move
 record_key_l STRING -- a merge's strongest link: one record
 record_key_r STRING -- and the other
 match_probability DOUBLE -- that link's match probability

@@ -160,7 +160,7 @@ def identity(lakehouse: Lakehouse) -> Section:
              ("matched pairs", metrics["matched_pairs"]),
              ("CRM customers", metrics["crm_customers"]),
              ("duplicate records merged", metrics["records"] - metrics["crm_customers"]),
-             ("all customers", metrics["customers"]), ("key merges", metrics["merges"]),
+             ("all customers", metrics["customers"]), ("key changes", metrics["merges"]),
              ("match threshold", metrics["threshold"])]
     rows = [(name, f"{value:,}") for name, value in pairs]
     if "drift" in metrics:

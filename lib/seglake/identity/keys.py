@@ -51,22 +51,28 @@ def key_changes(previous: DataFrame | None, current: DataFrame, links: DataFrame
                 whole: tuple[DataFrame, DataFrame] | None = None) -> DataFrame:
     """Every previous key whose identifiers moved, and why.
 
-    ``event``: ``merge`` (the old key is retired), ``split`` (ids went to a key that did not
-    exist: no link at or above the threshold ties them to the rest any more) or ``move`` (to
-    another existing key). A merge carries the strongest link (``links``: record_key_l,
-    record_key_r, match_probability) that now ties a record of the old key to one of another
-    previous key. ``whole``: the last and the new map's current rows whole, when ``previous``
-    and ``current`` hold only the rows that may differ (an incremental run's scope): whether an
-    old key lives on, or a new one existed, is asked of them."""
+    ``event``: ``login`` (an anonymous cookie or device key ended by the first login: the
+    identifier now resolves to the account's customer; ``previous`` says which keys were
+    anonymous in its column ``anonymous``), ``merge`` (the old key is retired), ``split`` (ids
+    went to a key that did not exist: no link at or above the threshold ties them to the rest
+    any more) or ``move`` (to another existing key). A merge carries the strongest link
+    (``links``: record_key_l, record_key_r, match_probability) that now ties a record of the
+    old key to one of another previous key. ``whole``: the last and the new map's current rows
+    whole, when ``previous`` and ``current`` hold only the rows that may differ (an incremental
+    run's scope): whether an old key lives on, or a new one existed, is asked of them."""
     schema = ("event STRING, old_key STRING, new_key STRING, ids_moved BIGINT, "
               "record_key_l STRING, record_key_r STRING, match_probability DOUBLE")
     if previous is None:
         return current.sparkSession.createDataFrame([], schema)
-    moved = previous.select("id_kind", "id_value", F.col("customer_key").alias("old_key")) \
+    anonymous = F.coalesce("anonymous", F.lit(False)) if "anonymous" in previous.columns \
+        else F.lit(False)
+    moved = previous.select("id_kind", "id_value", F.col("customer_key").alias("old_key"),
+                            anonymous.alias("_anonymous")) \
         .join(current.select("id_kind", "id_value", F.col("customer_key").alias("new_key")),
               ["id_kind", "id_value"]) \
         .where(F.col("old_key") != F.col("new_key")) \
-        .groupBy("old_key", "new_key").agg(F.count("*").alias("ids_moved"))
+        .groupBy("old_key", "new_key").agg(F.count("*").alias("ids_moved"),
+                                           F.max("_anonymous").alias("_anonymous"))
     keys_before, keys_after = whole or (previous, current)
     if whole is not None:  # few: the whole maps are searched for their keys only
         kept = held(moved)
@@ -80,7 +86,8 @@ def key_changes(previous: DataFrame | None, current: DataFrame, links: DataFrame
     existed = keys_before.select(F.col("customer_key").alias("new_key")).distinct() \
         .withColumn("_existed", F.lit(True))
     moved = moved.join(alive, "old_key", "left").join(existed, "new_key", "left") \
-        .withColumn("event", F.when(F.col("_alive").isNull(), "merge")
+        .withColumn("event", F.when(F.col("_anonymous"), "login")
+                    .when(F.col("_alive").isNull(), "merge")
                     .when(F.col("_existed").isNull(), "split").otherwise("move"))
     before = previous.where(F.col("id_kind") == "record_key") \
         .select(F.col("id_value").alias("record"), F.col("customer_key").alias("key"))

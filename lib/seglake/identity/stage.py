@@ -85,7 +85,7 @@ class ResolveResult:
     crm_customers: int
     candidate_pairs: int
     matched_pairs: int
-    merges: int
+    merges: int                   # key changes: silver.identity_merges events of the run
     model_version: int
     seconds: float
     report_files: list[str] = field(default_factory=list)
@@ -175,7 +175,9 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     if previous_map is not None:
         previous_map = previous_map.persist()
         previous_rows = previous_map.count()  # materialised: the table is rewritten below
-        previous = current(previous_map).select("id_kind", "id_value", "customer_key")
+        previous = current(previous_map).select(
+            "id_kind", "id_value", "customer_key",  # anonymous: a first login is its own event
+            *[c for c in ("anonymous",) if c in previous_map.columns])
     base, why_full = graph_base(lakehouse, ident, full)
     mode = "full" if base is None else "incremental"
     if base is not None:
