@@ -607,3 +607,39 @@ def test_a_rerun_keeps_every_key_and_merges_nothing(spark, config, lake, resolve
     assert sum(n for _, n in figures["cluster_sizes"]) == resolved.crm_customers
     assert len(figures["largest_clusters"]) == config.identity.largest_clusters
     before.unpersist()
+
+
+# the SHA-256 of FORMS_SAMPLE's comparison forms under each FORMS_VERSION: never edit a pin,
+# add the bumped version's
+FORMS_PINS = {1: "66ddc7b435177a34314b5f0e9484b6464e89b49d9d116a6b0c0d9d3f293461d9"}
+FORMS_SAMPLE = [  # a value of every kind the normalisers treat, in two locales
+    ("a", "  Éloïse-Marie ", "d'Artagnan", " Jean.Dupont+promo@GMAIL.com ", "06 12 34 56 78",
+     "1984-02-29", "75 001", "12, Rue de l'Église", "fr-1234 5678", "Île"),
+    ("b", "JOSÉ", "O'Brien-Smith", "mary@example.org", "+61 2 9876 5432", "1970-01-01",
+     "2000", "Apt 3/14 St. Kilda Rd.", "AB-12-cd", "Zoë"),
+    ("c", None, "", "not an email", "12", None, " ", None, None, None),
+]
+
+
+def test_a_change_of_the_comparison_forms_comes_with_a_new_forms_version(spark):
+    """Stored forms are reused while FORMS_VERSION stands: a normaliser that changes its
+    output without a bump would leave records compared in two forms."""
+    import hashlib
+
+    from seglake.identity.forms import FORMS_VERSION
+
+    methods = {"first_name": "name", "last_name": "name", "email": "email", "phone": "phone",
+               "birth_date": "date", "postcode": "postcode", "address": "text",
+               "loyalty_id": "identifier", "city": "exact"}
+    records = spark.createDataFrame(FORMS_SAMPLE, "record_key STRING, " + ", ".join(
+        f"{c} STRING" for c in methods))
+    forms = []
+    for country, region in (("FR", "FR"), ("AU", "AU")):
+        config = IdentityConfig(country=country, comparisons=[
+            {"column": c, "method": m} for c, m in methods.items()])
+        frame = comparison_frame(records, config, region)
+        forms += [(country, *map(str, r)) for r in sorted(frame.collect())]
+    digest = hashlib.sha256(repr(forms).encode()).hexdigest()
+    assert FORMS_PINS.get(FORMS_VERSION) == digest, (
+        f"the comparison forms differ from FORMS_VERSION {FORMS_VERSION}'s pin: bump "
+        f"identity.forms.FORMS_VERSION and pin {digest} for it\n" + "\n".join(map(str, forms)))

@@ -22,7 +22,8 @@ from seglake.privacy import keyed_digest, keyed_hash
 from seglake.session import held
 
 # bump when a comparison form changes (identity.normalise, privacy.email_key / e164_phone,
-# linkage.comparison_frame): every stored form is then made again
+# linkage.comparison_frame, or an upgrade of phonenumbers): every stored form is then made
+# again. tests/test_identity.py pins each version's forms of a sample and fails without a bump
 FORMS_VERSION = 1
 FORMS_COLUMNS = ("record_key", "digest", "content_hash", "forms")
 
