@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/identity_bench.py --scales small,medium
 	$(BIN)/python bench/register_bench.py --persons 6000
 	$(BIN)/python bench/incremental_bench.py --scale medium --days 60 --extra 2
+	$(BIN)/python bench/identity_map_bench.py --lakehouse bench/out/incremental/lakehouse
 	$(BIN)/python bench/features_bench.py --scale medium
 	$(BIN)/python bench/segments_bench.py --scale medium
 
