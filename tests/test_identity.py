@@ -212,6 +212,40 @@ def test_stitching_follows_logins_and_keeps_anonymous_visitors(spark):
                if r["id_kind"] != "client_id")
 
 
+def test_the_map_in_duckdb_sql_is_the_map_spark_derives(spark, config, resolved):
+    """A full resolve whose linkage ran on DuckDB derives the map there (map_sql.py): on the
+    small world's inputs, with the last keys and with every key new, the same rows as
+    stitching.identity_map."""
+    from seglake.identity.map_sql import as_spark, local_identity_map, readable
+    from seglake.identity.stage import _ids
+    from seglake.identity.stitching import MAP_COLUMNS
+
+    lake = Lakehouse.from_config(spark, config)
+    assert readable(lake)
+    previous = current(lake.read("silver.identity_map")).select("id_kind", "id_value",
+                                                                "customer_key")
+    clusters = previous.where(F.col("id_kind") == "record_key").select(
+        F.col("id_value").alias("record_key"), F.col("customer_key").alias("group"))
+    orders, events = lake.read("silver.orders"), lake.read("silver.events")
+    emails = _ids(spark, [(orders, "customer_email_hash"),
+                          (lake.read("silver.email_events"), "email_hash"),
+                          (lake.read("silver.consents"), "subject_hash")])
+    accounts = _ids(spark, [(orders, "customer_id"), (events, "user_id")])
+    client = F.coalesce("cookie_id", "device_id").alias("client_id")
+    logins = events.where(F.col("user_id").isNotNull()).select(
+        client, F.col("user_id").alias("customer_id"), "event_ts")
+    clients = events.select(client.alias("id_value"))
+    for inherit in (True, False):
+        ours = identity_map(crm_records(lake), clusters, emails, accounts, logins, clients,
+                            previous if inherit else None, KEY).select(*MAP_COLUMNS)
+        theirs = as_spark(spark, local_identity_map(lake, clusters.toArrow(), KEY, inherit))
+        assert theirs.columns == ours.columns and theirs.dtypes == ours.dtypes
+        rows = sorted(tuple(r) for r in ours.collect())
+        assert len(rows) > 10_000 and {r[0] for r in rows} >= {
+            "record_key", "email_hash", "customer_id", "client_id"}
+        assert sorted(tuple(r) for r in theirs.collect()) == rows, inherit
+
+
 def test_a_scoped_map_derives_what_the_whole_map_would_and_keeps_the_rest(spark):
     t = dt.datetime(2025, 10, 1, 12)
     later = t + dt.timedelta(days=3)

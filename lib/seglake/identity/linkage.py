@@ -143,6 +143,7 @@ class Linkage:
     batch_records: int | None = None    # incremental: the new and changed records scored
     touched_records: int | None = None  # incremental: the records re-clustered
     touched: DataFrame | None = None    # incremental: their unique_id, and the removed ones'
+    engine: str = "spark"               # where Splink ran (ENGINES)
 
 
 def exact_pairs(identifier_pairs: DataFrame) -> DataFrame:
@@ -265,7 +266,7 @@ def _deterministic_linkage(frame: DataFrame, config: IdentityConfig, engine: _En
     edges = matched_edges(pairs, config.match_threshold).persist()
     clusters = _clusters(engine, engine.local(frame.select(ID)), edges, config.match_threshold)
     model = {"matching": "deterministic", "deterministic": config.deterministic, "why": why}
-    return Linkage(model, pairs, edges, clusters, pairs.count(), {})
+    return Linkage(model, pairs, edges, clusters, pairs.count(), {}, engine=engine.name)
 
 
 def _fallback(frame: DataFrame, config: IdentityConfig, engine: _Engine, why: str) -> Linkage:
@@ -374,7 +375,7 @@ def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
     nodes = records_in.select([ID]) if engine.name == "duckdb" else frame.select(ID)
     clusters = _clusters(engine, nodes, edges, config.match_threshold)
     return Linkage(linker.misc.save_model_to_json(), pairs, edges, clusters, candidates,
-                   model_charts(linker), weighed)
+                   model_charts(linker), weighed, engine=engine.name)
 
 
 def model_charts(linker: Any) -> dict[str, Any]:

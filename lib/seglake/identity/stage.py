@@ -55,6 +55,7 @@ from seglake.identity.incremental import (
 )
 from seglake.identity.keys import key_changes
 from seglake.identity.linkage import ID, link
+from seglake.identity.map_sql import as_spark, local_identity_map, readable
 from seglake.identity.stitching import ACCOUNT, EMAIL, RECORD, current, identity_map
 from seglake.lakehouse import Lakehouse
 from seglake.models import latest_model, record_model
@@ -256,7 +257,10 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                                            "event_ts TIMESTAMP")
         clients = spark.createDataFrame([], "id_value STRING")
     # derived: the map rows this run derives (all of them in a full run), materialised
-    if scope is None:
+    local = scope is None and linkage.engine == "duckdb" and readable(lakehouse)
+    if local:  # where Splink ran: in the driver, from the tables' files (map_sql.py)
+        derived = as_spark(spark, local_identity_map(lakehouse, clusters.toArrow(), key))
+    elif scope is None:
         derived = identity_map(records, clusters, emails, accounts, logins, clients, previous,
                                key)
     else:
@@ -281,8 +285,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
             fresh[CONSENTS].select("subject_hash") if CONSENTS in fresh else None,
             fresh[CUSTOMERS_RAW].select("record_key").unionByName(
                 fresh[CUSTOMERS_RAW_PII].select("record_key")))
-    log.info("resolve: identity map of %d rows, %d derived (%.1f s)", map_rows, derived_rows,
-             time.monotonic() - started)
+    log.info("resolve: identity map of %d rows, %d derived%s (%.1f s)", map_rows, derived_rows,
+             " in the driver (DuckDB)" if local else "", time.monotonic() - started)
 
     def of_changed(df: DataFrame) -> DataFrame:  # the rows of customers this run can change
         return df if affected is None else df.join(affected, "customer_key", "left_semi")

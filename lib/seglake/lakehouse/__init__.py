@@ -140,6 +140,11 @@ class Lakehouse:
     def version(self, name: str) -> int:
         return self.backend.version(self.path(name))
 
+    def local_files(self, name: str) -> list[str] | None:
+        """The Parquet files of ``name``'s current version for a reader in the driver
+        (DuckDB), or None when the backend cannot hand them out (see Backend.local_files)."""
+        return self.backend.local_files(self.path(name)) if self.exists(name) else None
+
     def read(self, name: str, version: int | None = None) -> DataFrame:
         """The table at its latest version, or at ``version`` (time travel)."""
         return self.backend.read(self.path(name), version)

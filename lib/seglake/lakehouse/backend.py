@@ -82,6 +82,12 @@ class Backend(ABC):
     @abstractmethod
     def vacuum(self, path: str, retention_hours: int) -> list[str]: ...
 
+    def local_files(self, path: str) -> list[str] | None:
+        """The Parquet files of the table's current version, when reading them whole (no
+        deletion vectors, no column mapping to apply) gives its rows and the driver sees them;
+        None when only Spark can read the table."""
+        return None
+
     def expire_history(self, path: str) -> None:
         """Checkpoint the latest version and delete the log entries of the older ones.
 

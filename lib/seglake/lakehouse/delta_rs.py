@@ -178,6 +178,10 @@ class DeltaRsBackend(Backend):
         table = self._require(path, version)
         return self._scan(table, self._files(table))
 
+    def local_files(self, path: str) -> list[str] | None:
+        # read() scans the same files, whole: this backend writes no deletion vectors
+        return [f.local for f in self._files(self._require(path))]
+
     # -- writing files -----------------------------------------------------------------------
     def _write_files(
         self, path: str, df: DataFrame, partition_by: list[str], schema: T.StructType
