@@ -1,6 +1,6 @@
 """The identity map derived by resolve's Spark code (stitching.identity_map) against the same
 map as one DuckDB SQL script over the same Delta tables' Parquet files, in the driver
-(map_sql.local_identity_map, what resolve runs when Splink ran on DuckDB): seconds of each and
+(local_sql.local_identity_map, what resolve runs when Splink ran on DuckDB): seconds of each and
 whether their rows are the same. Both take the same inputs: the lakehouse's CRM records, the
 clusters and previous keys of its last resolve (silver.identity_map), the emails and account
 ids of orders, email events, consents and events, and every login.
@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 
 from seglake.config import SeglakeConfig
 from seglake.declarations import CONSENTS, IDENTITY_MAP
-from seglake.identity.map_sql import local_identity_map
+from seglake.identity.local_sql import local_identity_map
 from seglake.identity.stage import _ids, crm_records
 from seglake.identity.stitching import MAP_COLUMNS, RECORD, current, identity_map
 from seglake.lakehouse import Lakehouse

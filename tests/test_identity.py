@@ -212,11 +212,13 @@ def test_stitching_follows_logins_and_keeps_anonymous_visitors(spark):
                if r["id_kind"] != "client_id")
 
 
-def test_the_map_in_duckdb_sql_is_the_map_spark_derives(spark, config, resolved):
-    """A full resolve whose linkage ran on DuckDB derives the map there (map_sql.py): on the
-    small world's inputs, with the last keys and with every key new, the same rows as
-    stitching.identity_map."""
-    from seglake.identity.map_sql import as_spark, local_identity_map, readable
+def test_the_map_and_golden_records_in_duckdb_sql_are_those_spark_derives(spark, config,
+                                                                        resolved):
+    """A full resolve whose linkage ran on DuckDB derives the map and the golden records there
+    (local_sql.py): on the small world's inputs, with the last keys and with every key new,
+    the same rows as stitching.identity_map and golden.golden_customers."""
+    from seglake.identity.golden import PII_COLUMNS, golden_customers
+    from seglake.identity.local_sql import as_spark, local_identity_map, post_linkage, readable
     from seglake.identity.stage import _ids
     from seglake.identity.stitching import MAP_COLUMNS
 
@@ -244,6 +246,22 @@ def test_the_map_in_duckdb_sql_is_the_map_spark_derives(spark, config, resolved)
         assert len(rows) > 10_000 and {r[0] for r in rows} >= {
             "record_key", "email_hash", "customer_id", "client_id"}
         assert sorted(tuple(r) for r in theirs.collect()) == rows, inherit
+    # golden records: survivorship by source priority and by recency, with consent
+    identity = config.identity.model_copy(update={"survivorship": {
+        **config.identity.survivorship, "phone": "most_frequent"}})
+    customers, crm = golden_customers(crm_records(lake), ours, lake.read("silver.consents"),
+                                      identity)  # ours: the last map above, every key new
+    local = post_linkage(lake, clusters.toArrow(), KEY, identity, inherit=False)
+    for spark_rows, arrow, name in ((customers, local.customers, "silver.customers"),
+                                    (crm.select(*PII_COLUMNS), local.customers_pii,
+                                     "silver.customers_pii")):
+        theirs = as_spark(spark, arrow, name)
+        assert theirs.columns == spark_rows.columns and theirs.dtypes == spark_rows.dtypes
+        rows = sorted(tuple(r) for r in spark_rows.collect())
+        assert sorted(tuple(r) for r in theirs.collect()) == rows, name
+    made = customers.collect()
+    assert {r["profile"] for r in made} >= {"crm", "email_only"}
+    assert {r["marketing_consent"] for r in made} == {True, False, None}
 
 
 def test_a_scoped_map_derives_what_the_whole_map_would_and_keeps_the_rest(spark):

@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from seglake.config import IdentityConfig
+from seglake.privacy import with_consent
 
 # attribute (the name survivorship rules use) -> columns that survive with it
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
@@ -67,3 +68,28 @@ def golden(records: DataFrame, config: IdentityConfig) -> DataFrame:
         *picks, F.count("*").alias("record_count"),
         F.array_sort(F.collect_set("system")).alias("systems"),
         F.min("created_at").alias("first_seen_at"))
+
+
+def golden_customers(records: DataFrame, identity_map: DataFrame, consents: DataFrame | None,
+                     config: IdentityConfig) -> tuple[DataFrame, DataFrame]:
+    """(customers, crm): the golden record of every customer of ``identity_map`` (its
+    current rows, or those of the customers to make again) in CUSTOMER_COLUMNS, those with CRM
+    records by survivorship (``records``: CRM records with their PII), the others from their
+    emails or account ids; and the CRM ones with their PII (persisted: both outputs read it)."""
+    record_keys = identity_map.where(F.col("id_kind") == "record_key") \
+        .select(F.col("id_value").alias("record_key"), "customer_key")
+    crm = golden(records.join(record_keys, "record_key"), config) \
+        .withColumn("profile", F.lit("crm")).persist()
+    email = F.col("id_kind") == "email_hash"
+    others = identity_map.where(~F.col("anonymous") & F.col("id_kind").isin(
+        "email_hash", "customer_id")).join(crm.select("customer_key"), "customer_key",
+                                           "left_anti") \
+        .groupBy("customer_key").agg(
+            F.max(F.when(email, F.col("id_value"))).alias("email_hash"),
+            F.when(F.max(email.cast("int")) == 1, "email_only").otherwise("account_only")
+            .alias("profile"))
+    customers = crm.unionByName(others, allowMissingColumns=True) \
+        .withColumn("record_count", F.coalesce("record_count", F.lit(0)).cast("bigint"))
+    customers = with_consent(customers, consents, identity_map.where(email),
+                             config.marketing_purpose)
+    return customers.select(*CUSTOMER_COLUMNS), crm

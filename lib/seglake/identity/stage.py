@@ -40,7 +40,7 @@ from seglake.identity.golden import (
     CUSTOMER_COLUMNS,
     PII_COLUMNS,
     check_survivorship,
-    golden,
+    golden_customers,
 )
 from seglake.identity.incremental import (
     batch_marks,
@@ -55,11 +55,11 @@ from seglake.identity.incremental import (
 )
 from seglake.identity.keys import key_changes
 from seglake.identity.linkage import ID, link
-from seglake.identity.map_sql import as_spark, local_identity_map, readable
-from seglake.identity.stitching import ACCOUNT, EMAIL, RECORD, current, identity_map
+from seglake.identity.local_sql import as_spark, post_linkage, readable
+from seglake.identity.stitching import RECORD, current, identity_map
 from seglake.lakehouse import Lakehouse
 from seglake.models import latest_model, record_model
-from seglake.privacy import pseudonymization_key, with_consent
+from seglake.privacy import pseudonymization_key
 from seglake.runlog import RunLog, utc_now
 from seglake.tables import LINEAGE
 
@@ -257,9 +257,11 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                                            "event_ts TIMESTAMP")
         clients = spark.createDataFrame([], "id_value STRING")
     # derived: the map rows this run derives (all of them in a full run), materialised
-    local = scope is None and linkage.engine == "duckdb" and readable(lakehouse)
-    if local:  # where Splink ran: in the driver, from the tables' files (map_sql.py)
-        derived = as_spark(spark, local_identity_map(lakehouse, clusters.toArrow(), key))
+    local = None
+    if scope is None and linkage.engine == "duckdb" and readable(lakehouse):
+        # where Splink ran: the map and golden records in the driver, from the tables' files
+        local = post_linkage(lakehouse, clusters.toArrow(), key, ident)
+        derived = as_spark(spark, local.identity_map)
     elif scope is None:
         derived = identity_map(records, clusters, emails, accounts, logins, clients, previous,
                                key)
@@ -286,26 +288,19 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
             fresh[CUSTOMERS_RAW].select("record_key").unionByName(
                 fresh[CUSTOMERS_RAW_PII].select("record_key")))
     log.info("resolve: identity map of %d rows, %d derived%s (%.1f s)", map_rows, derived_rows,
-             " in the driver (DuckDB)" if local else "", time.monotonic() - started)
+             " in the driver (DuckDB)" if local is not None else "",
+             time.monotonic() - started)
 
     def of_changed(df: DataFrame) -> DataFrame:  # the rows of customers this run can change
         return df if affected is None else df.join(affected, "customer_key", "left_semi")
 
     record_keys = new_map.where(F.col("id_kind") == RECORD) \
         .select(F.col("id_value").alias("record_key"), "customer_key")
-    crm = golden(records.join(of_changed(record_keys), "record_key"), ident) \
-        .withColumn("profile", F.lit("crm")).persist()  # read by customers and customers_pii
-    known = of_changed(new_map.where(~F.col("anonymous") & F.col("id_kind").isin(EMAIL, ACCOUNT)))
-    others = known.join(crm.select("customer_key"), "customer_key", "left_anti") \
-        .groupBy("customer_key").agg(
-            F.max(F.when(F.col("id_kind") == EMAIL, F.col("id_value"))).alias("email_hash"),
-            F.when(F.max((F.col("id_kind") == EMAIL).cast("int")) == 1, "email_only")
-            .otherwise("account_only").alias("profile"))
-    customers = crm.unionByName(others, allowMissingColumns=True) \
-        .withColumn("record_count", F.coalesce("record_count", F.lit(0)).cast("bigint"))
-    customers = with_consent(customers, consents,
-                             of_changed(new_map.where(F.col("id_kind") == EMAIL)),
-                             ident.marketing_purpose)
+    if local is not None:
+        crm = as_spark(spark, local.customers_pii, CUSTOMERS_PII).persist()
+        customers = as_spark(spark, local.customers, CUSTOMERS)
+    else:
+        customers, crm = golden_customers(records, of_changed(new_map), consents, ident)
     customers = customers.select(*CUSTOMER_COLUMNS).withColumn("run_id", F.lit(run_id)) \
         .withColumn("resolved_at", F.lit(stamp)).persist()
     golden_pii = crm.select(*PII_COLUMNS)
