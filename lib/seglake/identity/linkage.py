@@ -365,7 +365,7 @@ def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
         F.greatest(f"{ID}_l", f"{ID}_r").alias(f"{ID}_r"),
         "match_probability", "match_weight", F.lit("splink").alias("rule")).persist()
     identifier_pairs = deterministic_edges(frame, config.deterministic)
-    if weighed:
+    if weighed and config.deterministic:  # no identifier rule: no identifier-linked pair
         weighed = recall_proxies(frame, identifier_pairs, config, weighed, config.blocking, ID)
     if config.deterministic_links:
         pairs = exact_pairs(identifier_pairs).unionByName(scored).persist()
