@@ -285,8 +285,8 @@ class IdentityConfig(_Section):
     engine: Literal["auto", "spark", "duckdb"] = Field(
         "auto", description="Where Splink runs: spark (distributed), duckdb (in the driver: "
         "records, pairs and clusters move through Arrow, and a full run derives the identity "
-        "map there too; ~5x faster on the small demo) or auto (duckdb up to local_max_records "
-        "records). A reused model runs where it was trained.")
+        "map and golden records there too; ~5x faster on the small demo) or auto (duckdb up "
+        "to local_max_records records). A reused model runs where it was trained.")
     local_max_records: int = Field(
         120_000, ge=0, description="The most CRM records identity.engine auto links on "
         "DuckDB in the driver; more go to Spark. The driver's memory follows the candidate "
