@@ -223,7 +223,7 @@ def test_the_map_and_golden_records_in_duckdb_sql_are_those_spark_derives(spark,
     from seglake.identity.stitching import MAP_COLUMNS
 
     lake = Lakehouse.from_config(spark, config)
-    assert readable(lake)
+    assert readable(lake, config.identity.local_max_bytes) and not readable(lake, 1_000)
     previous = current(lake.read("silver.identity_map")).select("id_kind", "id_value",
                                                                 "customer_key")
     clusters = previous.where(F.col("id_kind") == "record_key").select(

@@ -291,6 +291,11 @@ class IdentityConfig(_Section):
         120_000, ge=0, description="The most CRM records identity.engine auto links on "
         "DuckDB in the driver; more go to Spark. The driver's memory follows the candidate "
         "pairs: 3.6 GB for the medium demo's 108,681 records (1.2M pairs).")
+    local_max_bytes: int = Field(
+        4_000_000_000, ge=0, description="The most Parquet bytes (CRM records, orders, email "
+        "events, consents, events, the last identity map) a full run linked on DuckDB derives "
+        "its identity map and golden records from in the driver; more, and Spark derives "
+        "them. The medium demo's 0.7 GB took 3.5 s on 2 cores.")
     u_max_pairs: int = Field(1_000_000, ge=10_000,
                              description="Random pairs sampled to estimate u probabilities.")
     seed: int = Field(42, description="Seed of the u sampling (reproducible models).")

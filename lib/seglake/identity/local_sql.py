@@ -12,6 +12,8 @@ anchors), phones, login spans, anonymous keys, then each attribute's surviving r
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -30,6 +32,8 @@ from seglake.declarations import (
 from seglake.identity.golden import ATTRIBUTES, PII_COLUMNS
 from seglake.lakehouse import Lakehouse
 from seglake.privacy import keyed_digest
+
+log = logging.getLogger(__name__)
 
 # the columns each input gives the map (a view named after the table); a table that does not
 # exist reads as empty
@@ -186,10 +190,16 @@ class Local:
     customers_pii: pa.Table | None = None  # PII_COLUMNS
 
 
-def readable(lakehouse: Lakehouse) -> bool:
-    """Whether the driver can read the inputs from their files (the delta-rs backend) and the
-    last map, if any, has validity intervals to take its current rows from."""
+def readable(lakehouse: Lakehouse, max_bytes: int) -> bool:
+    """Whether the driver can read the inputs from their files (the delta-rs backend), they
+    hold at most ``max_bytes``, and the last map, if any, has validity intervals to take its
+    current rows from."""
     if lakehouse.local_files(CUSTOMERS_RAW) is None:
+        return False
+    size = sum(os.path.getsize(f) for name in INPUTS for f in lakehouse.local_files(name) or [])
+    if size > max_bytes:
+        log.info("resolve: the identity map's inputs hold %.1f GB, more than "
+                 "identity.local_max_bytes: derived with Spark", size / 1e9)
         return False
     return not lakehouse.exists(IDENTITY_MAP) or \
         "valid_to" in lakehouse.read(IDENTITY_MAP).columns

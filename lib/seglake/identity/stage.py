@@ -258,7 +258,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         clients = spark.createDataFrame([], "id_value STRING")
     # derived: the map rows this run derives (all of them in a full run), materialised
     local = None
-    if scope is None and linkage.engine == "duckdb" and readable(lakehouse):
+    if scope is None and linkage.engine == "duckdb" and readable(lakehouse,
+                                                                  ident.local_max_bytes):
         # where Splink ran: the map and golden records in the driver, from the tables' files
         local = post_linkage(lakehouse, clusters.toArrow(), key, ident)
         derived = as_spark(spark, local.identity_map)
