@@ -240,7 +240,8 @@ def test_the_map_and_golden_records_in_duckdb_sql_are_those_spark_derives(spark,
     for inherit in (True, False):
         ours = identity_map(crm_records(lake), clusters, emails, accounts, logins, clients,
                             previous if inherit else None, KEY).select(*MAP_COLUMNS)
-        theirs = as_spark(spark, local_identity_map(lake, clusters.toArrow(), KEY, inherit))
+        theirs = as_spark(spark, local_identity_map(lake, clusters.toArrow(), KEY, inherit),
+                          "silver.identity_map")
         assert theirs.columns == ours.columns and theirs.dtypes == ours.dtypes
         rows = sorted(tuple(r) for r in ours.collect())
         assert len(rows) > 10_000 and {r[0] for r in rows} >= {

@@ -24,6 +24,8 @@ from pyspark.sql.types import StructType
 from seglake.config import IdentityConfig
 from seglake.declarations import (
     CONSENTS,
+    CUSTOMERS,
+    CUSTOMERS_PII,
     CUSTOMERS_RAW,
     CUSTOMERS_RAW_PII,
     IDENTITY_MAP,
@@ -52,7 +54,19 @@ INPUTS = {CUSTOMERS_RAW: "record_key VARCHAR, system VARCHAR, source_id VARCHAR,
           "silver.events": "user_id VARCHAR, cookie_id VARCHAR, device_id VARCHAR, "
                            "event_ts TIMESTAMPTZ",
           IDENTITY_MAP: "id_kind VARCHAR, id_value VARCHAR, customer_key VARCHAR, "
-                        "valid_to TIMESTAMPTZ"}
+                        "anonymous BOOLEAN, valid_from TIMESTAMPTZ, valid_to TIMESTAMPTZ"}
+# what an incremental run compares its rows with: the golden records as the last run left them
+WRITTEN = {CUSTOMERS: ", ".join(f"{c} {t}" for c, t in (
+               ("customer_key", "VARCHAR"), ("profile", "VARCHAR"), ("record_count", "BIGINT"),
+               ("systems", "VARCHAR[]"), ("email_hash", "VARCHAR"), ("phone_hash", "VARCHAR"),
+               ("birth_year", "INTEGER"), ("postcode", "VARCHAR"), ("city", "VARCHAR"),
+               ("email_optin", "BOOLEAN"), ("loyalty_points", "INTEGER"),
+               ("loyalty_turnover", "DOUBLE"), ("home_store", "VARCHAR"),
+               ("first_seen_at", "TIMESTAMPTZ"), ("marketing_consent", "BOOLEAN"),
+               ("marketing_consent_at", "TIMESTAMPTZ"))),
+           CUSTOMERS_PII: "customer_key VARCHAR, title VARCHAR, first_name VARCHAR, "
+                          "last_name VARCHAR, email VARCHAR, phone VARCHAR, birth_date DATE, "
+                          "address VARCHAR, postcode VARCHAR, city VARCHAR"}
 
 MAP_SQL = """
 create temp table recs as select r.record_key, r.created_at, r.email_hash,
@@ -181,13 +195,36 @@ select customer_key, profile, coalesce(record_count, 0) record_count, systems, e
 """
 
 
+# the rows of the new map and golden records that differ from those written: the identifiers
+# and customers an incremental run writes again
+CHANGES_SQL = """
+create temp table changed_ids as select distinct id_kind, id_value from (
+  (select * from identity_map except all select * from new_map)
+  union all (select * from new_map except all select * from identity_map));
+create temp table changed_customers as select distinct customer_key from (
+  select customer_key from (select * from customers except all select * from new_customers)
+  union all select customer_key from (select * from new_customers except all
+                                      select * from customers)
+  union all select customer_key from (select * from customers_pii except all
+                                      select * from new_pii)
+  union all select customer_key from (select * from new_pii except all
+                                      select * from customers_pii))
+"""
+
+
 @dataclass
 class Local:
-    """A full run's post-linkage rows, as Arrow."""
+    """Post-linkage rows, as Arrow: all of them, or (``changes``) those that differ from the
+    tables as the last run left them."""
 
     identity_map: pa.Table               # MAP_COLUMNS
+    map_rows: int                        # rows of the whole map
     customers: pa.Table | None = None    # CUSTOMER_COLUMNS (golden.py), when asked for
     customers_pii: pa.Table | None = None  # PII_COLUMNS
+    changed_ids: pa.Table | None = None  # changes: id_kind, id_value of every map row that
+    #                                      differs (the identity_map rows are theirs)
+    changed_customers: pa.Table | None = None  # changes: customer_key of every golden record
+    #                                            or PII row that differs (the rows are theirs)
 
 
 def readable(lakehouse: Lakehouse, max_bytes: int) -> bool:
@@ -206,16 +243,19 @@ def readable(lakehouse: Lakehouse, max_bytes: int) -> bool:
 
 
 def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
-                 config: IdentityConfig | None, inherit: bool = True) -> Local:
+                 config: IdentityConfig | None, inherit: bool = True,
+                 changes: bool = False) -> Local:
     """The whole map and, with ``config``, the golden records, from the current files of the
     INPUTS tables (see readable) and ``clusters`` (record_key, group); every key new unless
-    ``inherit`` (from the last map's keys)."""
+    ``inherit`` (from the last map's keys). With ``changes`` (an incremental run: untouched
+    records keep their last key as their group), only the rows that differ from the map and
+    golden records as written, and which identifiers and customers they are."""
     import duckdb
 
     con = duckdb.connect()
     try:
         con.sql("set timezone = 'UTC'")
-        for name, columns in INPUTS.items():
+        for name, columns in {**INPUTS, **(WRITTEN if changes else {})}.items():
             found = lakehouse.local_files(name) if inherit or name != IDENTITY_MAP else None
             view = name.split(".")[1]
             if found:
@@ -233,8 +273,10 @@ def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
         con.create_function("keyed_hash", keyed, ["VARCHAR"], "VARCHAR", type="arrow")
         for statement in MAP_SQL.split(";"):
             con.sql(statement)
+        con.sql(f"create temp table new_map as {MAP_QUERY}")
+        map_rows = con.sql("select count(*) from new_map").fetchall()[0][0]
         if config is None:
-            return Local(con.sql(MAP_QUERY).to_arrow_table())
+            return Local(con.sql("select * from new_map").to_arrow_table(), map_rows)
         for statement in _golden_sql(config).split(";"):
             con.execute(statement, {"purpose": config.marketing_purpose}
                         if "$purpose" in statement else None)
@@ -244,9 +286,20 @@ def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
                         for c in PII_COLUMNS
                         for name in [next((n for n, cs in ATTRIBUTES.items() if c in cs),
                                           None)])
-        return Local(con.sql(MAP_QUERY).to_arrow_table(),
-                     con.sql(CUSTOMERS_QUERY.format(crm=crm)).to_arrow_table(),
-                     con.sql(f"select {pii} from crm").to_arrow_table())
+        con.sql(f"create temp table new_customers as {CUSTOMERS_QUERY.format(crm=crm)}")
+        con.sql(f"create temp table new_pii as select {pii} from crm")
+        if not changes:
+            return Local(con.sql("select * from new_map").to_arrow_table(), map_rows,
+                         con.sql("select * from new_customers").to_arrow_table(),
+                         con.sql("select * from new_pii").to_arrow_table())
+        con.sql(CHANGES_SQL)
+        rows = {t: con.sql(f"select n.* from new_{t} n semi join {keys}").to_arrow_table()
+                for t, keys in (("map", "changed_ids using (id_kind, id_value)"),
+                                ("customers", "changed_customers using (customer_key)"),
+                                ("pii", "changed_customers using (customer_key)"))}
+        return Local(rows["map"], map_rows, rows["customers"], rows["pii"],
+                     con.sql("select * from changed_ids").to_arrow_table(),
+                     con.sql("select * from changed_customers").to_arrow_table())
     finally:
         con.close()
 
@@ -257,8 +310,13 @@ def local_identity_map(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
     return post_linkage(lakehouse, clusters, key, None, inherit).identity_map
 
 
-def as_spark(spark: SparkSession, table: pa.Table, name: str = IDENTITY_MAP) -> DataFrame:
-    """Arrow rows of the declared table ``name`` as a Spark frame of its declared types."""
+def as_spark(spark: SparkSession, table: pa.Table, name: str | None = None) -> DataFrame:
+    """Arrow rows as a Spark frame (of the declared types of table ``name``, if named)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    frame = spark.createDataFrame(table) if table.num_rows else \
+        spark.createDataFrame([], from_arrow_schema(table.schema))
+    if name is None:
+        return frame
     types = {f.name: f.dataType for f in StructType.fromDDL(declared(name).ddl).fields}
-    return spark.createDataFrame(table).select(
-        *[F.col(c).cast(types[c]) for c in table.column_names])
+    return frame.select(*[F.col(c).cast(types[c]) for c in table.column_names])

@@ -61,6 +61,7 @@ from seglake.lakehouse import Lakehouse
 from seglake.models import latest_model, record_model
 from seglake.privacy import pseudonymization_key
 from seglake.runlog import RunLog, utc_now
+from seglake.session import held
 from seglake.tables import LINEAGE
 
 log = logging.getLogger(__name__)
@@ -230,8 +231,14 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                      (CUSTOMERS_RAW_PII, lakehouse.read(CUSTOMERS_RAW_PII)),
                      (CONSENTS, consents)) if df is not None}
     batches = {name: batch_marks(df) for name, df in golden_inputs.items()}
+    local = None
+    if linkage.engine == "duckdb" and readable(lakehouse, ident.local_max_bytes):
+        # where Splink ran: the map and golden records in the driver, from the tables' files;
+        # an incremental run writes the rows that came out different, and only them
+        local = post_linkage(lakehouse, clusters.toArrow(), key, ident,
+                             changes=base is not None)
     scope = None
-    if base is not None and linkage.touched is not None:
+    if local is None and base is not None and linkage.touched is not None:
         # the map rows the batch can change: derived again, every other row kept
         client = F.coalesce("cookie_id", "device_id").alias("id_value")
         before = json.loads(base["metrics"])
@@ -242,7 +249,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         scope = map_scope(previous_map, linkage.touched, records, emails, accounts,
                           new_clients.where(F.col("id_value").isNotNull()))
         log.info("resolve: %d identifiers in the incremental run's scope", scope.size)
-    if events is not None:  # read once: the identifiers of every event (in scope)
+    if events is not None and local is None:  # read once: every event's ids (in scope)
         events = events.select("user_id", F.coalesce("cookie_id", "device_id")
                                .alias("client_id"), "event_ts")
         if scope is not None:
@@ -257,12 +264,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                                            "event_ts TIMESTAMP")
         clients = spark.createDataFrame([], "id_value STRING")
     # derived: the map rows this run derives (all of them in a full run), materialised
-    local = None
-    if scope is None and linkage.engine == "duckdb" and readable(lakehouse,
-                                                                  ident.local_max_bytes):
-        # where Splink ran: the map and golden records in the driver, from the tables' files
-        local = post_linkage(lakehouse, clusters.toArrow(), key, ident)
-        derived = as_spark(spark, local.identity_map)
+    if local is not None:
+        derived = as_spark(spark, local.identity_map, IDENTITY_MAP)
     elif scope is None:
         derived = identity_map(records, clusters, emails, accounts, logins, clients, previous,
                                key)
@@ -272,9 +275,22 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     derived = derived.withColumn("run_id", F.lit(run_id)) \
         .withColumn("resolved_at", F.lit(stamp)).persist()
     derived_rows = derived.count()
-    if scope is None:
+    ids = ["id_kind", "id_value"]
+    changed = None  # an incremental run in the driver: the identifiers whose rows differ
+    if local is not None and local.changed_ids is not None:
+        changed = held(as_spark(spark, local.changed_ids)).shipped()
+        log.info("resolve: %d identifiers' map rows and %d customers differ from the last "
+                 "run's", local.changed_ids.num_rows, local.changed_customers.num_rows)
+    if scope is None and changed is None:
         new_map, map_rows, affected = derived, derived_rows, None
         previous_in, derived_now = previous, current(derived)
+    elif changed is not None:  # the rows of the other identifiers, as they were
+        new_map = previous_map.join(changed, ids, "left_anti").select(*derived.columns) \
+            .unionByName(derived)
+        previous_in = previous.join(changed, ids, "left_semi")
+        map_rows = local.map_rows
+        derived_now = current(derived).select("id_kind", "id_value", "customer_key")
+        affected = held(as_spark(spark, local.changed_customers)).shipped()
     else:  # the rows outside the scope, as they were
         new_map = in_scope(previous_map, scope, keep=False).select(*derived.columns) \
             .unionByName(derived)
@@ -306,7 +322,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         .withColumn("resolved_at", F.lit(stamp)).persist()
     golden_pii = crm.select(*PII_COLUMNS)
     moved = key_changes(previous_in, derived_now, links,
-                        None if scope is None else (previous, current(new_map))) \
+                        None if affected is None else (previous, current(new_map))) \
         .withColumn("run_id", F.lit(run_id)).withColumn("merged_at", F.lit(stamp)).persist()
     stamps = ("run_id", "resolved_at", "linked_at")
 
@@ -343,7 +359,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         regrouped = linkage.touched.select(F.col(ID).alias("record_key"))
         write(RECORD_STATE, record_state.join(regrouped, "record_key", "left_semi"),
               (regrouped, ["record_key"]))
-    write(IDENTITY_MAP, derived, None if scope is None else (scope.rows, ["id_kind", "id_value"]))
+    write(IDENTITY_MAP, derived, (changed, ids) if changed is not None
+          else None if scope is None else (scope.rows, ids))
 
     weights = list(linkage.pairs.agg(*histogram("match_weight", WEIGHT_EDGES)).first())
     trained = json.loads(previous_model["metrics"]) if previous_model else {}
