@@ -169,7 +169,7 @@ def link_batch(spark: SparkSession, frame: DataFrame, changes: RecordChanges,
     nodes.unpersist()
     return Linkage(model_json, pairs, edges, clusters, candidates, model_charts(linker),
                    batch_records=changes.new + changes.changed, touched_records=n_nodes,
-                   touched=regrouped)
+                   touched=regrouped, engine=engine.name)
 
 
 @dataclass
