@@ -89,7 +89,8 @@ def key_changes(previous: DataFrame | None, current: DataFrame, links: DataFrame
         .withColumn("event", F.when(F.col("_anonymous"), "login")
                     .when(F.col("_alive").isNull(), "merge")
                     .when(F.col("_existed").isNull(), "split").otherwise("move"))
-    before = previous.where(F.col("id_kind") == "record_key") \
+    # a bridge's other end may lie outside the rows that differ: its key from the whole map
+    before = (previous if whole is None else whole[0]).where(F.col("id_kind") == "record_key") \
         .select(F.col("id_value").alias("record"), F.col("customer_key").alias("key"))
     bridges = links.join(before.toDF("record_key_l", "key_l"), "record_key_l") \
         .join(before.toDF("record_key_r", "key_r"), "record_key_r") \
