@@ -284,16 +284,16 @@ class IdentityConfig(_Section):
         "holds values or EM finds no pairs to train on).")
     engine: Literal["auto", "spark", "duckdb"] = Field(
         "auto", description="Where Splink runs: spark (distributed), duckdb (in the driver: "
-        "records, pairs and clusters move through Arrow, and a full run derives the identity "
-        "map and golden records there too; ~5x faster on the small demo) or auto (duckdb up "
-        "to local_max_records records). A reused model runs where it was trained.")
+        "records, pairs and clusters move through Arrow, and the identity map and golden "
+        "records are derived there too; ~5x faster on the small demo) or auto (duckdb up to "
+        "local_max_records records). A reused model runs where it was trained.")
     local_max_records: int = Field(
         120_000, ge=0, description="The most CRM records identity.engine auto links on "
         "DuckDB in the driver; more go to Spark. The driver's memory follows the candidate "
         "pairs: 3.6 GB for the medium demo's 108,681 records (1.2M pairs).")
     local_max_bytes: int = Field(
         4_000_000_000, ge=0, description="The most Parquet bytes (CRM records, orders, email "
-        "events, consents, events, the last identity map) a full run linked on DuckDB derives "
+        "events, consents, events, the last identity map) a resolve linked on DuckDB derives "
         "its identity map and golden records from in the driver; more, and Spark derives "
         "them. The medium demo's 0.7 GB took 3.5 s on 2 cores.")
     u_max_pairs: int = Field(1_000_000, ge=10_000,
