@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from seglake.config import IdentityConfig
+from seglake.identity.stitching import ACCOUNT, EMAIL, RECORD
 from seglake.privacy import with_consent
 
 # attribute (the name survivorship rules use) -> columns that survive with it
@@ -76,13 +77,13 @@ def golden_customers(records: DataFrame, identity_map: DataFrame, consents: Data
     current rows, or those of the customers to make again) in CUSTOMER_COLUMNS, those with CRM
     records by survivorship (``records``: CRM records with their PII), the others from their
     emails or account ids; and the CRM ones with their PII (persisted: both outputs read it)."""
-    record_keys = identity_map.where(F.col("id_kind") == "record_key") \
+    record_keys = identity_map.where(F.col("id_kind") == RECORD) \
         .select(F.col("id_value").alias("record_key"), "customer_key")
     crm = golden(records.join(record_keys, "record_key"), config) \
         .withColumn("profile", F.lit("crm")).persist()
-    email = F.col("id_kind") == "email_hash"
+    email = F.col("id_kind") == EMAIL
     others = identity_map.where(~F.col("anonymous") & F.col("id_kind").isin(
-        "email_hash", "customer_id")).join(crm.select("customer_key"), "customer_key",
+        EMAIL, ACCOUNT)).join(crm.select("customer_key"), "customer_key",
                                            "left_anti") \
         .groupBy("customer_key").agg(
             F.max(F.when(email, F.col("id_value"))).alias("email_hash"),

@@ -143,7 +143,7 @@ class Linkage:
     batch_records: int | None = None    # incremental: the new and changed records scored
     touched_records: int | None = None  # incremental: the records re-clustered
     touched: DataFrame | None = None    # incremental: their unique_id, and the removed ones'
-    engine: str = "spark"               # where Splink ran (ENGINES)
+    engine: str = field(kw_only=True)   # where Splink ran (ENGINES): every maker says
 
 
 def exact_pairs(identifier_pairs: DataFrame) -> DataFrame:
