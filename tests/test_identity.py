@@ -452,6 +452,59 @@ def test_stored_forms_give_the_frame_and_are_made_again_only_where_records_chang
         == len(later_rows)
 
 
+def test_forms_read_in_the_driver_equal_the_spark_path_and_share_its_digests(spark, tmp_path):
+    """local_forms (DuckDB over the files) gives the frame, hashes, scope and counts that
+    comparison_forms gives, and digests either path reads: a record changed since the last
+    run is normalised again by both, nothing else."""
+    from seglake.identity.forms import comparison_forms, local_forms
+
+    config = IdentityConfig(country="AU")
+    rows = people(40, seed=7)
+    edited = rows[0]
+    later_rows = [(edited[0], edited[1], "Zzyzx", *edited[3:]),
+                  ("reg:new-0", "Ada", "Lovelace", dt.date(1815, 12, 10), "2000", "Sydney",
+                   "1 st james st", None, None, None, "pnew"), *rows[2:]]
+
+    def files(data: list[tuple], name: str) -> str:
+        spark.createDataFrame(data, PEOPLE_SCHEMA).write.parquet(str(tmp_path / name))
+        return f"select * from read_parquet('{tmp_path / name}/*.parquet')"
+
+    records = spark.createDataFrame(rows, PEOPLE_SCHEMA)
+    first = local_forms(records, files(rows, "first"), None, config, "AU", KEY)
+    assert first.normalised == first.changed == len(rows) and not first.added_only
+    spark_first = comparison_forms(records, None, config, "AU", KEY)
+    assert sorted(first.fresh.collect()) == sorted(spark_first.fresh.collect())  # digests too
+    first.fresh.write.parquet(str(tmp_path / "stored"))
+    stored = [str(p) for p in (tmp_path / "stored").glob("*.parquet")]
+
+    later = spark.createDataFrame(later_rows, PEOPLE_SCHEMA)
+    driver = local_forms(later, files(later_rows, "later"), stored, config, "AU", KEY)
+    on_spark = comparison_forms(later, first.fresh, config, "AU", KEY)
+    assert driver.normalised == on_spark.normalised == 2
+    assert driver.changed == on_spark.changed == 3 and not driver.added_only
+    assert sorted(driver.scope.collect()) == sorted(on_spark.scope.collect())
+    assert driver.frame.columns == on_spark.frame.columns
+    assert sorted(driver.frame.collect()) == sorted(on_spark.frame.collect())
+    assert sorted(driver.hashes.collect()) == sorted(on_spark.hashes.collect())
+    assert sorted(tuple(d.values()) for d in driver.local.to_pylist()) == sorted(
+        tuple(r.asDict().values()) for r in on_spark.frame.collect())
+    assert sorted(driver.fresh.collect()) == sorted(on_spark.fresh.collect())
+    same = local_forms(records, files(rows, "again"), stored, config, "AU", KEY)
+    assert same.normalised == same.changed == 0
+
+
+def test_batch_marks_read_from_the_files_equal_the_spark_job(spark, tmp_path):
+    from seglake.identity.incremental import batch_marks
+
+    rows = spark.createDataFrame([("web", 3, "a"), ("web", 7, "b"), ("crm", 2, "c"),
+                                  (None, 1, "d")], "_source STRING, _batch_id INT, v STRING")
+    rows.write.parquet(str(tmp_path / "t"))
+    files = [str(p) for p in (tmp_path / "t").glob("*.parquet")]
+    assert batch_marks(rows, files) == batch_marks(rows) == {"web": 7, "crm": 2, None: 1}
+    assert batch_marks(rows.limit(0), []) == batch_marks(rows.limit(0)) == {}
+    assert batch_marks(rows.drop("_batch_id"), files) is None
+
+
 def test_retraining_is_advised_when_records_or_match_weights_move():
     config = IdentityConfig(retrain_new_share=0.2, retrain_weight_psi=0.25)
     weights = [0, 10, 30, 60]

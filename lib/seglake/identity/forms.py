@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -19,13 +20,15 @@ from pyspark.sql import types as T
 from seglake.config import IdentityConfig
 from seglake.identity.linkage import ID, comparison_frame
 from seglake.privacy import keyed_digest, keyed_hash
-from seglake.session import held
+from seglake.session import Held, held
 
 # bump when a comparison form changes (identity.normalise, privacy.email_key / e164_phone,
 # linkage.comparison_frame, or an upgrade of phonenumbers): every stored form is then made
 # again. tests/test_identity.py pins each version's forms of a sample and fails without a bump
 FORMS_VERSION = 1
 FORMS_COLUMNS = ("record_key", "digest", "content_hash", "forms")
+# compared columns whose text both Spark and DuckDB write alike (digests made by either match)
+PORTABLE = (T.StringType, T.DateType, T.IntegerType, T.LongType, T.ShortType, T.BooleanType)
 
 
 def content_hashes(frame: DataFrame, key: bytes) -> DataFrame:
@@ -47,6 +50,19 @@ def form_signature(config: IdentityConfig, region: str, key: bytes) -> str:
     return keyed_digest(spec, key)
 
 
+def _digest(signature: str, compared: list[str]) -> Column:
+    """SHA-256 of the signature and of each compared value's bytes in hex ('-' for null): the
+    text ``_digest_sql`` builds in DuckDB, so either path reads the other's digests."""
+    return F.sha2(F.concat_ws("|", F.lit(signature), *[
+        F.coalesce(F.hex(F.col(c).cast("string")), F.lit("-")) for c in compared]), 256)
+
+
+def _digest_sql(compared: list[str]) -> str:
+    """``_digest`` in DuckDB SQL (the signature as parameter ``$signature``)."""
+    return "sha256(concat_ws('|', $signature, " + ", ".join(
+        f"coalesce(hex(cast(\"{c}\" as varchar)), '-')" for c in compared) + "))"
+
+
 @dataclass
 class Forms:
     """Every record's comparison frame and content hash, and what silver.identity_forms
@@ -59,6 +75,16 @@ class Forms:
     normalised: int     # records normalised this run
     changed: int        # rows of ``scope``
     added_only: bool    # the scope holds new records only: the table only gains rows
+    local: pa.Table | None = None  # ``frame`` in the driver, when made there (local_forms)
+
+
+def _normalised(due: DataFrame, config: IdentityConfig, region: str, key: bytes,
+                values: list[str]) -> Held:
+    """The forms table's rows of the ``due`` records (with their ``digest``), materialised:
+    the one place records are normalised."""
+    made = comparison_frame(due, config, region, keep=("digest",))
+    return held(made.select(F.col(ID).alias("record_key"), "digest", _content_hash(values, key),
+                            F.to_json(F.struct(*values)).alias("forms")))
 
 
 def comparison_forms(records: DataFrame, stored: DataFrame | None, config: IdentityConfig,
@@ -69,7 +95,7 @@ def comparison_forms(records: DataFrame, stored: DataFrame | None, config: Ident
     layout = comparison_frame(records, config, region).schema  # checks the columns (no job)
     compared = sorted({c.column for c in config.comparisons})
     signature = form_signature(config, region, key)
-    digest = F.sha2(F.concat(F.lit(signature), F.to_json(F.struct(*compared))), 256)
+    digest = _digest(signature, compared)
     if stored is not None and set(FORMS_COLUMNS) <= set(stored.columns):
         # one comparison of digests: the records to normalise, and the stored ones gone
         was = stored.select("record_key", F.col("digest").alias("_was"))
@@ -83,9 +109,7 @@ def comparison_forms(records: DataFrame, stored: DataFrame | None, config: Ident
     else:  # first run, or a table of another layout: every record
         scope, due, kept = None, records, None
     values = [c for c in layout.names if c != ID]
-    made = comparison_frame(due.withColumn("digest", digest), config, region, keep=("digest",))
-    fresh = held(made.select(F.col(ID).alias("record_key"), "digest", _content_hash(values, key),
-                             F.to_json(F.struct(*values)).alias("forms")))
+    fresh = _normalised(due.withColumn("digest", digest), config, region, key, values)
     rows = fresh.frame if kept is None else kept.unionByName(fresh.frame)
     parsed = F.from_json("forms", T.StructType([f for f in layout.fields if f.name != ID]))
     # one pass over the stored forms: the frame and the hashes are parts of it
@@ -102,3 +126,63 @@ def comparison_forms(records: DataFrame, stored: DataFrame | None, config: Ident
     added_only = scope.rows > 0 and scope.frame.where(~F.col("_new")).isEmpty()
     return Forms(whole, hashes, fresh.frame, scope.shipped().select("record_key"), fresh.rows,
                  scope.rows, added_only)
+
+
+def local_forms(records: DataFrame, records_sql: str, stored: list[str] | None,
+                config: IdentityConfig, region: str, key: bytes) -> Forms | None:
+    """``comparison_forms`` with the digests compared and the stored forms read in the driver
+    (DuckDB): ``records_sql`` selects the CRM records from their files, ``stored`` lists the
+    forms table's files (None: normalise every record); Spark normalises only the records due.
+    The frame is also kept as Arrow (``Forms.local``) for Splink on DuckDB. None when a
+    compared column's type does not read alike in both (``PORTABLE``): use comparison_forms."""
+    import duckdb
+
+    from seglake.identity.local_sql import as_spark
+
+    layout = comparison_frame(records, config, region).schema  # checks the columns (no job)
+    compared = sorted({c.column for c in config.comparisons})
+    if not all(isinstance(records.schema[c].dataType, PORTABLE) for c in compared) or \
+            not all(isinstance(f.dataType, T.StringType | T.DateType) for f in layout.fields):
+        return None
+    values = [c for c in layout.names if c != ID]
+    con = duckdb.connect()
+    try:
+        con.sql("set timezone = 'UTC'")
+        con.execute(f"create temp table digests as select record_key, {_digest_sql(compared)} "
+                    f"digest from ({records_sql})", {"signature": form_signature(config, region,
+                                                                                 key)})
+        if stored:
+            con.sql(f"create view stored as select {', '.join(FORMS_COLUMNS)} from "
+                    f"read_parquet({stored!r}, union_by_name = true)")
+        else:
+            con.sql("create table stored (record_key VARCHAR, digest VARCHAR, "
+                    "content_hash VARCHAR, forms VARCHAR)")
+        con.sql("create temp table scope as select record_key, d.digest is null _gone, "
+                "s.digest is null _new, d.digest from digests d full join stored s "
+                "using (record_key) where d.digest is distinct from s.digest")
+        due = con.sql("select record_key, digest from scope where not _gone").to_arrow_table()
+        spark = records.sparkSession
+        fresh = _normalised(records.join(as_spark(spark, due), "record_key"), config, region,
+                            key, values) if due.num_rows else None
+        con.register("fresh", fresh.frame.toArrow() if fresh else
+                     con.sql("select * from stored limit 0").to_arrow_table())
+        types = {f.name: "DATE" if isinstance(f.dataType, T.DateType) else "VARCHAR"
+                 for f in layout.fields if f.name != ID}
+        whole = con.sql(
+            "with rows as (select * from stored anti join scope using (record_key) union all "
+            f"select {', '.join(FORMS_COLUMNS)} from fresh), parsed as (select record_key, "
+            f"content_hash, json_transform(forms, '{json.dumps(types)}') f from rows) "
+            f"select record_key {ID}, content_hash, "
+            + ", ".join(f'f."{c}" "{c}"' for c in values) + " from parsed").to_arrow_table()
+        scope = con.sql("select record_key, _new from scope").to_arrow_table()
+    finally:
+        con.close()
+    frame = whole.drop_columns(["content_hash"])
+    if fresh is None:
+        fresh = Held(spark.createDataFrame([], "record_key STRING, digest STRING, "
+                                           "content_hash STRING, forms STRING"), 0)
+    added_only = bool(stored) and scope.num_rows > 0 and all(scope["_new"].to_pylist())
+    return Forms(as_spark(spark, frame), as_spark(spark, whole.select([ID, "content_hash"])),
+                 fresh.frame, as_spark(spark, scope.select(["record_key"])), fresh.rows,
+                 scope.num_rows, added_only, frame)
+

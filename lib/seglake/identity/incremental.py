@@ -226,11 +226,18 @@ def map_scope(previous: DataFrame, touched: DataFrame, records: DataFrame, email
     return MapScope(ids.shipped(), clients.shipped(), rows.shipped(), rows.rows)
 
 
-def batch_marks(df: DataFrame) -> dict[str, int] | None:
+def batch_marks(df: DataFrame, files: list[str] | None = None) -> dict[str, int] | None:
     """The last ingest batch of each source in a refined table (None when its rows carry no
-    lineage): what a later run reads as already seen."""
+    lineage): what a later run reads as already seen. ``files``: the table's Parquet files
+    (Lakehouse.local_files), read in the driver rather than by a Spark job."""
     if not {"_source", "_batch_id"} <= set(df.columns):
         return None
+    if files is not None:
+        import duckdb
+
+        return dict(duckdb.sql(
+            f"select _source, max(_batch_id) from read_parquet({files!r}, union_by_name = "
+            "true) group by all").fetchall()) if files else {}
     return {r["_source"]: r["last"] for r in
             df.groupBy("_source").agg(F.max("_batch_id").alias("last")).collect()}
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
@@ -240,11 +241,16 @@ class _Engine:
         return int(table.as_duckdbpyrelation().aggregate("count(*)").fetchall()[0][0])
 
 
-def filled_config(frame: DataFrame, config: IdentityConfig) -> tuple[IdentityConfig, list[str]]:
-    """``config`` without the compared columns that hold no value in ``frame`` (and the rules
-    that use them), with a note of what went: data without phones or names still links."""
-    filled = frame.select([F.count(c.column).alias(c.column)
-                           for c in config.comparisons]).first().asDict()
+def filled_config(frame: DataFrame | pa.Table,
+                  config: IdentityConfig) -> tuple[IdentityConfig, list[str]]:
+    """``config`` without the compared columns that hold no value in ``frame`` (Spark or
+    Arrow; and the rules that use them), with a note of what went: data without phones or
+    names still links."""
+    if isinstance(frame, pa.Table):
+        filled = {c.column: len(frame) - frame[c.column].null_count for c in config.comparisons}
+    else:
+        filled = frame.select([F.count(c.column).alias(c.column)
+                               for c in config.comparisons]).first().asDict()
     empty = {c for c, n in filled.items() if not n}
     if not empty:
         return config, []
@@ -295,9 +301,11 @@ def _estimate_prior(linker: Any, config: IdentityConfig) -> None:
 
 
 def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
-         model_json: dict[str, Any] | None = None, records: int | None = None) -> Linkage:
+         model_json: dict[str, Any] | None = None, records: int | None = None,
+         local: pa.Table | None = None) -> Linkage:
     """Train (or reuse) the model, score candidate pairs, cluster at the threshold; link on
-    exact identifiers only when configured so or when nothing can be trained (warned)."""
+    exact identifiers only when configured so or when nothing can be trained (warned).
+    ``local``: ``frame`` already in the driver, as Arrow (what Splink on DuckDB reads)."""
     from splink import Linker
     from splink.internals.exceptions import EMTrainingException
 
@@ -310,8 +318,10 @@ def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
         return _deterministic_linkage(frame, config, engine, "reused a deterministic model")
     if config.matching == "deterministic":
         return _deterministic_linkage(frame, config, engine, "identity.matching deterministic")
+    if engine.name != "duckdb":
+        local = None
     if model_json is None:
-        config, notes = filled_config(frame, config)
+        config, notes = filled_config(frame if local is None else local, config)
         for note in notes:
             log.info("resolve: %s", note)
         if not (config.comparisons and config.blocking and config.training_blocks):
@@ -319,7 +329,7 @@ def link(spark: SparkSession, frame: DataFrame, config: IdentityConfig,
                    "left: linked on identity.deterministic columns only; map names, emails or "
                    "phones onto the customers input, or set identity.matching: deterministic")
             return _fallback(frame, config, engine, why)
-    records_in = engine.local(frame)
+    records_in = engine.local(frame) if local is None else local
     table = engine.api.register(records_in)
     weighed: list[RuleUse] = []
     if model_json is None:

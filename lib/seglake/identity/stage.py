@@ -35,7 +35,7 @@ from seglake.declarations import (
 from seglake.drift import histogram, population_stability
 from seglake.identity import diagnostics
 from seglake.identity.blocking import pair_budget
-from seglake.identity.forms import comparison_forms
+from seglake.identity.forms import FORMS_COLUMNS, comparison_forms, local_forms
 from seglake.identity.golden import (
     CUSTOMER_COLUMNS,
     PII_COLUMNS,
@@ -109,11 +109,32 @@ def _ids(spark: SparkSession, frames: list[tuple[DataFrame | None, str]]) -> Dat
     return out.where(F.col("id_value").isNotNull()).distinct()
 
 
+PII_LEFT = (*LINEAGE, "system", "source_id", "postcode", "city")  # customers_raw's are taken
+
+
 def crm_records(lakehouse: Lakehouse) -> DataFrame:
     """Every CRM record with its personal data: what linkage compares."""
-    pii = lakehouse.read(CUSTOMERS_RAW_PII).drop(*LINEAGE, "system", "source_id", "postcode",
-                                                 "city")
+    pii = lakehouse.read(CUSTOMERS_RAW_PII).drop(*PII_LEFT)
     return lakehouse.read(CUSTOMERS_RAW).join(pii, "record_key")
+
+
+def local_records(lakehouse: Lakehouse, records: DataFrame,
+                  config: IdentityConfig) -> str | None:
+    """``crm_records`` as DuckDB SQL over the tables' files, when the driver can read them
+    and links them itself (Splink on DuckDB: ``identity.local_max_records``); else None."""
+    raw, pii = lakehouse.local_files(CUSTOMERS_RAW), lakehouse.local_files(CUSTOMERS_RAW_PII)
+    if not raw or not pii or config.engine == "spark":
+        return None
+    import duckdb
+
+    if duckdb.sql(f"select count(*) from read_parquet({raw!r})").fetchall()[0][0] \
+            > config.local_max_records:
+        return None
+    from_pii = set(lakehouse.read(CUSTOMERS_RAW_PII).columns) - set(PII_LEFT)
+    columns = ", ".join(f'{"p" if c in from_pii and c != "record_key" else "r"}."{c}"'
+                        for c in records.columns)
+    return (f"select {columns} from read_parquet({raw!r}, union_by_name = true) r join "
+            f"read_parquet({pii!r}, union_by_name = true) p using (record_key)")
 
 
 def graph_base(lakehouse: Lakehouse, config: IdentityConfig,
@@ -158,15 +179,23 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     versions = {n: lakehouse.version(n) for n in INPUTS if lakehouse.exists(n)}
 
     records = crm_records(lakehouse).persist()
-    n_records = records.count()
-    log.info("resolve: %d CRM records", n_records)
     try:  # config that names what the data lacks fails before any Splink work
         check_survivorship(ident)
-        forms = comparison_forms(records, _optional(lakehouse, FORMS), ident,
-                                 config.privacy.phone_region, key)
+        forms = None
+        records_sql = local_records(lakehouse, records, ident)
+        if records_sql is not None:  # in the driver, where Splink will read them
+            stored = lakehouse.local_files(FORMS) if lakehouse.exists(FORMS) and set(
+                FORMS_COLUMNS) <= set(lakehouse.read(FORMS).columns) else None
+            forms = local_forms(records, records_sql, stored, ident,
+                                config.privacy.phone_region, key)
+        if forms is None:
+            forms = comparison_forms(records, _optional(lakehouse, FORMS), ident,
+                                     config.privacy.phone_region, key)
     except ValueError as exc:
         raise ResolveError(str(exc)) from exc
     frame, hashes = forms.frame, forms.hashes
+    n_records = forms.local.num_rows if forms.local is not None else records.count()
+    log.info("resolve: %d CRM records", n_records)
     log.info("resolve: comparison frame ready: %d of %d records normalised, the others' forms "
              "read back (%.1f s)", forms.normalised, n_records, time.monotonic() - started)
 
@@ -201,7 +230,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                         "training", MODEL_KIND)
         linkage = link(spark, frame, ident,
                        json.loads(previous_model["artifact"]) if previous_model else None,
-                       records=n_records)
+                       records=n_records, local=forms.local)
     clusters = linkage.clusters.select(F.col(ID).alias("record_key"),
                                        F.col("cluster_id").alias("group"))
     # an incremental run's writes keep the stamps of rows nothing changed (Lakehouse.sync)
@@ -224,13 +253,15 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     emails = _ids(spark, [(orders, "customer_email_hash"), (email_events, "email_hash"),
                    (consents, "subject_hash")]).persist()
     accounts = _ids(spark, [(orders, "customer_id"), (events, "user_id")]).persist()
-    marks = batch_marks(events) if events is not None else None
+    marks = batch_marks(events, lakehouse.local_files("silver.events")) \
+        if events is not None else None
     # what golden records read besides the map: the next incremental run re-makes the
     # customers whose records or consents arrived after these batches
     golden_inputs = {name: df for name, df in ((CUSTOMERS_RAW, lakehouse.read(CUSTOMERS_RAW)),
                      (CUSTOMERS_RAW_PII, lakehouse.read(CUSTOMERS_RAW_PII)),
                      (CONSENTS, consents)) if df is not None}
-    batches = {name: batch_marks(df) for name, df in golden_inputs.items()}
+    batches = {name: batch_marks(df, lakehouse.local_files(name))
+               for name, df in golden_inputs.items()}
     local = None
     if linkage.engine == "duckdb" and readable(lakehouse, ident.local_max_bytes):
         # where Splink ran: the map and golden records in the driver, from the tables' files;
