@@ -247,6 +247,19 @@ def test_the_map_and_golden_records_in_duckdb_sql_are_those_spark_derives(spark,
         assert len(rows) > 10_000 and {r[0] for r in rows} >= {
             "record_key", "email_hash", "customer_id", "client_id"}
         assert sorted(tuple(r) for r in theirs.collect()) == rows, inherit
+    # two customers merged: the identifiers that change key, as key_changes counts them
+    first, second = [r["group"] for r in clusters.select("group").distinct()
+                     .orderBy("group").limit(2).collect()]
+    merged = clusters.withColumn("group", F.when(F.col("group") == second, first)
+                                 .otherwise(F.col("group")))
+    last = current(lake.read("silver.identity_map"))
+    joined = identity_map(crm_records(lake), merged, emails, accounts, logins, clients,
+                          previous, KEY)
+    moved = key_changes(last, current(joined), spark.createDataFrame(
+        [], "record_key_l STRING, record_key_r STRING, match_probability DOUBLE")).collect()
+    assert [r["event"] for r in moved] == ["merge"]
+    assert post_linkage(lake, merged.toArrow(), KEY, None).moved_ids == moved[0]["ids_moved"]
+    assert post_linkage(lake, clusters.toArrow(), KEY, None).moved_ids == 0
     # golden records: survivorship by source priority and by recency, with consent
     identity = config.identity.model_copy(update={"survivorship": {
         **config.identity.survivorship, "phone": "most_frequent"}})

@@ -18,27 +18,25 @@ log = logging.getLogger(__name__)
 def cluster_sizes(customers: DataFrame) -> list[tuple[int, int]]:
     """(records per customer, number of customers) of the golden records with a CRM profile
     (``customers``: silver.customers): an aggregate of their record counts."""
-    sizes = customers.where(F.col("profile") == "crm") \
-        .groupBy(F.col("record_count").alias("size")).agg(F.count("*").alias("customers")) \
-        .orderBy("size")
-    return [(r["size"], r["customers"]) for r in sizes.collect()]
+    sizes = customers.where(F.col("profile") == "crm").groupBy("record_count").count()
+    return sorted((r["record_count"], r["count"]) for r in sizes.collect())
 
 
-def largest_clusters(customers: DataFrame, record_keys: DataFrame, records: DataFrame,
+def largest_clusters(customers: DataFrame, record_keys: DataFrame,
                      n: int) -> list[dict[str, Any]]:
     """The ``n`` customers of most CRM records with their records' keys and systems
-    (``record_keys``: record_key, customer_key)."""
+    (``record_keys``: record_key, customer_key; the systems are the golden record's)."""
     if n == 0:
         return []
-    top = [r["customer_key"] for r in customers.where(F.col("profile") == "crm")
-           .orderBy(F.desc("record_count"), "customer_key").limit(n).select("customer_key")
-           .collect()]
-    members = record_keys.where(F.col("customer_key").isin(*top)) \
-        .join(records.select("record_key", "system"), "record_key")
+    top = customers.where(F.col("profile") == "crm") \
+        .orderBy(F.desc("record_count"), "customer_key").limit(n) \
+        .select("customer_key", "systems").collect()
+    members = record_keys.where(F.col("customer_key").isin(*[r["customer_key"] for r in top]))
     found = {r["customer_key"]: r for r in members.groupBy("customer_key").agg(
-        F.count("*").alias("size"), F.sort_array(F.collect_list("record_key")).alias("records"),
-        F.array_sort(F.collect_set("system")).alias("systems")).collect()}
-    return [found[k].asDict() for k in top if k in found]
+        F.count("*").alias("size"), F.sort_array(F.collect_list("record_key")).alias("records"))
+        .collect()}
+    return [{**found[r["customer_key"]].asDict(), "systems": r["systems"]}
+            for r in top if r["customer_key"] in found]
 
 
 def write(folder: Path, charts: dict[str, Any], sizes: list[tuple[int, int]],

@@ -226,6 +226,7 @@ class Local:
     #                                      differs (the identity_map rows are theirs)
     changed_customers: pa.Table | None = None  # changes: customer_key of every golden record
     #                                            or PII row that differs (the rows are theirs)
+    moved_ids: int = 0                   # identifiers whose current key is not the last one
 
 
 def readable(lakehouse: Lakehouse, max_bytes: int) -> bool:
@@ -275,9 +276,13 @@ def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
         for statement in MAP_SQL.split(";"):
             con.sql(statement)
         con.sql(f"create temp table new_map as {MAP_QUERY}")
-        map_rows = con.sql("select count(*) from new_map").fetchall()[0][0]
+        map_rows, moved = con.sql(
+            "select (select count(*) from new_map), (select count(*) from previous p join "
+            "new_map n using (id_kind, id_value) where n.valid_to is null and "
+            "p.customer_key <> n.customer_key)").fetchall()[0]
         if config is None:
-            return Local(con.sql("select * from new_map").to_arrow_table(), map_rows)
+            return Local(con.sql("select * from new_map").to_arrow_table(), map_rows,
+                         moved_ids=moved)
         for statement in _golden_sql(config).split(";"):
             con.execute(statement, {"purpose": config.marketing_purpose}
                         if "$purpose" in statement else None)
@@ -292,7 +297,7 @@ def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
         if not changes:
             return Local(con.sql("select * from new_map").to_arrow_table(), map_rows,
                          con.sql("select * from new_customers").to_arrow_table(),
-                         con.sql("select * from new_pii").to_arrow_table())
+                         con.sql("select * from new_pii").to_arrow_table(), moved_ids=moved)
         con.sql(CHANGES_SQL)
         rows = {t: con.sql(f"select n.* from new_{t} n semi join {keys}").to_arrow_table()
                 for t, keys in (("map", "changed_ids using (id_kind, id_value)"),
@@ -300,7 +305,7 @@ def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
                                 ("pii", "changed_customers using (customer_key)"))}
         return Local(rows["map"], map_rows, rows["customers"], rows["pii"],
                      con.sql("select * from changed_ids").to_arrow_table(),
-                     con.sql("select * from changed_customers").to_arrow_table())
+                     con.sql("select * from changed_customers").to_arrow_table(), moved)
     finally:
         con.close()
 

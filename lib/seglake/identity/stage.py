@@ -352,9 +352,14 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     customers = customers.select(*CUSTOMER_COLUMNS).withColumn("run_id", F.lit(run_id)) \
         .withColumn("resolved_at", F.lit(stamp)).persist()
     golden_pii = crm.select(*PII_COLUMNS)
-    moved = key_changes(previous_in, derived_now, links,
-                        None if affected is None else (previous, current(new_map))) \
-        .withColumn("run_id", F.lit(run_id)).withColumn("merged_at", F.lit(stamp)).persist()
+    quiet = local is not None and not local.moved_ids  # no identifier changed key: no event
+    if quiet:
+        moved = key_changes(None, derived_now, links)
+    else:
+        moved = key_changes(previous_in, derived_now, links,
+                            None if affected is None else (previous, current(new_map)))
+    moved = moved.withColumn("run_id", F.lit(run_id)).withColumn("merged_at", F.lit(stamp)) \
+        .persist()
     stamps = ("run_id", "resolved_at", "linked_at")
 
     def write(name: str, df: DataFrame, within: tuple[DataFrame, list[str]] | None = None) \
@@ -372,7 +377,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     n_customers, n_crm = golden_records.agg(
         F.count(F.lit(1)), F.count(F.when(F.col("profile") == "crm", True))).first()
     log.info("resolve: %d golden records (%.1f s)", n_customers, time.monotonic() - started)
-    n_merges = moved.count()
+    n_merges = 0 if quiet else moved.count()
     if not lakehouse.exists(MERGES):
         lakehouse.append(MERGES, moved)
     elif n_merges:  # a re-run after a kill records the same merges once
@@ -420,7 +425,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                            tracking=config.tracking, files={"splink_model.json": model_json})
     folder = Path(config.reports.root) / run_id / "identity"
     files = diagnostics.write(folder, linkage.charts, diagnostics.cluster_sizes(golden_records),
-                              diagnostics.largest_clusters(golden_records, record_keys, records,
+                              diagnostics.largest_clusters(golden_records, record_keys,
                                                            ident.largest_clusters),
                               {**summary, "model_version": version})
     runlog.record(table="silver.customers_raw", rows_in=n_records, rows_out=n_crm,
