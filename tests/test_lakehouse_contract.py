@@ -153,6 +153,35 @@ def test_round_trip_of_every_type(spark, lakehouse, partition_by):
         partition_by or [])
 
 
+def test_arrow_rows_from_the_driver_round_trip_every_type(spark, lakehouse):
+    """Rows made in the driver (Arrow) are written as a Spark frame would be: every type, a
+    new table and an overwrite, a partitioned table, and a NULL refused in a non-null column."""
+    rows = frame(spark, ALL_TYPES_ROWS).toArrow()
+    commit = lakehouse.overwrite("bronze.arrow_types", rows)
+    assert commit.version == 0 and commit.rows_added == 3 and commit.files_added == 1
+    assert_table_equals(lakehouse, "bronze.arrow_types", ALL_TYPES_ROWS, ALL_TYPES)
+    read = lakehouse.read("bronze.arrow_types")
+    assert [(f.name, f.dataType) for f in read.schema.fields] == [
+        (f.name, f.dataType) for f in ALL_TYPES.fields]
+    # columns in another order and of narrower types are conformed to the table's
+    narrower = frame(spark, ALL_TYPES_ROWS[:2]).select(
+        F.col("country"), F.col("id").cast("int").alias("id"), "ts", "day", "amount", "score",
+        "name", "active", "tags", "attrs", "address").toArrow()
+    assert lakehouse.overwrite("bronze.arrow_types", narrower).version == 1
+    assert_table_equals(lakehouse, "bronze.arrow_types", ALL_TYPES_ROWS[:2], ALL_TYPES)
+    lakehouse.append("bronze.arrow_parts", frame(spark, ALL_TYPES_ROWS),
+                     partition_by=["country"])
+    lakehouse.overwrite("bronze.arrow_parts", rows)
+    assert_table_equals(lakehouse, "bronze.arrow_parts", ALL_TYPES_ROWS, ALL_TYPES)
+    bad = frame(spark, [(None, *ALL_TYPES_ROWS[2][1:])], ALL_TYPES.fromJson(
+        {**ALL_TYPES.jsonValue(), "fields": [{**ALL_TYPES.fields[0].jsonValue(),
+                                              "nullable": True},
+                                             *[f.jsonValue() for f in ALL_TYPES.fields[1:]]]}))
+    with pytest.raises(Exception, match="NULL in a non-null column"):
+        lakehouse.overwrite("bronze.arrow_types", bad.toArrow())
+    assert lakehouse.version("bronze.arrow_types") == 1
+
+
 def test_partitioned_reads_filter_by_partition(spark, lakehouse):
     lakehouse.append("bronze.all_types", frame(spark, ALL_TYPES_ROWS), partition_by=["country"])
     got = lakehouse.read("bronze.all_types").where("country = 'Côte d''Ivoire'").collect()

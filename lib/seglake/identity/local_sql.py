@@ -13,9 +13,11 @@ anchors), phones, login spans, anonymous keys, then each attribute's surviving r
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
@@ -35,6 +37,9 @@ from seglake.declarations import (
 from seglake.identity.golden import ATTRIBUTES, PII_COLUMNS
 from seglake.lakehouse import Lakehouse
 from seglake.privacy import keyed_digest
+
+if TYPE_CHECKING:
+    import duckdb
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +232,8 @@ class Local:
     changed_customers: pa.Table | None = None  # changes: customer_key of every golden record
     #                                            or PII row that differs (the rows are theirs)
     moved_ids: int = 0                   # identifiers whose current key is not the last one
+    written: dict[str, pa.Table | None] | None = None  # changes with ``stamp``: each table
+    #   whole as it is to be written (rows nothing changed keep their stamps), None if the same
 
 
 def readable(lakehouse: Lakehouse, max_bytes: int) -> bool:
@@ -246,12 +253,13 @@ def readable(lakehouse: Lakehouse, max_bytes: int) -> bool:
 
 def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
                  config: IdentityConfig | None, inherit: bool = True,
-                 changes: bool = False) -> Local:
+                 changes: bool = False, stamp: tuple[str, dt.datetime] | None = None) -> Local:
     """The whole map and, with ``config``, the golden records, from the current files of the
     INPUTS tables (see readable) and ``clusters`` (record_key, group); every key new unless
     ``inherit`` (from the last map's keys). With ``changes`` (an incremental run: untouched
     records keep their last key as their group), only the rows that differ from the map and
-    golden records as written, and which identifiers and customers they are."""
+    golden records as written, and which identifiers and customers they are; with ``stamp``
+    (run_id, resolved_at) also the three tables whole as they are then to be written."""
     import duckdb
 
     con = duckdb.connect()
@@ -299,21 +307,62 @@ def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
                          con.sql("select * from new_customers").to_arrow_table(),
                          con.sql("select * from new_pii").to_arrow_table(), moved_ids=moved)
         con.sql(CHANGES_SQL)
+        scopes = {"map": "changed_ids using (id_kind, id_value)",
+                  "customers": "changed_customers using (customer_key)",
+                  "pii": "changed_customers using (customer_key)"}
         rows = {t: con.sql(f"select n.* from new_{t} n semi join {keys}").to_arrow_table()
-                for t, keys in (("map", "changed_ids using (id_kind, id_value)"),
-                                ("customers", "changed_customers using (customer_key)"),
-                                ("pii", "changed_customers using (customer_key)"))}
+                for t, keys in scopes.items()}
+        written = None if stamp is None else {  # a table without files: Spark's sync
+            name: _rewritten(con, files, t, scopes[t], stamp)
+            for t, name in (("map", IDENTITY_MAP), ("customers", CUSTOMERS),
+                            ("pii", CUSTOMERS_PII)) if (files := lakehouse.local_files(name))}
         return Local(rows["map"], map_rows, rows["customers"], rows["pii"],
                      con.sql("select * from changed_ids").to_arrow_table(),
-                     con.sql("select * from changed_customers").to_arrow_table(), moved)
+                     con.sql("select * from changed_customers").to_arrow_table(), moved,
+                     written)
     finally:
         con.close()
+
+
+def _rewritten(con: duckdb.DuckDBPyConnection, files: list[str] | None, table: str,
+               scope: str, stamp: tuple[str, dt.datetime]) -> pa.Table | None:
+    """Table ``table`` (map, customers, pii) whole as an incremental run writes it: the rows
+    outside ``scope`` as they are, the new rows inside it, a new row equal to one written
+    keeping that row's stamps (what Lakehouse.sync does); None when no row differs."""
+    new, old = f"new_{table}", {"map": "identity_map", "customers": "customers",
+                                "pii": "customers_pii"}[table]
+    if not con.sql(f"select exists (select * from {new} except all select * from {old}) or "
+                   f"exists (select * from {old} except all select * from {new})").fetchall(
+                       )[0][0]:
+        return None
+    con.sql(f"create or replace temp view _written as select * from read_parquet({files!r}, "
+            "union_by_name = true)")
+    columns = [c for c, *_ in con.sql(f"describe {new}").fetchall()]
+    stamped = "run_id" in [c for c, *_ in con.sql("describe _written").fetchall()]
+    fresh = f"select n.* from {new} n semi join {scope}"
+    if stamped:
+        same = " and ".join(f'n."{c}" is not distinct from w."{c}"' for c in columns)
+        fresh = (f"select n.*, coalesce(w.run_id, $run_id) run_id, coalesce(w.resolved_at, "
+                 f"$stamped_at) resolved_at from ({fresh}) n left join _written w on {same}")
+    return con.execute(f"select * from _written anti join {scope} union all by name {fresh}",
+                       {"run_id": stamp[0], "stamped_at": stamp[1]} if stamped else None) \
+        .to_arrow_table()
 
 
 def local_identity_map(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
                        inherit: bool = True) -> pa.Table:
     """The whole map alone (see post_linkage)."""
     return post_linkage(lakehouse, clusters, key, None, inherit).identity_map
+
+
+def as_declared(table: pa.Table, name: str) -> pa.Table:
+    """Arrow rows of the declared types of table ``name``, in its columns' order: what
+    ``Lakehouse.overwrite`` writes from the driver."""
+    from seglake.lakehouse.schema import conform_arrow
+
+    target = StructType.fromDDL(declared(name).ddl)
+    return conform_arrow(table, StructType([f for f in target.fields
+                                            if f.name in table.column_names]), name)
 
 
 def as_spark(spark: SparkSession, table: pa.Table, name: str | None = None) -> DataFrame:

@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -93,7 +94,7 @@ class Lakehouse:
         return cls(spark, config.lakehouse.root, backend, config.lakehouse.vacuum_retention_hours,
                    registry if registry is not None else declared(config))
 
-    def _declared(self, name: str, df: DataFrame,
+    def _declared(self, name: str, df: DataFrame | pa.Table,
                   partition_by: list[str] | None) -> list[str] | None:
         """Check ``df`` against the declaration of ``name``; the declared partitioning."""
         if self.registry is None:
@@ -101,7 +102,7 @@ class Lakehouse:
         from seglake.tables import TableSchemaError
 
         table = self.registry.declared(name)
-        table.check(df.schema)
+        table.check(self.backend.frame_schema(df))
         if partition_by is not None and list(partition_by) != list(table.partition_by):
             raise TableSchemaError(f"{name}: written partitioned by {list(partition_by)}, "
                                    f"declared {list(table.partition_by)}")
@@ -158,12 +159,13 @@ class Lakehouse:
                                   partition_by=self._declared(name, df, partition_by), txn=txn)
 
     def overwrite(
-        self, name: str, df: DataFrame, partition_by: list[str] | None = None,
+        self, name: str, df: DataFrame | pa.Table, partition_by: list[str] | None = None,
         replace_where: str | None = None, overwrite_schema: bool = False,
         txn: Txn | None = None,
     ) -> Commit:
         """Replace the table, or only the rows matching ``replace_where`` (all rows of ``df``
-        must match it)."""
+        must match it). Arrow rows (made in the driver) are written without a Spark job where
+        the backend can (delta-rs, an unpartitioned table)."""
         return self.backend.write(self.path(name), df, mode="overwrite",
                                   partition_by=self._declared(name, df, partition_by),
                                   replace_where=replace_where,

@@ -6,7 +6,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pyspark.sql import DataFrame
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,31 @@ class Backend(ABC):
     @abstractmethod
     def read(self, path: str, version: int | None = None) -> DataFrame: ...
 
+    spark: SparkSession
+
+    def frame(self, rows: DataFrame | pa.Table) -> DataFrame:
+        """Rows as a Spark frame: Arrow rows (from the driver) become one."""
+        if isinstance(rows, DataFrame):
+            return rows
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        return self.spark.createDataFrame(rows) if rows.num_rows else \
+            self.spark.createDataFrame([], from_arrow_schema(rows.schema))
+
+    @staticmethod
+    def frame_schema(rows: DataFrame | pa.Table) -> T.StructType:
+        """The Spark schema of rows, Spark's or Arrow's."""
+        if isinstance(rows, DataFrame):
+            return rows.schema
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        return from_arrow_schema(rows.schema)
+
     @abstractmethod
     def write(
         self,
         path: str,
-        df: DataFrame,
+        df: DataFrame | pa.Table,
         *,
         mode: Literal["append", "overwrite"],
         partition_by: list[str] | None = None,

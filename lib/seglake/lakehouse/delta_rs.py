@@ -46,7 +46,13 @@ from seglake.lakehouse.errors import (
     SchemaMismatchError,
     TableNotFoundError,
 )
-from seglake.lakehouse.schema import check_partition_columns, conform, evolved_schema, loose_type
+from seglake.lakehouse.schema import (
+    check_partition_columns,
+    conform,
+    conform_arrow,
+    evolved_schema,
+    loose_type,
+)
 from seglake.lakehouse.stats import stats_json
 
 log = logging.getLogger(__name__)
@@ -216,6 +222,21 @@ class DeltaRsBackend(Backend):
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
+    def _write_arrow(self, path: str, rows: pa.Table, schema: T.StructType) -> list[AddAction]:
+        """``_write_files`` for rows in the driver (an unpartitioned table): one Parquet file
+        written by pyarrow, staged and moved in."""
+        root = _local(path)
+        staging = os.path.join(root, STAGING_DIR, uuid.uuid4().hex)
+        try:
+            if not rows.num_rows:
+                return []
+            os.makedirs(staging)
+            file = os.path.join(staging, f"part-00000-{uuid.uuid4()}.snappy.parquet")
+            pq.write_table(rows, file, compression="snappy")
+            return [a for a in [self._publish(root, staging, file, schema)] if a is not None]
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
     def _publish(
         self, root: str, staging: str, file: str, schema: T.StructType
     ) -> AddAction | None:
@@ -311,7 +332,7 @@ class DeltaRsBackend(Backend):
     def write(
         self,
         path: str,
-        df: DataFrame,
+        df: DataFrame | pa.Table,
         *,
         mode: Literal["append", "overwrite"],
         partition_by: list[str] | None = None,
@@ -326,10 +347,15 @@ class DeltaRsBackend(Backend):
             return self._skipped(path, table, operation, txn)
         if replace_where and mode != "overwrite":
             raise LakehouseError(f"{path}: replace_where needs mode='overwrite'")
+        rows = df if isinstance(df, pa.Table) else None  # written by the driver: no Spark job
+        if rows is not None and (replace_where or partition_by or (
+                table is not None and table.metadata().partition_columns)):
+            df, rows = self.frame(rows), None
+        schema = self.frame_schema(df)
         if table is None:
             parts = list(partition_by or [])
-            check_partition_columns(df.schema, parts, path)
-            current, final = None, df.schema
+            check_partition_columns(schema, parts, path)
+            current, final = None, schema
         else:
             parts = list(table.metadata().partition_columns)
             if partition_by is not None and list(partition_by) != parts:
@@ -339,11 +365,15 @@ class DeltaRsBackend(Backend):
                 )
             current = spark_schema(table)
             if overwrite_schema and mode == "overwrite" and not replace_where:
-                check_partition_columns(df.schema, parts, path)
-                final = df.schema
+                check_partition_columns(schema, parts, path)
+                final = schema
             else:
-                final = evolved_schema(current, df.schema, path)
-        data = conform(df, final, path)
+                final = evolved_schema(current, schema, path)
+        if rows is not None:
+            data = None
+            adds = self._write_arrow(path, conform_arrow(rows, final, path), final)
+        else:
+            data = conform(df, final, path)
         removes: list[DataFile] = []
         if table is not None and mode == "overwrite":
             if replace_where:
@@ -358,7 +388,8 @@ class DeltaRsBackend(Backend):
                     data = data.unionByName(conform(kept, final, path))
             else:
                 removes = self._files(table)
-        adds = self._write_files(path, data, parts, final)
+        if data is not None:
+            adds = self._write_files(path, data, parts, final)
         full_overwrite = table is not None and mode == "overwrite" and not replace_where
         if table is not None and current is not None and not full_overwrite:
             self._evolve(table, current, final)

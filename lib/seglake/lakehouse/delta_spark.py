@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 
 from seglake.lakehouse.backend import Backend, Commit, MergeSpec, Txn
@@ -78,7 +79,7 @@ class DeltaSparkBackend(Backend):
     def write(
         self,
         path: str,
-        df: DataFrame,
+        df: DataFrame | pa.Table,
         *,
         mode: Literal["append", "overwrite"],
         partition_by: list[str] | None = None,
@@ -86,6 +87,7 @@ class DeltaSparkBackend(Backend):
         overwrite_schema: bool = False,
         txn: Txn | None = None,
     ) -> Commit:
+        df = self.frame(df)
         before = self.version(path) if self.exists(path) else None
         if before is None:
             check_partition_columns(df.schema, list(partition_by or []), path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -121,3 +123,21 @@ def conform(df: DataFrame, target: T.StructType, table: str) -> DataFrame:
 
 def _non_null(schema: T.StructType) -> list[str]:
     return [f.name for f in schema.fields if not f.nullable]
+
+
+def conform_arrow(table: Any, target: T.StructType, name: str) -> Any:
+    """``conform`` for Arrow rows written from the driver: the target's columns in order, of
+    its types (a missing one null), and a check of non-null columns."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    schema = to_arrow_schema(target, timezone="UTC")  # Delta timestamps are UTC instants
+    columns = []
+    for field in target.fields:
+        kind = schema.field(field.name).type
+        column = table[field.name].cast(kind) if field.name in table.column_names \
+            else pa.nulls(table.num_rows, kind)
+        if not field.nullable and column.null_count:
+            raise SchemaMismatchError(f"{name}: a NULL in a non-null column ({field.name})")
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema)
