@@ -8,7 +8,9 @@ On the medium demo world the map's 813,843 rows take 3.5 s here against 37 s as 
 two cores (bench/identity_map_bench.py, which also holds the two equal; a test holds both steps
 equal on the small world). The statements follow stitching.py, keys.py and golden.py step by
 step: anchors and their owners, stable keys (inherited by votes, else a keyed hash of the
-anchors), phones, login spans, anonymous keys, then each attribute's surviving record.
+anchors), phones, login spans, anonymous keys (the last map's, once a sample of them shows the
+same pseudonymisation key: hashing every cookie again cost a second at medium), then each
+attribute's surviving record.
 """
 
 from __future__ import annotations
@@ -128,10 +130,17 @@ create temp table followed as with l as (
   select 'client_id' id_kind, client_id id_value, customer_key, event_ts valid_from,
   lead(event_ts) over (partition by client_id order by event_ts, customer_key) valid_to
   from starts;
-create temp table anonymous as select 'client_id' id_kind, c.id_value,
-  'a_' || substr(keyed_hash('client:' || c.id_value), 1, 24) customer_key, f.valid_to from (
+create temp table anon_known as select distinct id_value, customer_key from identity_map
+  where anonymous and id_kind = 'client_id';
+delete from anon_known where (select count(*) from (select * from anon_known limit 8) s
+  where s.customer_key <> 'a_' || substr(keyed_hash('client:' || s.id_value), 1, 24)) > 0;
+create temp table anonymous as with c as (
     select distinct coalesce(cookie_id, device_id) id_value from events
-    where coalesce(cookie_id, device_id) is not null) c
+    where coalesce(cookie_id, device_id) is not null),
+  keyed as (select id_value, k.customer_key from c join anon_known k using (id_value)
+    union all select id_value, 'a_' || substr(keyed_hash('client:' || id_value), 1, 24)
+    from c anti join anon_known using (id_value))
+  select 'client_id' id_kind, keyed.id_value, keyed.customer_key, f.valid_to from keyed
   left join (select id_value, min(valid_from) valid_to from followed group by all) f
   using (id_value)
 """
@@ -207,14 +216,14 @@ CHANGES_SQL = """
 create temp table changed_ids as select distinct id_kind, id_value from (
   (select * from identity_map except all select * from new_map)
   union all (select * from new_map except all select * from identity_map));
-create temp table changed_customers as select distinct customer_key from (
-  select customer_key from (select * from customers except all select * from new_customers)
-  union all select customer_key from (select * from new_customers except all
-                                      select * from customers)
-  union all select customer_key from (select * from customers_pii except all
-                                      select * from new_pii)
-  union all select customer_key from (select * from new_pii except all
-                                      select * from customers_pii))
+create temp table changed_in_customers as select distinct customer_key from (
+  (select * from customers except all select * from new_customers)
+  union all (select * from new_customers except all select * from customers));
+create temp table changed_in_pii as select distinct customer_key from (
+  (select * from customers_pii except all select * from new_pii)
+  union all (select * from new_pii except all select * from customers_pii));
+create temp table changed_customers as select * from changed_in_customers
+  union select * from changed_in_pii
 """
 
 
@@ -306,16 +315,20 @@ def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
             return Local(con.sql("select * from new_map").to_arrow_table(), map_rows,
                          con.sql("select * from new_customers").to_arrow_table(),
                          con.sql("select * from new_pii").to_arrow_table(), moved_ids=moved)
-        con.sql(CHANGES_SQL)
+        for statement in CHANGES_SQL.split(";"):
+            con.sql(statement)
         scopes = {"map": "changed_ids using (id_kind, id_value)",
                   "customers": "changed_customers using (customer_key)",
                   "pii": "changed_customers using (customer_key)"}
         rows = {t: con.sql(f"select n.* from new_{t} n semi join {keys}").to_arrow_table()
                 for t, keys in scopes.items()}
         written = None if stamp is None else {  # a table without files: Spark's sync
-            name: _rewritten(con, files, t, scopes[t], stamp)
-            for t, name in (("map", IDENTITY_MAP), ("customers", CUSTOMERS),
-                            ("pii", CUSTOMERS_PII)) if (files := lakehouse.local_files(name))}
+            name: _rewritten(con, files, t, scopes[t], stamp) if con.sql(
+                f"select exists (select * from {changed})").fetchall()[0][0] else None
+            for t, name, changed in (("map", IDENTITY_MAP, "changed_ids"),
+                                     ("customers", CUSTOMERS, "changed_in_customers"),
+                                     ("pii", CUSTOMERS_PII, "changed_in_pii"))
+            if (files := lakehouse.local_files(name))}
         return Local(rows["map"], map_rows, rows["customers"], rows["pii"],
                      con.sql("select * from changed_ids").to_arrow_table(),
                      con.sql("select * from changed_customers").to_arrow_table(), moved,
@@ -324,17 +337,12 @@ def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
         con.close()
 
 
-def _rewritten(con: duckdb.DuckDBPyConnection, files: list[str] | None, table: str,
-               scope: str, stamp: tuple[str, dt.datetime]) -> pa.Table | None:
+def _rewritten(con: duckdb.DuckDBPyConnection, files: list[str], table: str, scope: str,
+               stamp: tuple[str, dt.datetime]) -> pa.Table:
     """Table ``table`` (map, customers, pii) whole as an incremental run writes it: the rows
     outside ``scope`` as they are, the new rows inside it, a new row equal to one written
-    keeping that row's stamps (what Lakehouse.sync does); None when no row differs."""
-    new, old = f"new_{table}", {"map": "identity_map", "customers": "customers",
-                                "pii": "customers_pii"}[table]
-    if not con.sql(f"select exists (select * from {new} except all select * from {old}) or "
-                   f"exists (select * from {old} except all select * from {new})").fetchall(
-                       )[0][0]:
-        return None
+    keeping that row's stamps (what Lakehouse.sync does)."""
+    new = f"new_{table}"
     con.sql(f"create or replace temp view _written as select * from read_parquet({files!r}, "
             "union_by_name = true)")
     columns = [c for c, *_ in con.sql(f"describe {new}").fetchall()]
@@ -344,8 +352,8 @@ def _rewritten(con: duckdb.DuckDBPyConnection, files: list[str] | None, table: s
         same = " and ".join(f'n."{c}" is not distinct from w."{c}"' for c in columns)
         fresh = (f"select n.*, coalesce(w.run_id, $run_id) run_id, coalesce(w.resolved_at, "
                  f"$stamped_at) resolved_at from ({fresh}) n left join _written w on {same}")
-    return con.execute(f"select * from _written anti join {scope} union all by name {fresh}",
-                       {"run_id": stamp[0], "stamped_at": stamp[1]} if stamped else None) \
+    return con.sql(f"select * from _written anti join {scope} union all by name {fresh}",
+                   params={"run_id": stamp[0], "stamped_at": stamp[1]} if stamped else None) \
         .to_arrow_table()
 
 

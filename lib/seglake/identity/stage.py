@@ -400,8 +400,11 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     n_merges = 0 if quiet else moved.count()
     if not lakehouse.exists(MERGES):
         lakehouse.append(MERGES, moved)
-    elif n_merges:  # a re-run after a kill records the same merges once
-        lakehouse.merge(MERGES, moved, on=["old_key", "new_key"], when_matched_update=False)
+    elif n_merges:  # a re-run after a kill records the same merges once: the others added
+        unrecorded = held(moved.join(lakehouse.read(MERGES).select("old_key", "new_key"),
+                                     ["old_key", "new_key"], "left_anti"))
+        if unrecorded.rows:  # an append rewrites no file (a MERGE took 3 s at medium)
+            lakehouse.append(MERGES, unrecorded.frame)
     write(LINKS, links)
     if not lakehouse.exists(FORMS) or forms.normalised == n_records:
         lakehouse.overwrite(FORMS, forms.fresh, overwrite_schema=True)
