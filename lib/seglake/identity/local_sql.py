@@ -2,7 +2,8 @@
 driver: the identity map (what ``stitching.identity_map`` derives with Spark) and the golden
 records (``golden.golden_customers``), for a resolve whose linkage ran on DuckDB. An incremental
 run derives them whole too (its untouched records keep their last key as their group) and
-writes only the rows that differ from the tables as written.
+changes only the rows that differ from the tables as written (the tables are written
+whole from here: ``Local.written``).
 
 On the medium demo world the map's 813,843 rows take 3.5 s here against 37 s as Spark jobs on
 two cores (bench/identity_map_bench.py, which also holds the two equal; a test holds both steps

@@ -266,7 +266,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     local = None
     if linkage.engine == "duckdb" and readable(lakehouse, ident.local_max_bytes):
         # where Splink ran: the map and golden records in the driver, from the tables' files;
-        # an incremental run writes the rows that came out different, and only them
+        # an incremental run changes only the rows that came out different
         local = post_linkage(lakehouse, clusters.toArrow(), key, ident,
                              changes=base is not None, stamp=(run_id, stamp))
     scope = None
