@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -209,6 +210,15 @@ class Held:
         sizes a checkpoint by its plan's estimate, often terabytes, and would shuffle the
         other side (an 800,000-row identity map joined to a few keys)."""
         return F.broadcast(self.frame) if self.rows <= BROADCAST_ROWS else self.frame
+
+
+def arrow_frame(spark: SparkSession, rows: pa.Table) -> DataFrame:
+    """Arrow rows made in the driver as a Spark frame (no rows: an empty frame of their
+    schema)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return spark.createDataFrame(rows) if rows.num_rows else \
+        spark.createDataFrame([], from_arrow_schema(rows.schema))
 
 
 def held(df: DataFrame) -> Held:

@@ -155,8 +155,7 @@ def local_forms(records: DataFrame, records_sql: str, stored: list[str] | None,
             con.sql(f"create view stored as select {', '.join(FORMS_COLUMNS)} from "
                     f"read_parquet({stored!r}, union_by_name = true)")
         else:
-            con.sql("create table stored (record_key VARCHAR, digest VARCHAR, "
-                    "content_hash VARCHAR, forms VARCHAR)")
+            con.sql(f"create table stored ({', '.join(f'{c} VARCHAR' for c in FORMS_COLUMNS)})")
         con.sql("create temp table scope as select record_key, d.digest is null _gone, "
                 "s.digest is null _new, d.digest from digests d full join stored s "
                 "using (record_key) where d.digest is distinct from s.digest")
@@ -179,8 +178,8 @@ def local_forms(records: DataFrame, records_sql: str, stored: list[str] | None,
         con.close()
     frame = whole.drop_columns(["content_hash"])
     if fresh is None:
-        fresh = Held(spark.createDataFrame([], "record_key STRING, digest STRING, "
-                                           "content_hash STRING, forms STRING"), 0)
+        fresh = Held(spark.createDataFrame([], ", ".join(f"{c} STRING" for c in FORMS_COLUMNS)),
+                     0)
     added_only = bool(stored) and scope.num_rows > 0 and all(scope["_new"].to_pylist())
     return Forms(as_spark(spark, frame), as_spark(spark, whole.select([ID, "content_hash"])),
                  fresh.frame, as_spark(spark, scope.select(["record_key"])), fresh.rows,

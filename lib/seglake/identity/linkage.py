@@ -34,6 +34,7 @@ from seglake.identity.blocking import (
 )
 from seglake.identity.normalise import address_key, code_key, folded, name_key
 from seglake.privacy import e164_phone, email_key
+from seglake.session import arrow_frame
 
 log = logging.getLogger(__name__)
 
@@ -229,11 +230,7 @@ class _Engine:
     def to_spark(self, table: Any) -> DataFrame:
         if self.name == "spark":
             return table.as_spark_dataframe()
-        from pyspark.sql.pandas.types import from_arrow_schema
-
-        arrow = table.as_pyarrow_table()
-        return self.spark.createDataFrame(arrow) if arrow.num_rows else \
-            self.spark.createDataFrame([], from_arrow_schema(arrow.schema))
+        return arrow_frame(self.spark, table.as_pyarrow_table())
 
     def count(self, table: Any) -> int:
         if self.name == "spark":

@@ -40,6 +40,7 @@ from seglake.declarations import (
 from seglake.identity.golden import ATTRIBUTES, PII_COLUMNS
 from seglake.lakehouse import Lakehouse
 from seglake.privacy import keyed_digest
+from seglake.session import arrow_frame
 
 if TYPE_CHECKING:
     import duckdb
@@ -211,6 +212,10 @@ select customer_key, profile, coalesce(record_count, 0) record_count, systems, e
 """
 
 
+# what post_linkage makes (new_<short name>) for each table resolve writes
+TABLES = {"map": IDENTITY_MAP, "customers": CUSTOMERS, "pii": CUSTOMERS_PII}
+STAMPED_AT = "cast($stamped_at as timestamptz)"  # the run's resolved_at (UTC, naive)
+
 # the rows of the new map and golden records that differ from those written: the identifiers
 # and customers an incremental run writes again
 CHANGES_SQL = """
@@ -242,8 +247,9 @@ class Local:
     changed_customers: pa.Table | None = None  # changes: customer_key of every golden record
     #                                            or PII row that differs (the rows are theirs)
     moved_ids: int = 0                   # identifiers whose current key is not the last one
-    written: dict[str, pa.Table | None] | None = None  # changes with ``stamp``: each table
-    #   whole as it is to be written (rows nothing changed keep their stamps), None if the same
+    written: dict[str, pa.Table | None] | None = None  # with ``stamp`` (and ``config``): each
+    #   table whole as it is to be written (in an incremental run rows nothing changed keep
+    #   their stamps, None when none changed)
 
 
 def readable(lakehouse: Lakehouse, max_bytes: int) -> bool:
@@ -268,7 +274,7 @@ def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
     INPUTS tables (see readable) and ``clusters`` (record_key, group); every key new unless
     ``inherit`` (from the last map's keys). With ``changes`` (an incremental run: untouched
     records keep their last key as their group), only the rows that differ from the map and
-    golden records as written, and which identifiers and customers they are; with ``stamp``
+    golden records as written, and which identifiers and customers they are. With ``stamp``
     (run_id, resolved_at) also the three tables whole as they are then to be written."""
     import duckdb
 
@@ -313,9 +319,14 @@ def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
         con.sql(f"create temp table new_customers as {CUSTOMERS_QUERY.format(crm=crm)}")
         con.sql(f"create temp table new_pii as select {pii} from crm")
         if not changes:
-            return Local(con.sql("select * from new_map").to_arrow_table(), map_rows,
-                         con.sql("select * from new_customers").to_arrow_table(),
-                         con.sql("select * from new_pii").to_arrow_table(), moved_ids=moved)
+            rows = {t: con.sql(f"select * from new_{t}").to_arrow_table() for t in TABLES}
+            written = None if stamp is None else {  # a full run writes them whole, stamped
+                name: rows[t] if name == CUSTOMERS_PII else con.sql(
+                    f"select *, $run_id run_id, {STAMPED_AT} resolved_at from new_{t}",
+                    params={"run_id": stamp[0], "stamped_at": stamp[1]}).to_arrow_table()
+                for t, name in TABLES.items()}
+            return Local(rows["map"], map_rows, rows["customers"], rows["pii"],
+                         moved_ids=moved, written=written)
         for statement in CHANGES_SQL.split(";"):
             con.sql(statement)
         scopes = {"map": "changed_ids using (id_kind, id_value)",
@@ -323,13 +334,12 @@ def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
                   "pii": "changed_customers using (customer_key)"}
         rows = {t: con.sql(f"select n.* from new_{t} n semi join {keys}").to_arrow_table()
                 for t, keys in scopes.items()}
+        changed = {"map": "changed_ids", "customers": "changed_in_customers",
+                   "pii": "changed_in_pii"}
         written = None if stamp is None else {  # a table without files: Spark's sync
             name: _rewritten(con, files, t, scopes[t], stamp) if con.sql(
-                f"select exists (select * from {changed})").fetchall()[0][0] else None
-            for t, name, changed in (("map", IDENTITY_MAP, "changed_ids"),
-                                     ("customers", CUSTOMERS, "changed_in_customers"),
-                                     ("pii", CUSTOMERS_PII, "changed_in_pii"))
-            if (files := lakehouse.local_files(name))}
+                f"select exists (select * from {changed[t]})").fetchall()[0][0] else None
+            for t, name in TABLES.items() if (files := lakehouse.local_files(name))}
         return Local(rows["map"], map_rows, rows["customers"], rows["pii"],
                      con.sql("select * from changed_ids").to_arrow_table(),
                      con.sql("select * from changed_customers").to_arrow_table(), moved,
@@ -352,7 +362,7 @@ def _rewritten(con: duckdb.DuckDBPyConnection, files: list[str], table: str, sco
     if stamped:
         same = " and ".join(f'n."{c}" is not distinct from w."{c}"' for c in columns)
         fresh = (f"select n.*, coalesce(w.run_id, $run_id) run_id, coalesce(w.resolved_at, "
-                 f"$stamped_at) resolved_at from ({fresh}) n left join _written w on {same}")
+                 f"{STAMPED_AT}) resolved_at from ({fresh}) n left join _written w on {same}")
     return con.sql(f"select * from _written anti join {scope} union all by name {fresh}",
                    params={"run_id": stamp[0], "stamped_at": stamp[1]} if stamped else None) \
         .to_arrow_table()
@@ -376,10 +386,7 @@ def as_declared(table: pa.Table, name: str) -> pa.Table:
 
 def as_spark(spark: SparkSession, table: pa.Table, name: str | None = None) -> DataFrame:
     """Arrow rows as a Spark frame (of the declared types of table ``name``, if named)."""
-    from pyspark.sql.pandas.types import from_arrow_schema
-
-    frame = spark.createDataFrame(table) if table.num_rows else \
-        spark.createDataFrame([], from_arrow_schema(table.schema))
+    frame = arrow_frame(spark, table)
     if name is None:
         return frame
     types = {f.name: f.dataType for f in StructType.fromDDL(declared(name).ddl).fields}

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -363,36 +362,24 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         .persist()
     stamps = ("run_id", "resolved_at", "linked_at")
 
-    def write(name: str, df: DataFrame, within: tuple[DataFrame, list[str]] | None = None,
-              rows: pa.Table | None = None) -> None:  # incremental: the changed rows only
-        if base is None:  # the declared schema whole: a table of an older layout is replaced
-            lakehouse.overwrite(name, df if rows is None else rows, overwrite_schema=True)
-        elif local is not None and local.written is not None and name in local.written:
+    def write(name: str, df: DataFrame, within: tuple[DataFrame, list[str]] | None = None) \
+            -> None:  # incremental: the changed rows only
+        if local is not None and local.written is not None and name in local.written:
             whole = local.written[name]  # made whole in the driver, unchanged rows as they were
             if whole is None:
                 log.info("resolve: %s: no row changed, nothing written", name)
-            else:
-                lakehouse.overwrite(name, as_declared(whole, name))
-                log.info("resolve: %s: written again from the driver", name)
+            else:  # a full run: the declared schema whole (an older layout is replaced)
+                lakehouse.overwrite(name, as_declared(whole, name), overwrite_schema=base is None)
+                log.info("resolve: %s: written from the driver", name)
+        elif base is None:
+            lakehouse.overwrite(name, df, overwrite_schema=True)
         else:
             upserted, deleted = lakehouse.sync(name, df, stamps, within=within)
             log.info("resolve: %s: %d rows upserted, %d deleted", name, upserted, deleted)
 
-    def stamped(rows: pa.Table | None, name: str) -> pa.Table | None:
-        """Rows made in the driver as a full run writes them: this run's stamps, the
-        declared types (an incremental run's sync compares Spark rows)."""
-        if rows is None or base is not None:
-            return None
-        if name == CUSTOMERS_PII:
-            return as_declared(rows, name)
-        return as_declared(rows.append_column("run_id", pa.array(
-            [run_id] * rows.num_rows, pa.string())).append_column("resolved_at", pa.array(
-                [stamp] * rows.num_rows, pa.timestamp("us", tz="UTC"))), name)
-
     by_key = None if affected is None else (affected, ["customer_key"])
-    write(CUSTOMERS, customers, by_key, stamped(local and local.customers, CUSTOMERS))
-    write(CUSTOMERS_PII, golden_pii, by_key,
-          stamped(local and local.customers_pii, CUSTOMERS_PII))
+    write(CUSTOMERS, customers, by_key)
+    write(CUSTOMERS_PII, golden_pii, by_key)
     golden_records = lakehouse.read(CUSTOMERS)  # as written: counts and diagnostics
     n_customers, n_crm = golden_records.agg(
         F.count(F.lit(1)), F.count(F.when(F.col("profile") == "crm", True))).first()
@@ -419,8 +406,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         write(RECORD_STATE, record_state.join(regrouped, "record_key", "left_semi"),
               (regrouped, ["record_key"]))
     write(IDENTITY_MAP, derived, (changed, ids) if changed is not None
-          else None if scope is None else (scope.rows, ids),
-          stamped(local and local.identity_map, IDENTITY_MAP))
+          else None if scope is None else (scope.rows, ids))
 
     weights = list(linkage.pairs.agg(*histogram("match_weight", WEIGHT_EDGES)).first())
     trained = json.loads(previous_model["metrics"]) if previous_model else {}

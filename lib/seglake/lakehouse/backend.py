@@ -61,12 +61,9 @@ class Backend(ABC):
 
     def frame(self, rows: DataFrame | pa.Table) -> DataFrame:
         """Rows as a Spark frame: Arrow rows (from the driver) become one."""
-        if isinstance(rows, DataFrame):
-            return rows
-        from pyspark.sql.pandas.types import from_arrow_schema
+        from seglake.session import arrow_frame
 
-        return self.spark.createDataFrame(rows) if rows.num_rows else \
-            self.spark.createDataFrame([], from_arrow_schema(rows.schema))
+        return rows if isinstance(rows, DataFrame) else arrow_frame(self.spark, rows)
 
     @staticmethod
     def frame_schema(rows: DataFrame | pa.Table) -> T.StructType:
