@@ -76,6 +76,7 @@ class Forms:
     changed: int        # rows of ``scope``
     added_only: bool    # the scope holds new records only: the table only gains rows
     local: pa.Table | None = None  # ``frame`` in the driver, when made there (local_forms)
+    local_hashes: pa.Table | None = None  # and ``hashes``
 
 
 def _normalised(due: DataFrame, config: IdentityConfig, region: str, key: bytes,
@@ -176,12 +177,12 @@ def local_forms(records: DataFrame, records_sql: str, stored: list[str] | None,
         scope = con.sql("select record_key, _new from scope").to_arrow_table()
     finally:
         con.close()
-    frame = whole.drop_columns(["content_hash"])
+    frame, hashes = whole.drop_columns(["content_hash"]), whole.select([ID, "content_hash"])
     if fresh is None:
         fresh = Held(spark.createDataFrame([], ", ".join(f"{c} STRING" for c in FORMS_COLUMNS)),
                      0)
     added_only = bool(stored) and scope.num_rows > 0 and all(scope["_new"].to_pylist())
-    return Forms(as_spark(spark, frame), as_spark(spark, whole.select([ID, "content_hash"])),
-                 fresh.frame, as_spark(spark, scope.select(["record_key"])), fresh.rows,
-                 scope.num_rows, added_only, frame)
+    return Forms(as_spark(spark, frame), as_spark(spark, hashes), fresh.frame,
+                 as_spark(spark, scope.select(["record_key"])), fresh.rows, scope.num_rows,
+                 added_only, frame, hashes)
 

@@ -35,6 +35,7 @@ from seglake.declarations import (
     CUSTOMERS_RAW,
     CUSTOMERS_RAW_PII,
     IDENTITY_MAP,
+    MERGES,
     declared,
 )
 from seglake.identity.golden import ATTRIBUTES, PII_COLUMNS
@@ -233,6 +234,33 @@ create temp table changed_customers as select * from changed_in_customers
 """
 
 
+# key changes (keys.key_changes) between the last map and the new one, and the merges' reasons
+# from the graph's edges (links): record_key_l, record_key_r, match_probability
+KEYS_SQL = """
+create temp table moved as select p.customer_key old_key, n.customer_key new_key,
+  count(*) ids_moved, bool_or(coalesce(p.anonymous, false)) _anonymous
+  from identity_map p join new_map n using (id_kind, id_value)
+  where p.valid_to is null and n.valid_to is null and p.customer_key <> n.customer_key
+  group by all;
+create temp table key_events as with keyed_before as (
+    select id_value record, customer_key "key" from previous where id_kind = 'record_key'),
+  bridges as (select l.*, a."key" key_l, b."key" key_r from links l
+    join keyed_before a on a.record = l.record_key_l
+    join keyed_before b on b.record = l.record_key_r where a."key" <> b."key"),
+  ends as (select key_l old_key, record_key_l, record_key_r, match_probability from bridges
+    union all select key_r, record_key_l, record_key_r, match_probability from bridges),
+  why as (select old_key, arg_max(struct_pack(record_key_l, record_key_r, match_probability),
+    struct_pack(match_probability, record_key_l, record_key_r)) w from ends group by all),
+  events as (select *, case when _anonymous then 'login'
+    when old_key not in (select customer_key from new_map where valid_to is null) then 'merge'
+    when new_key not in (select customer_key from previous) then 'split' else 'move' end event
+    from moved)
+  select e.event, e.old_key, e.new_key, e.ids_moved, w.w.record_key_l, w.w.record_key_r,
+  w.w.match_probability, $run_id run_id, cast($stamped_at as timestamptz) merged_at
+  from events e left join why w on w.old_key = e.old_key and e.event = 'merge'
+"""
+
+
 @dataclass
 class Local:
     """Post-linkage rows, as Arrow: all of them, or (``changes``) those that differ from the
@@ -250,6 +278,10 @@ class Local:
     written: dict[str, pa.Table | None] | None = None  # with ``stamp`` (and ``config``): each
     #   table whole as it is to be written (in an incremental run rows nothing changed keep
     #   their stamps, None when none changed)
+    key_changes: pa.Table | None = None  # with ``links`` and ``stamp``: the run's key changes
+    #   (keys.key_changes, stamped), and those silver.identity_merges does not hold yet
+    unrecorded: pa.Table | None = None
+    previous_rows: int = 0               # rows of the last map
 
 
 def readable(lakehouse: Lakehouse, max_bytes: int) -> bool:
@@ -267,29 +299,37 @@ def readable(lakehouse: Lakehouse, max_bytes: int) -> bool:
         "valid_to" in lakehouse.read(IDENTITY_MAP).columns
 
 
+def files_view(con: duckdb.DuckDBPyConnection, view: str, files: list[str] | None,
+               columns: str) -> None:
+    """View ``view`` of ``columns`` ("name TYPE, …") read from a table's Parquet ``files``; an
+    empty table of them when there are none (a table not yet written reads as empty)."""
+    if files:
+        wanted = ", ".join(c.split()[0] for c in columns.split(", "))
+        con.sql(f"create view {view} as select {wanted} from read_parquet({files!r}, "
+                "union_by_name = true)")
+    else:
+        con.sql(f"create table {view} ({columns})")
+
+
 def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
                  config: IdentityConfig | None, inherit: bool = True,
-                 changes: bool = False, stamp: tuple[str, dt.datetime] | None = None) -> Local:
+                 changes: bool = False, stamp: tuple[str, dt.datetime] | None = None,
+                 links: pa.Table | None = None) -> Local:
     """The whole map and, with ``config``, the golden records, from the current files of the
     INPUTS tables (see readable) and ``clusters`` (record_key, group); every key new unless
     ``inherit`` (from the last map's keys). With ``changes`` (an incremental run: untouched
     records keep their last key as their group), only the rows that differ from the map and
     golden records as written, and which identifiers and customers they are. With ``stamp``
-    (run_id, resolved_at) also the three tables whole as they are then to be written."""
+    (run_id, resolved_at) also the three tables whole as they are then to be written, and with
+    ``links`` (the graph's edges) the key changes too."""
     import duckdb
 
     con = duckdb.connect()
     try:
         con.sql("set timezone = 'UTC'")
         for name, columns in {**INPUTS, **(WRITTEN if changes else {})}.items():
-            found = lakehouse.local_files(name) if inherit or name != IDENTITY_MAP else None
-            view = name.split(".")[1]
-            if found:
-                wanted = ", ".join(c.split()[0] for c in columns.split(", "))
-                con.sql(f"create view {view} as select {wanted} from read_parquet({found!r}, "
-                        "union_by_name = true)")
-            else:
-                con.sql(f"create table {view} ({columns})")
+            files_view(con, name.split(".")[1], lakehouse.local_files(name)
+                       if inherit or name != IDENTITY_MAP else None, columns)
         con.register("clusters", clusters.select(["record_key", "group"]))
 
         def keyed(values: pa.Array) -> pa.Array:
@@ -307,6 +347,19 @@ def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
         if config is None:
             return Local(con.sql("select * from new_map").to_arrow_table(), map_rows,
                          moved_ids=moved)
+        events = {}
+        if links is not None and stamp is not None:
+            con.register("links", links.select(["record_key_l", "record_key_r",
+                                                "match_probability"]))
+            files_view(con, "merges", lakehouse.local_files(MERGES),
+                       "old_key VARCHAR, new_key VARCHAR")
+            params = {"run_id": stamp[0], "stamped_at": stamp[1]}
+            for statement in KEYS_SQL.split(";"):
+                con.execute(statement, params if "$run_id" in statement else None)
+            events = {"key_changes": con.sql("select * from key_events").to_arrow_table(),
+                      "unrecorded": con.sql("select * from key_events anti join merges "
+                                            "using (old_key, new_key)").to_arrow_table()}
+        events["previous_rows"] = con.sql("select count(*) from identity_map").fetchall()[0][0]
         for statement in _golden_sql(config).split(";"):
             con.execute(statement, {"purpose": config.marketing_purpose}
                         if "$purpose" in statement else None)
@@ -326,7 +379,7 @@ def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
                     params={"run_id": stamp[0], "stamped_at": stamp[1]}).to_arrow_table()
                 for t, name in TABLES.items()}
             return Local(rows["map"], map_rows, rows["customers"], rows["pii"],
-                         moved_ids=moved, written=written)
+                         moved_ids=moved, written=written, **events)
         for statement in CHANGES_SQL.split(";"):
             con.sql(statement)
         scopes = {"map": "changed_ids using (id_kind, id_value)",
@@ -343,7 +396,7 @@ def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
         return Local(rows["map"], map_rows, rows["customers"], rows["pii"],
                      con.sql("select * from changed_ids").to_arrow_table(),
                      con.sql("select * from changed_customers").to_arrow_table(), moved,
-                     written)
+                     written, **events)
     finally:
         con.close()
 

@@ -54,7 +54,8 @@ from seglake.identity.incremental import (
     since,
 )
 from seglake.identity.keys import key_changes
-from seglake.identity.linkage import ID, link
+from seglake.identity.linkage import ID, chosen_engine, link
+from seglake.identity.local_batch import batch_linkage, local_link_batch
 from seglake.identity.local_sql import as_declared, as_spark, post_linkage, readable
 from seglake.identity.stitching import RECORD, current, identity_map
 from seglake.lakehouse import Lakehouse
@@ -137,6 +138,12 @@ def local_records(lakehouse: Lakehouse, records: DataFrame,
             f"read_parquet({pii!r}, union_by_name = true) p using (record_key)")
 
 
+def record_keys(lakehouse: Lakehouse) -> DataFrame:
+    """record_key, customer_key of every CRM record, from the map as written."""
+    return lakehouse.read(IDENTITY_MAP).where(F.col("id_kind") == RECORD) \
+        .select(F.col("id_value").alias("record_key"), "customer_key")
+
+
 def graph_base(lakehouse: Lakehouse, config: IdentityConfig,
                full: bool) -> tuple[dict[str, Any] | None, str]:
     """The model an incremental resolve extends the last graph with, or None and why the
@@ -202,16 +209,25 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     run_id = runlog.run_id
     stamp = utc_now()
     previous_map = _optional(lakehouse, IDENTITY_MAP)
-    previous = None
-    if previous_map is not None:
-        previous_map = previous_map.persist()
-        previous_rows = previous_map.count()  # materialised: the table is rewritten below
+    previous, previous_rows = None, 0
+    if previous_map is not None:  # materialised (the table is rewritten below) unless the
+        previous_map = previous_map.persist()  # driver derives the map (see below)
         previous = current(previous_map).select(
             "id_kind", "id_value", "customer_key",  # anonymous: a first login is its own event
             *[c for c in ("anonymous",) if c in previous_map.columns])
     base, why_full = graph_base(lakehouse, ident, full)
     mode = "full" if base is None else "incremental"
-    if base is not None:
+    in_driver = readable(lakehouse, ident.local_max_bytes)  # the map and golden records
+    batch = None  # an incremental linkage made in the driver
+    if base is not None and forms.local is not None and in_driver and \
+            chosen_engine(ident, 0, json.loads(base["artifact"])) == "duckdb":
+        previous_model = base
+        batch = local_link_batch(forms.local, forms.local_hashes, {
+            short: lakehouse.local_files(name) or [] for short, name in
+            (("links", LINKS), ("records", RECORD_STATE), ("map", IDENTITY_MAP))},
+            ident, json.loads(base["artifact"]), (run_id, stamp))
+        linkage = batch_linkage(spark, batch)
+    elif base is not None:
         previous_model = base
         changes = record_changes(hashes, lakehouse.read(RECORD_STATE))
         edges_before = lakehouse.read(LINKS).select(
@@ -241,7 +257,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     record_state = hashes.select(F.col(ID).alias("record_key"), "content_hash",
                                  F.lit(run_id).alias("run_id"),
                                  F.lit(stamp).alias("resolved_at")).persist()
-    matched = links.count()
+    matched = batch.edges.num_rows if batch is not None else links.count()
     log.info("resolve: %d linked pairs in the graph, %d candidate pairs scored, clustered "
              "(%.1f s)", matched, linkage.candidate_pairs, time.monotonic() - started)
 
@@ -263,11 +279,20 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     batches = {name: batch_marks(df, lakehouse.local_files(name))
                for name, df in golden_inputs.items()}
     local = None
-    if linkage.engine == "duckdb" and readable(lakehouse, ident.local_max_bytes):
+    if linkage.engine == "duckdb" and in_driver:
         # where Splink ran: the map and golden records in the driver, from the tables' files;
         # an incremental run changes only the rows that came out different
-        local = post_linkage(lakehouse, clusters.toArrow(), key, ident,
-                             changes=base is not None, stamp=(run_id, stamp))
+        local = post_linkage(lakehouse, clusters.toArrow() if batch is None else
+                             batch.clusters.rename_columns(["record_key", "group"]), key, ident,
+                             changes=base is not None, stamp=(run_id, stamp),
+                             links=links.select("record_key_l", "record_key_r",
+                                                "match_probability").toArrow()
+                             if batch is None else batch.edges.rename_columns(
+                                 ["record_key_l", "record_key_r", "match_probability",
+                                  "match_weight"]))
+        previous_rows = local.previous_rows
+    elif previous_map is not None:
+        previous_rows = previous_map.count()
     scope = None
     if local is None and base is not None and linkage.touched is not None:
         # the map rows the batch can change: derived again, every other row kept
@@ -309,19 +334,15 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     ids = ["id_kind", "id_value"]
     changed = None  # an incremental run in the driver: the identifiers whose rows differ
     if local is not None and local.changed_ids is not None:
-        changed = held(as_spark(spark, local.changed_ids)).shipped()
+        changed = as_spark(spark, local.changed_ids)
         log.info("resolve: %d identifiers' map rows and %d customers differ from the last "
                  "run's", local.changed_ids.num_rows, local.changed_customers.num_rows)
     if scope is None and changed is None:
         new_map, map_rows, affected = derived, derived_rows, None
         previous_in, derived_now = previous, current(derived)
-    elif changed is not None:  # the rows of the other identifiers, as they were
-        new_map = previous_map.join(changed, ids, "left_anti").select(*derived.columns) \
-            .unionByName(derived)
-        previous_in = previous.join(changed, ids, "left_semi")
-        map_rows = local.map_rows
-        derived_now = current(derived).select("id_kind", "id_value", "customer_key")
-        affected = held(as_spark(spark, local.changed_customers)).shipped()
+    elif changed is not None:  # the tables come whole from the driver (Local.written); one
+        # without files yet takes Lakehouse.sync of these identifiers' and customers' rows
+        map_rows, affected = local.map_rows, as_spark(spark, local.changed_customers)
     else:  # the rows outside the scope, as they were
         new_map = in_scope(previous_map, scope, keep=False).select(*derived.columns) \
             .unionByName(derived)
@@ -342,8 +363,6 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     def of_changed(df: DataFrame) -> DataFrame:  # the rows of customers this run can change
         return df if affected is None else df.join(affected, "customer_key", "left_semi")
 
-    record_keys = new_map.where(F.col("id_kind") == RECORD) \
-        .select(F.col("id_value").alias("record_key"), "customer_key")
     if local is not None:
         crm = as_spark(spark, local.customers_pii, CUSTOMERS_PII).persist()
         customers = as_spark(spark, local.customers, CUSTOMERS)
@@ -352,20 +371,20 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     customers = customers.select(*CUSTOMER_COLUMNS).withColumn("run_id", F.lit(run_id)) \
         .withColumn("resolved_at", F.lit(stamp)).persist()
     golden_pii = crm.select(*PII_COLUMNS)
-    quiet = local is not None and not local.moved_ids  # no identifier changed key: no event
-    if quiet:
-        moved = key_changes(None, derived_now, links)
-    else:
+    moved = None  # the key changes, unless the driver found them
+    if local is None:
         moved = key_changes(previous_in, derived_now, links,
-                            None if affected is None else (previous, current(new_map)))
-    moved = moved.withColumn("run_id", F.lit(run_id)).withColumn("merged_at", F.lit(stamp)) \
-        .persist()
+                            None if affected is None else (previous, current(new_map))) \
+            .withColumn("run_id", F.lit(run_id)).withColumn("merged_at", F.lit(stamp)).persist()
     stamps = ("run_id", "resolved_at", "linked_at")
+    written = {**(local.written or {} if local is not None else {}),
+               **({LINKS: batch.written["links"], RECORD_STATE: batch.written["records"]}
+                  if batch is not None else {})}
 
     def write(name: str, df: DataFrame, within: tuple[DataFrame, list[str]] | None = None) \
             -> None:  # incremental: the changed rows only
-        if local is not None and local.written is not None and name in local.written:
-            whole = local.written[name]  # made whole in the driver, unchanged rows as they were
+        if name in written:
+            whole = written[name]  # made whole in the driver, unchanged rows as they were
             if whole is None:
                 log.info("resolve: %s: no row changed, nothing written", name)
             else:  # a full run: the declared schema whole (an older layout is replaced)
@@ -384,8 +403,11 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     n_customers, n_crm = golden_records.agg(
         F.count(F.lit(1)), F.count(F.when(F.col("profile") == "crm", True))).first()
     log.info("resolve: %d golden records (%.1f s)", n_customers, time.monotonic() - started)
-    n_merges = 0 if quiet else moved.count()
-    if not lakehouse.exists(MERGES):
+    n_merges = moved.count() if moved is not None else local.key_changes.num_rows
+    if moved is None:  # a re-run after a kill records the same merges once (an anti-join)
+        if local.unrecorded.num_rows or not lakehouse.exists(MERGES):
+            lakehouse.append(MERGES, as_declared(local.unrecorded, MERGES))
+    elif not lakehouse.exists(MERGES):
         lakehouse.append(MERGES, moved)
     elif n_merges:  # a re-run after a kill records the same merges once: the others added
         unrecorded = held(moved.join(lakehouse.read(MERGES).select("old_key", "new_key"),
@@ -435,7 +457,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                            tracking=config.tracking, files={"splink_model.json": model_json})
     folder = Path(config.reports.root) / run_id / "identity"
     files = diagnostics.write(folder, linkage.charts, diagnostics.cluster_sizes(golden_records),
-                              diagnostics.largest_clusters(golden_records, record_keys,
+                              diagnostics.largest_clusters(golden_records, record_keys(lakehouse),
                                                            ident.largest_clusters),
                               {**summary, "model_version": version})
     runlog.record(table="silver.customers_raw", rows_in=n_records, rows_out=n_crm,
@@ -452,10 +474,10 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                   message=f"{mode}: {linkage.batch_records} new or changed records linked"
                   if base is not None else f"full: {why_full}")
     runlog.flush()
-    for df in (records, frame, derived, crm, customers, moved, linkage.pairs, linkage.edges,
+    for df in (records, frame, derived, crm, customers, linkage.pairs, linkage.edges,
                linkage.clusters, links, record_state, hashes):
         df.unpersist()
-    for df in (previous_map, events, emails, accounts):
+    for df in (previous_map, events, emails, accounts, moved):
         if df is not None:
             df.unpersist()
     seconds = time.monotonic() - started
