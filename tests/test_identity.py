@@ -260,6 +260,34 @@ def test_the_map_and_golden_records_in_duckdb_sql_are_those_spark_derives(spark,
     assert [r["event"] for r in moved] == ["merge"]
     assert post_linkage(lake, merged.toArrow(), KEY, None).moved_ids == moved[0]["ids_moved"]
     assert post_linkage(lake, clusters.toArrow(), KEY, None).moved_ids == 0
+    # and a record split off a third: the events of the driver's SQL are key_changes', the
+    # merge explained by its strongest bridge
+    third = clusters.groupBy("group").count().where(
+        (F.col("count") > 1) & ~F.col("group").isin(first, second)).first()["group"]
+    alone = clusters.where(F.col("group") == third).agg(F.min("record_key")).first()[0]
+    changed = merged.withColumn("group", F.when(F.col("record_key") == alone, "split off")
+                                .otherwise(F.col("group")))
+    ends = {g: [r[0] for r in clusters.where(F.col("group") == g).select("record_key")
+                .orderBy("record_key").collect()] for g in (first, second)}
+    bridges = [(min(x, y), max(x, y), p) for x, y, p in (
+        (ends[first][0], ends[second][0], 0.97), (ends[first][-1], ends[second][-1], 0.999))]
+    links = spark.createDataFrame(bridges, "record_key_l STRING, record_key_r STRING, "
+                                           "match_probability DOUBLE")
+    expected = key_changes(last, current(identity_map(
+        crm_records(lake), changed, emails, accounts, logins, clients, previous, KEY)), links)
+    events = post_linkage(lake, changed.toArrow(), KEY, config.identity, stamp=(
+        "run-keys", dt.datetime(2026, 1, 2)), links=links.toArrow())
+    found = as_spark(spark, events.key_changes)
+    assert sorted(tuple(r) for r in found.drop("run_id", "merged_at").collect()) == \
+        sorted(tuple(r) for r in expected.collect())
+    assert sorted(r["event"] for r in found.collect()) == ["merge", "split"]
+    assert [(r["record_key_l"], r["match_probability"]) for r in found.collect()
+            if r["event"] == "merge"] == [(bridges[1][0], 0.999)]
+    recorded = {(r["old_key"], r["new_key"]) for r in lake.read("silver.identity_merges")
+                .collect()}
+    assert {(r["old_key"], r["new_key"]) for r in events.unrecorded.to_pylist()} == \
+        {(r["old_key"], r["new_key"]) for r in found.collect()} - recorded
+    assert {r["run_id"] for r in found.collect()} == {"run-keys"}
     # golden records: survivorship by source priority and by recency, with consent
     identity = config.identity.model_copy(update={"survivorship": {
         **config.identity.survivorship, "phone": "most_frequent"}})
@@ -612,6 +640,94 @@ def test_splink_on_spark_and_on_duckdb_find_the_same_duplicates_incrementally_to
                            .withColumnRenamed("customer_key", "person_id"))
         assert kept.precision == kept.recall == 1.0, kept
     frame.unpersist()
+
+
+def test_the_incremental_linkage_in_the_driver_is_the_spark_one(spark, config, lake):
+    """local_batch.local_link_batch (DuckDB over the last graph's files) against link_batch
+    (Spark) on the small world's graph, with a batch of every kind: records changed (one
+    stripped of what links it), removed, new (a copy of a record, and someone new)."""
+    from seglake.identity.incremental import record_changes
+    from seglake.identity.local_batch import local_link_batch
+    from seglake.identity.local_sql import as_spark
+    from seglake.models import latest_model
+
+    identity = config.identity
+    model = json.loads(latest_model(lake, "identity-linkage")["artifact"])
+    assert chosen_engine(identity, 0, model) == "duckdb"
+    frame = comparison_frame(crm_records(lake), identity, config.privacy.phone_region)
+    state = lake.read("silver.identity_records")
+    groups = current(lake.read("silver.identity_map")).where("id_kind = 'record_key'") \
+        .select(F.col("id_value").alias(ID), "customer_key")
+    shared = [r["customer_key"] for r in groups.groupBy("customer_key").count()
+              .where("count > 1").orderBy("customer_key").limit(6).collect()]
+    members = {k: sorted(r[ID] for r in groups.where(F.col("customer_key") == k).collect())
+               for k in shared}
+    changed = [members[k][0] for k in shared[:3]]
+    removed = [members[k][-1] for k in shared[3:5]]
+    copied = members[shared[5]][0]
+    stripped = changed[0]  # nothing it compares is left but its name: it splits off
+    rows = frame.where(~F.col(ID).isin(removed))
+    rows = rows.select(*[F.when(F.col(ID) == stripped, F.lit(None).cast(t)).otherwise(F.col(c))
+                         .alias(c) if c not in (ID, "first_name", "last_name") else F.col(c)
+                         for c, t in frame.dtypes])
+    new = frame.where(F.col(ID) == copied).withColumn(ID, F.lit("zz:copy")).unionByName(
+        frame.where(F.col(ID) == copied).withColumn(ID, F.lit("zz:someone"))
+        .withColumn("first_name", F.lit("quentinela")).withColumn("last_name", F.lit("zyborsk"))
+        .withColumn("first_name_soundex", F.soundex("first_name"))
+        .withColumn("last_name_soundex", F.soundex("last_name"))
+        .select(*[F.col(c) if c in (ID, "first_name", "last_name") or c.endswith("_soundex")
+                  else F.lit(None).cast(t).alias(c) for c, t in frame.dtypes]))
+    frame_now = rows.unionByName(new).orderBy(ID).persist()
+    hashes = frame_now.select(ID, F.when(F.col(ID).isin(changed), F.lit("f" * 64)).otherwise(
+        F.col(ID)).alias("_k")).join(state.select(F.col("record_key").alias("_k"),
+                                                  "content_hash"), "_k", "left") \
+        .select(ID, F.coalesce("content_hash", F.sha2(F.col(ID), 256)).alias("content_hash"))
+    hashes = hashes.orderBy(ID).persist()
+    changes = record_changes(hashes, state)
+    assert (changes.new, changes.changed, changes.removed) == (2, 3, 2)
+    edges_before = lake.read("silver.identity_links").select(
+        F.col("record_key_l").alias(f"{ID}_l"), F.col("record_key_r").alias(f"{ID}_r"),
+        "match_probability", "match_weight")
+    ours = link_batch(spark, frame_now, changes, identity, model, edges_before, groups)
+    stamp = ("run-local", dt.datetime(2026, 1, 2, 3, 4, 5))
+    files = {short: lake.local_files(name) for short, name in (
+        ("links", "silver.identity_links"), ("records", "silver.identity_records"),
+        ("map", "silver.identity_map"))}
+    theirs = local_link_batch(frame_now.toArrow(), hashes.toArrow(), files, identity, model,
+                              stamp)
+
+    def rows_of(df, rounded=()):
+        return sorted(tuple(round(v, 9) if c in rounded and v is not None else v
+                            for c, v in r.asDict().items()) for r in df.collect())
+
+    weights = ("match_probability", "match_weight")
+    assert (theirs.candidates, theirs.batch_records, theirs.touched_records) == \
+        (ours.candidate_pairs, ours.batch_records, ours.touched_records)
+    assert rows_of(as_spark(spark, theirs.pairs), weights) == rows_of(ours.pairs, weights)
+    assert rows_of(as_spark(spark, theirs.edges), weights) == rows_of(ours.edges, weights)
+    assert rows_of(as_spark(spark, theirs.clusters)) == rows_of(ours.clusters)
+    assert rows_of(as_spark(spark, theirs.touched)) == rows_of(ours.touched)
+    clusters = dict(rows_of(ours.clusters))
+    assert clusters["zz:copy"] == clusters[copied] and clusters[copied].startswith("new:")
+    assert clusters["zz:someone"] not in (clusters[r] for r in members[shared[5]])
+    assert sum(v == clusters[stripped] for v in clusters.values()) == 1  # alone now
+    assert not set(removed) & set(clusters)
+    # the tables written whole: every record once, the unchanged keeping their stamps
+    records = {r["record_key"]: r for r in theirs.written["records"].to_pylist()}
+    was = {r["record_key"]: r["run_id"] for r in state.collect()}
+    assert sorted(records) == sorted(r[0] for r in rows_of(hashes))
+    assert {k for k, r in records.items() if r["run_id"] == "run-local"} == \
+        set(changed) | {"zz:copy", "zz:someone"}
+    assert all(r["run_id"] == was[k] for k, r in records.items() if k in was
+               and k not in changed)
+    links = theirs.written["links"]
+    assert links.num_rows == len(rows_of(ours.edges))
+    before = {(r[0], r[1]) for r in rows_of(edges_before)}
+    assert {(r["record_key_l"], r["record_key_r"]) for r in links.to_pylist()
+            if r["run_id"] != "run-local"} <= before
+    assert any(r["run_id"] == "run-local" for r in links.to_pylist())
+    frame_now.unpersist()
+    hashes.unpersist()
 
 
 def test_the_identity_map_covers_every_identifier_once(spark, config, lake):
