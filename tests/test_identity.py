@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import math
 
+import pyarrow as pa
 import pytest
 from conftest import TEST_KEY
 from people import SCHEMA as PEOPLE_SCHEMA
@@ -88,6 +89,13 @@ def test_an_implied_comparison_must_name_another_compared_column():
 
 
 # ------------------------------------------------------------------------------ keys
+
+def links_of(pairs: list[tuple[str, str, float]]) -> pa.Table:
+    """The graph's edges (record_key_l, record_key_r, match_probability) as Arrow."""
+    return pa.table({n: pa.array([p[i] for p in pairs], t) for i, (n, t) in enumerate((
+        ("record_key_l", pa.string()), ("record_key_r", pa.string()),
+        ("match_probability", pa.float64())))})
+
 
 def anchors_of(spark, groups: dict[str, list[str]]):
     rows = [("record_key", rec, group) for group, recs in groups.items() for rec in recs]
@@ -255,11 +263,17 @@ def test_the_map_and_golden_records_in_duckdb_sql_are_those_spark_derives(spark,
     last = current(lake.read("silver.identity_map"))
     joined = identity_map(crm_records(lake), merged, emails, accounts, logins, clients,
                           previous, KEY)
-    moved = key_changes(last, current(joined), spark.createDataFrame(
-        [], "record_key_l STRING, record_key_r STRING, match_probability DOUBLE")).collect()
+    moved = key_changes(last, current(joined), as_spark(spark, links_of([]))).collect()
     assert [r["event"] for r in moved] == ["merge"]
-    assert post_linkage(lake, merged.toArrow(), KEY, None).moved_ids == moved[0]["ids_moved"]
-    assert post_linkage(lake, clusters.toArrow(), KEY, None).moved_ids == 0
+    stamp, no_links = ("run-keys", dt.datetime(2026, 1, 2)), links_of([])
+
+    def events(groups, links=no_links):
+        return post_linkage(lake, groups.toArrow(), KEY, config.identity, stamp=stamp,
+                            links=links)
+
+    assert [(r["event"], r["ids_moved"]) for r in events(merged).key_changes.to_pylist()] == \
+        [("merge", moved[0]["ids_moved"])]
+    assert events(clusters).key_changes.num_rows == 0
     # and a record split off a third: the events of the driver's SQL are key_changes', the
     # merge explained by its strongest bridge
     third = clusters.groupBy("group").count().where(
@@ -271,13 +285,11 @@ def test_the_map_and_golden_records_in_duckdb_sql_are_those_spark_derives(spark,
                 .orderBy("record_key").collect()] for g in (first, second)}
     bridges = [(min(x, y), max(x, y), p) for x, y, p in (
         (ends[first][0], ends[second][0], 0.97), (ends[first][-1], ends[second][-1], 0.999))]
-    links = spark.createDataFrame(bridges, "record_key_l STRING, record_key_r STRING, "
-                                           "match_probability DOUBLE")
     expected = key_changes(last, current(identity_map(
-        crm_records(lake), changed, emails, accounts, logins, clients, previous, KEY)), links)
-    events = post_linkage(lake, changed.toArrow(), KEY, config.identity, stamp=(
-        "run-keys", dt.datetime(2026, 1, 2)), links=links.toArrow())
-    found = as_spark(spark, events.key_changes)
+        crm_records(lake), changed, emails, accounts, logins, clients, previous, KEY)),
+        as_spark(spark, links_of(bridges)))
+    made = events(changed, links_of(bridges))
+    found = as_spark(spark, made.key_changes)
     assert sorted(tuple(r) for r in found.drop("run_id", "merged_at").collect()) == \
         sorted(tuple(r) for r in expected.collect())
     assert sorted(r["event"] for r in found.collect()) == ["merge", "split"]
@@ -285,7 +297,7 @@ def test_the_map_and_golden_records_in_duckdb_sql_are_those_spark_derives(spark,
             if r["event"] == "merge"] == [(bridges[1][0], 0.999)]
     recorded = {(r["old_key"], r["new_key"]) for r in lake.read("silver.identity_merges")
                 .collect()}
-    assert {(r["old_key"], r["new_key"]) for r in events.unrecorded.to_pylist()} == \
+    assert {(r["old_key"], r["new_key"]) for r in made.unrecorded.to_pylist()} == \
         {(r["old_key"], r["new_key"]) for r in found.collect()} - recorded
     assert {r["run_id"] for r in found.collect()} == {"run-keys"}
     # golden records: survivorship by source priority and by recency, with consent

@@ -149,9 +149,10 @@ def local_forms(records: DataFrame, records_sql: str, stored: list[str] | None,
     con = duckdb.connect()
     try:
         con.sql("set timezone = 'UTC'")
+        listed = ", ".join(f'"{c}"' for c in compared)
         con.execute(f"create temp table digests as select record_key, {_digest_sql(compared)} "
-                    f"digest from ({records_sql})", {"signature": form_signature(config, region,
-                                                                                 key)})
+                    f"digest, {listed} from ({records_sql})",
+                    {"signature": form_signature(config, region, key)})
         if stored:
             con.sql(f"create view stored as select {', '.join(FORMS_COLUMNS)} from "
                     f"read_parquet({stored!r}, union_by_name = true)")
@@ -160,10 +161,13 @@ def local_forms(records: DataFrame, records_sql: str, stored: list[str] | None,
         con.sql("create temp table scope as select record_key, d.digest is null _gone, "
                 "s.digest is null _new, d.digest from digests d full join stored s "
                 "using (record_key) where d.digest is distinct from s.digest")
-        due = con.sql("select record_key, digest from scope where not _gone").to_arrow_table()
+        # the records due, from the driver's read: no Spark scan of every record for a few
+        due = con.sql(f"select record_key, digest, {listed} from digests semi join (select "
+                      "record_key from scope where not _gone) using (record_key)").to_arrow_table()
         spark = records.sparkSession
-        fresh = _normalised(records.join(as_spark(spark, due), "record_key"), config, region,
-                            key, values) if due.num_rows else None
+        fresh = _normalised(as_spark(spark, due).select(
+            "record_key", "digest", *[F.col(c).cast(records.schema[c].dataType) for c in compared]),
+            config, region, key, values) if due.num_rows else None
         con.register("fresh", fresh.frame.toArrow() if fresh else
                      con.sql("select * from stored limit 0").to_arrow_table())
         types = {f.name: "DATE" if isinstance(f.dataType, T.DateType) else "VARCHAR"

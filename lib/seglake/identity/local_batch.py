@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from seglake.config import IdentityConfig
 from seglake.identity.linkage import ID, Linkage, model_charts
-from seglake.identity.local_sql import STAMPED_AT, as_spark, files_view
+from seglake.identity.local_sql import STAMPED_AT, as_spark, differing, files_view
 from seglake.identity.stitching import RECORD
 
 log = logging.getLogger(__name__)
@@ -173,9 +173,9 @@ def local_link_batch(frame: pa.Table, hashes: pa.Table, files: dict[str, list[st
             f"coalesce(w.resolved_at, {STAMPED_AT}) resolved_at from hashes h left join "
             f"state_before w on w.record_key = h.{ID} and w.content_hash = h.content_hash",
             params=params)
-        links_changed = con.sql(
-            "select exists ((select * from edges except all select * from edges_before) union "
-            "all (select * from edges_before except all select * from edges))").fetchall()[0][0]
+        weighed = [f"{ID}_l", f"{ID}_r", "match_probability", "match_weight"]
+        links_changed = con.sql("select exists (" + differing(
+            "edges", "edges_before", weighed, weighed[:1]) + ")").fetchall()[0][0]
         return LocalBatch(
             model_json,
             con.sql("select * from pairs").to_arrow_table(),
