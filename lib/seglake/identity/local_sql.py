@@ -106,17 +106,18 @@ create temp table anchors as
   anti join owned o using (id_kind, id_value);
 create temp table previous as select id_kind, id_value, customer_key from identity_map
   where valid_to is null;
-create temp table fresh as select "group", 'c_' || substr(keyed_hash(array_to_string(
-  list_sort(list(id_kind || ':' || id_value)), '|')), 1, 24) new_key from anchors group by all;
 create temp table votes as select a."group", p.customer_key, count(*) votes from anchors a
   join previous p using (id_kind, id_value) group by all;
 create temp table inherited as select "group", customer_key kept from (
   select *, row_number() over (partition by "group" order by votes desc, customer_key) g from (
     select *, row_number() over (partition by customer_key order by votes desc, "group") k
     from votes) where k = 1) where g = 1;
+create temp table fresh as select "group", 'c_' || substr(keyed_hash(array_to_string(
+  list_sort(list(id_kind || ':' || id_value)), '|')), 1, 24) new_key from anchors
+  anti join inherited using ("group") group by all;
 create temp table keyed as select a.id_kind, a.id_value,
-  coalesce(i.kept, f.new_key) customer_key, a."group" from anchors a join fresh f using ("group")
-  left join inherited i using ("group");
+  coalesce(i.kept, f.new_key) customer_key, a."group" from anchors a
+  left join fresh f using ("group") left join inherited i using ("group");
 create temp table known as select id_kind, id_value, customer_key from keyed
   union all select o.id_kind, o.id_value, g.customer_key from owned o join (
     select distinct "group", customer_key from keyed where id_kind = 'record_key') g
