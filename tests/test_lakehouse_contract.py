@@ -155,7 +155,8 @@ def test_round_trip_of_every_type(spark, lakehouse, partition_by):
 
 def test_arrow_rows_from_the_driver_round_trip_every_type(spark, lakehouse):
     """Rows made in the driver (Arrow) are written as a Spark frame would be: every type, a
-    new table and an overwrite, a partitioned table, and a NULL refused in a non-null column."""
+    new table, an overwrite and an append, a partitioned table, and a NULL refused in a
+    non-null column."""
     rows = frame(spark, ALL_TYPES_ROWS).toArrow()
     commit = lakehouse.overwrite("bronze.arrow_types", rows)
     assert commit.version == 0 and commit.rows_added == 3 and commit.files_added == 1
@@ -169,6 +170,10 @@ def test_arrow_rows_from_the_driver_round_trip_every_type(spark, lakehouse):
         "name", "active", "tags", "attrs", "address").toArrow()
     assert lakehouse.overwrite("bronze.arrow_types", narrower).version == 1
     assert_table_equals(lakehouse, "bronze.arrow_types", ALL_TYPES_ROWS[:2], ALL_TYPES)
+    # appended: the rows join those there
+    added = lakehouse.append("bronze.arrow_types", frame(spark, ALL_TYPES_ROWS[2:]).toArrow())
+    assert added.version == 2 and added.rows_added == 1
+    assert_table_equals(lakehouse, "bronze.arrow_types", ALL_TYPES_ROWS, ALL_TYPES)
     lakehouse.append("bronze.arrow_parts", frame(spark, ALL_TYPES_ROWS),
                      partition_by=["country"])
     lakehouse.overwrite("bronze.arrow_parts", rows)
@@ -179,7 +184,7 @@ def test_arrow_rows_from_the_driver_round_trip_every_type(spark, lakehouse):
                                              *[f.jsonValue() for f in ALL_TYPES.fields[1:]]]}))
     with pytest.raises(Exception, match="NULL in a non-null column"):
         lakehouse.overwrite("bronze.arrow_types", bad.toArrow())
-    assert lakehouse.version("bronze.arrow_types") == 1
+    assert lakehouse.version("bronze.arrow_types") == 2
 
 
 def test_partitioned_reads_filter_by_partition(spark, lakehouse):

@@ -151,10 +151,11 @@ class Lakehouse:
         return self.backend.read(self.path(name), version)
 
     def append(
-        self, name: str, df: DataFrame, partition_by: list[str] | None = None,
+        self, name: str, df: DataFrame | pa.Table, partition_by: list[str] | None = None,
         txn: Txn | None = None,
     ) -> Commit:
-        """Add rows; new nullable columns extend the schema, incompatible changes fail."""
+        """Add rows; new nullable columns extend the schema, incompatible changes fail. Arrow
+        rows are written as ``overwrite`` writes them."""
         return self.backend.write(self.path(name), df, mode="append",
                                   partition_by=self._declared(name, df, partition_by), txn=txn)
 
