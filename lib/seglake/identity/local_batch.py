@@ -29,7 +29,7 @@ PAIR = f"{ID}_l, {ID}_r"
 EMPTY_PAIRS = (f"select ''::varchar {ID}_l, ''::varchar {ID}_r, 0.0::double match_probability, "
                "null::double match_weight, ''::varchar rule limit 0")
 
-CHANGES_SQL = f"""
+RECORD_CHANGES_SQL = f"""
 create temp table kinds as select {ID}, case when s.content_hash is null then 'new'
   when h.content_hash is null then 'removed' else 'changed' end change
   from hashes h full join state s using ({ID})
@@ -111,7 +111,7 @@ def local_link_batch(frame: pa.Table, hashes: pa.Table, files: dict[str, list[st
         con.sql(f"create view state as select record_key {ID}, content_hash from state_before")
         con.sql(f"create view edges_before as select record_key_l {ID}_l, record_key_r {ID}_r, "
                 "match_probability, match_weight from links_before")
-        for statement in CHANGES_SQL.split(";"):
+        for statement in RECORD_CHANGES_SQL.split(";"):
             con.sql(statement)
         counts = dict(con.sql("select change, count(*) from kinds group by all").fetchall())
         n_batch = counts.get("new", 0) + counts.get("changed", 0)
