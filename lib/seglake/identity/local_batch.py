@@ -20,7 +20,13 @@ import pyarrow as pa
 
 from seglake.config import IdentityConfig
 from seglake.identity.linkage import ID, Linkage, model_charts
-from seglake.identity.local_sql import STAMPED_AT, as_spark, differing, files_view
+from seglake.identity.local_sql import (
+    STAMPED_AT,
+    as_spark,
+    differing,
+    files_view,
+    stamp_params,
+)
 from seglake.identity.stitching import RECORD
 
 log = logging.getLogger(__name__)
@@ -133,20 +139,19 @@ def local_link_batch(frame: pa.Table, hashes: pa.Table, files: dict[str, list[st
                       f"'splink' rule from scored_raw where {ID}_l <> {ID}_r")
         else:
             candidates, scored = 0, EMPTY_PAIRS
-        parts = [scored]
+        exact = []  # each record to its group's smallest id, ends in the batch
         if config.deterministic_links:
             for columns in config.deterministic:
                 present = " and ".join(f'"{c}" is not null' for c in columns)
                 over = ", ".join(f'"{c}"' for c in columns)
                 rule = "exact: " + ", ".join(columns)
-                parts.append(  # each record to its group's smallest id, ends in the batch
+                exact.append(
                     f"select least(m, {ID}) {ID}_l, greatest(m, {ID}) {ID}_r, 1.0::double, "
                     f"null::double, '{rule}' from (select min({ID}) over (partition by {over}) "
                     f"m, {ID} from frame where {present}) where m <> {ID} and (m in (select "
                     f"{ID} from batch) or {ID} in (select {ID} from batch))")
-        con.sql("create temp table pairs as " + " union all ".join(
-            f"select * from ({p})" for p in parts[:1]) + "".join(
-            f" union all select * from (select distinct * from ({p}))" for p in parts[1:]))
+        con.sql(f"create temp table pairs as select * from ({scored})" + "".join(
+            f" union all select * from (select distinct * from ({p}))" for p in exact))
         for statement in GRAPH_SQL.split(";"):
             con.execute(statement, {"threshold": config.match_threshold}
                         if "$threshold" in statement else None)
@@ -160,7 +165,7 @@ def local_link_batch(frame: pa.Table, hashes: pa.Table, files: dict[str, list[st
                  "pairs; %d customers (%d records) re-clustered", counts.get("new", 0),
                  counts.get("changed", 0), counts.get("removed", 0), candidates, n_touched,
                  nodes.num_rows)
-        params = {"run_id": stamp[0], "stamped_at": stamp[1]}
+        params = stamp_params(stamp)
         links = con.sql(
             f"select e.{ID}_l record_key_l, e.{ID}_r record_key_r, e.match_probability, "
             "e.match_weight, coalesce(w.run_id, $run_id) run_id, "

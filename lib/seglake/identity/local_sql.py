@@ -218,6 +218,12 @@ select customer_key, profile, coalesce(record_count, 0) record_count, systems, e
 TABLES = {"map": IDENTITY_MAP, "customers": CUSTOMERS, "pii": CUSTOMERS_PII}
 STAMPED_AT = "cast($stamped_at as timestamptz)"  # the run's resolved_at (UTC, naive)
 
+
+def stamp_params(stamp: tuple[str, dt.datetime]) -> dict[str, object]:
+    """The SQL parameters ``$run_id`` and ``$stamped_at`` (STAMPED_AT) of ``stamp``."""
+    return {"run_id": stamp[0], "stamped_at": stamp[1]}
+
+
 def differing(a: str, b: str, columns: list[str], out: list[str]) -> str:
     """The distinct ``out`` columns of the rows of ``a`` or ``b`` that the other lacks: a full
     join on every column, nulls equal (at medium a seventh of two EXCEPT ALLs' time; rows
@@ -248,7 +254,7 @@ create temp table changed_customers as select * from changed_in_customers
 
 # key changes (keys.key_changes) between the last map and the new one, and the merges' reasons
 # from the graph's edges (links): record_key_l, record_key_r, match_probability
-KEYS_SQL = """
+KEYS_SQL = f"""
 create temp table moved as select p.customer_key old_key, n.customer_key new_key,
   count(*) ids_moved, bool_or(coalesce(p.anonymous, false)) _anonymous
   from identity_map p join new_map n using (id_kind, id_value)
@@ -268,7 +274,7 @@ create temp table key_events as with keyed_before as (
     when new_key not in (select customer_key from previous) then 'split' else 'move' end event
     from moved)
   select e.event, e.old_key, e.new_key, e.ids_moved, w.w.record_key_l, w.w.record_key_r,
-  w.w.match_probability, $run_id run_id, cast($stamped_at as timestamptz) merged_at
+  w.w.match_probability, $run_id run_id, {STAMPED_AT} merged_at
   from events e left join why w on w.old_key = e.old_key and e.event = 'merge'
 """
 
@@ -315,8 +321,8 @@ def files_view(con: duckdb.DuckDBPyConnection, view: str, files: list[str] | Non
     """View ``view`` of ``columns`` ("name TYPE, …") read from a table's Parquet ``files``; an
     empty table of them when there are none (a table not yet written reads as empty)."""
     if files:
-        wanted = ", ".join(c.split()[0] for c in columns.split(", "))
-        con.sql(f"create view {view} as select {wanted} from read_parquet({files!r}, "
+        con.sql(f"create view {view} as select {', '.join(_names(columns))} from read_parquet("
+                f"{files!r}, "
                 "union_by_name = true)")
     else:
         con.sql(f"create table {view} ({columns})")
@@ -360,9 +366,8 @@ def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
                                                 "match_probability"]))
             files_view(con, "merges", lakehouse.local_files(MERGES),
                        "old_key VARCHAR, new_key VARCHAR")
-            params = {"run_id": stamp[0], "stamped_at": stamp[1]}
             for statement in KEYS_SQL.split(";"):
-                con.execute(statement, params if "$run_id" in statement else None)
+                con.execute(statement, stamp_params(stamp) if "$run_id" in statement else None)
             events = {"key_changes": con.sql("select * from key_events").to_arrow_table(),
                       "unrecorded": con.sql("select * from key_events anti join merges "
                                             "using (old_key, new_key)").to_arrow_table()}
@@ -383,7 +388,7 @@ def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
             written = None if stamp is None else {  # a full run writes them whole, stamped
                 name: rows[t] if name == CUSTOMERS_PII else con.sql(
                     f"select *, $run_id run_id, {STAMPED_AT} resolved_at from new_{t}",
-                    params={"run_id": stamp[0], "stamped_at": stamp[1]}).to_arrow_table()
+                    params=stamp_params(stamp)).to_arrow_table()
                 for t, name in TABLES.items()}
             return Local(rows["map"], map_rows, rows["customers"], rows["pii"],
                          written=written, **events)
@@ -424,7 +429,7 @@ def _rewritten(con: duckdb.DuckDBPyConnection, files: list[str], table: str, sco
         fresh = (f"select n.*, coalesce(w.run_id, $run_id) run_id, coalesce(w.resolved_at, "
                  f"{STAMPED_AT}) resolved_at from ({fresh}) n left join _written w on {same}")
     return con.sql(f"select * from _written anti join {scope} union all by name {fresh}",
-                   params={"run_id": stamp[0], "stamped_at": stamp[1]} if stamped else None) \
+                   params=stamp_params(stamp) if stamped else None) \
         .to_arrow_table()
 
 

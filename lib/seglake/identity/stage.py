@@ -219,13 +219,14 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     mode = "full" if base is None else "incremental"
     in_driver = readable(lakehouse, ident.local_max_bytes)  # the map and golden records
     batch = None  # an incremental linkage made in the driver
+    base_model = json.loads(base["artifact"]) if base is not None else None
     if base is not None and forms.local is not None and in_driver and \
-            chosen_engine(ident, 0, json.loads(base["artifact"])) == "duckdb":
+            chosen_engine(ident, 0, base_model) == "duckdb":
         previous_model = base
         batch = local_link_batch(forms.local, forms.local_hashes, {
             short: lakehouse.local_files(name) or [] for short, name in
             (("links", LINKS), ("records", RECORD_STATE), ("map", IDENTITY_MAP))},
-            ident, json.loads(base["artifact"]), (run_id, stamp))
+            ident, base_model, (run_id, stamp))
         linkage = batch_linkage(spark, batch)
     elif base is not None:
         previous_model = base
@@ -236,7 +237,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         edges_before.count()
         groups_before = previous.where(F.col("id_kind") == RECORD).select(
             F.col("id_value").alias(ID), "customer_key")
-        linkage = link_batch(spark, frame, changes, ident, json.loads(base["artifact"]),
+        linkage = link_batch(spark, frame, changes, ident, base_model,
                              edges_before, groups_before)
     else:
         log.info("resolve: linking every record (%s)", why_full)
