@@ -318,6 +318,57 @@ def test_the_map_and_golden_records_in_duckdb_sql_are_those_spark_derives(spark,
     assert {r["marketing_consent"] for r in made} == {True, False, None}
 
 
+def test_the_driver_derives_in_an_incremental_runs_scope_what_it_derives_whole(spark, config,
+                                                                              resolved):
+    """An incremental run's map and golden records in the driver, derived only in its scope
+    (local_sql.SCOPE_SQL), are written as when derived whole: two customers merged and a
+    record split off a third, with nothing delivered since the last run and with every input
+    read as new (every cookie and customer in the scope)."""
+    from seglake.identity.incremental import batch_marks
+    from seglake.identity.local_sql import Scope, post_linkage
+
+    lake = Lakehouse.from_config(spark, config)
+    last = current(lake.read("silver.identity_map")).where(F.col("id_kind") == "record_key")
+    groups = {r["id_value"]: r["customer_key"] for r in last.collect()}
+    sizes: dict[str, list[str]] = {}
+    for record, key in sorted(groups.items()):
+        sizes.setdefault(key, []).append(record)
+    first, second, third = [k for k, recs in sorted(sizes.items()) if len(recs) > 1][:3]
+    bridge = (min(sizes[first][0], sizes[second][0]), max(sizes[first][0], sizes[second][0]),
+              0.99)
+    changed = {**groups, **{r: "merged" for r in sizes[first] + sizes[second]},
+               sizes[third][0]: "split off"}
+    clusters = pa.table({"record_key": list(changed), "group": list(changed.values())})
+    touched = pa.table({"record_key": sizes[first] + sizes[second] + sizes[third]})
+    stamp = ("run-scoped", dt.datetime(2026, 1, 3))
+    inputs = ("silver.events", "silver.consents", "silver.customers_raw",
+              "silver.customers_raw_pii")
+    recorded = {n: batch_marks(lake.read(n), lake.local_files(n)) for n in inputs}
+
+    def made(scope=None):
+        return post_linkage(lake, clusters, KEY, config.identity, changes=True, stamp=stamp,
+                            links=links_of([bridge]), scope=scope)
+
+    def rows(table):
+        return sorted(repr(tuple(r.values())) for r in table.to_pylist())
+
+    whole = made()
+    assert whole.changed_ids.num_rows and whole.key_changes.num_rows == 2
+    clients = lake.read("silver.identity_map").where(F.col("id_kind") == "client_id") \
+        .select("id_value").distinct().count()
+    for marks in (recorded, dict.fromkeys(inputs)):
+        scoped = made(Scope(touched, marks))
+        for name in ("silver.identity_map", "silver.customers", "silver.customers_pii"):
+            assert rows(scoped.written[name]) == rows(whole.written[name]), name
+        for part in ("key_changes", "unrecorded", "changed_ids", "changed_customers"):
+            assert rows(getattr(scoped, part)) == rows(getattr(whole, part)), part
+        assert scoped.map_rows == whole.map_rows
+        # nothing new: the scope holds the three customers' identifiers and cookies only;
+        # every input new: every cookie and device is in it too
+        assert (scoped.scope_rows < scoped.previous_rows / 100) if marks is recorded else \
+            (scoped.scope_rows > clients)
+
+
 def test_a_scoped_map_derives_what_the_whole_map_would_and_keeps_the_rest(spark):
     t = dt.datetime(2025, 10, 1, 12)
     later = t + dt.timedelta(days=3)

@@ -56,7 +56,7 @@ from seglake.identity.incremental import (
 from seglake.identity.keys import key_changes
 from seglake.identity.linkage import ID, chosen_engine, link
 from seglake.identity.local_batch import batch_linkage, local_link_batch
-from seglake.identity.local_sql import as_declared, as_spark, post_linkage, readable
+from seglake.identity.local_sql import Scope, as_declared, as_spark, post_linkage, readable
 from seglake.identity.stitching import RECORD, current, identity_map
 from seglake.lakehouse import Lakehouse
 from seglake.models import latest_model, record_model
@@ -280,9 +280,12 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     batches = {name: batch_marks(df, lakehouse.local_files(name))
                for name, df in golden_inputs.items()}
     local = None
+    before = json.loads(base["metrics"]) if base is not None else {}
     if linkage.engine == "duckdb" and in_driver:
         # where Splink ran: the map and golden records in the driver, from the tables' files;
-        # an incremental run changes only the rows that came out different
+        # an incremental run derives them in its scope and changes the rows that differ
+        touched = batch.touched if batch is not None else \
+            linkage.touched.select(ID).toArrow() if linkage.touched is not None else None
         local = post_linkage(lakehouse, clusters.toArrow() if batch is None else
                              batch.clusters.rename_columns(["record_key", "group"]), key, ident,
                              changes=base is not None, stamp=(run_id, stamp),
@@ -290,15 +293,22 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                                                 "match_probability").toArrow()
                              if batch is None else batch.edges.rename_columns(
                                  ["record_key_l", "record_key_r", "match_probability",
-                                  "match_weight"]))
+                                  "match_weight"]),
+                             scope=None if base is None or touched is None else Scope(
+                                 touched.rename_columns(["record_key"]),
+                                 {"silver.events": before.get("event_batches"),
+                                  **{name: before.get("batches", {}).get(name)
+                                     for name in golden_inputs}}))
         previous_rows = local.previous_rows
+        if local.scope_rows is not None:
+            log.info("resolve: %d identifiers in the incremental run's scope",
+                     local.scope_rows)
     elif previous_map is not None:
         previous_rows = previous_map.count()
     scope = None
     if local is None and base is not None and linkage.touched is not None:
         # the map rows the batch can change: derived again, every other row kept
         client = F.coalesce("cookie_id", "device_id").alias("id_value")
-        before = json.loads(base["metrics"])
         if events is None:
             new_clients = spark.createDataFrame([], "id_value STRING")
         else:
