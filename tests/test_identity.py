@@ -909,6 +909,16 @@ def test_a_rerun_keeps_every_key_and_merges_nothing(spark, config, lake, resolve
     figures = json.loads((folder / "identity.json").read_text())
     assert sum(n for _, n in figures["cluster_sizes"]) == resolved.crm_customers
     assert len(figures["largest_clusters"]) == config.identity.largest_clusters
+    # read in the driver (DuckDB), the figures are those Spark reads
+    from seglake.identity.diagnostics import golden_figures
+
+    read = golden_figures(lake, config.identity.largest_clusters, local=False)
+    assert read == golden_figures(lake, config.identity.largest_clusters)
+    assert (read.customers, read.crm_customers) == (again.customers, again.crm_customers)
+    assert [list(s) for s in read.sizes] == figures["cluster_sizes"]
+    assert read.largest == figures["largest_clusters"]
+    assert [c["size"] for c in read.largest] == sorted((c["size"] for c in read.largest),
+                                                       reverse=True) and read.largest[0]["size"] > 1
     before.unpersist()
 
 

@@ -138,12 +138,6 @@ def local_records(lakehouse: Lakehouse, records: DataFrame,
             f"read_parquet({pii!r}, union_by_name = true) p using (record_key)")
 
 
-def record_keys(lakehouse: Lakehouse) -> DataFrame:
-    """record_key, customer_key of every CRM record, from the map as written."""
-    return lakehouse.read(IDENTITY_MAP).where(F.col("id_kind") == RECORD) \
-        .select(F.col("id_value").alias("record_key"), "customer_key")
-
-
 def graph_base(lakehouse: Lakehouse, config: IdentityConfig,
                full: bool) -> tuple[dict[str, Any] | None, str]:
     """The model an incremental resolve extends the last graph with, or None and why the
@@ -410,10 +404,6 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     by_key = None if affected is None else (affected, ["customer_key"])
     write(CUSTOMERS, customers, by_key)
     write(CUSTOMERS_PII, golden_pii, by_key)
-    golden_records = lakehouse.read(CUSTOMERS)  # as written: counts and diagnostics
-    n_customers, n_crm = golden_records.agg(
-        F.count(F.lit(1)), F.count(F.when(F.col("profile") == "crm", True))).first()
-    log.info("resolve: %d golden records (%.1f s)", n_customers, time.monotonic() - started)
     n_merges = moved.count() if moved is not None else local.key_changes.num_rows
     if moved is None:  # a re-run after a kill records the same merges once (an anti-join)
         if local.unrecorded.num_rows or not lakehouse.exists(MERGES):
@@ -440,6 +430,9 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
               (regrouped, ["record_key"]))
     write(IDENTITY_MAP, derived, (changed, ids) if changed is not None
           else None if scope is None else (scope.rows, ids))
+    figures = diagnostics.golden_figures(lakehouse, ident.largest_clusters)  # as written
+    n_customers, n_crm = figures.customers, figures.crm_customers
+    log.info("resolve: %d golden records (%.1f s)", n_customers, time.monotonic() - started)
 
     weights = list(linkage.pairs.agg(*histogram("match_weight", WEIGHT_EDGES)).first())
     trained = json.loads(previous_model["metrics"]) if previous_model else {}
@@ -467,9 +460,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                            metrics=summary, data_versions=versions, artifact=model_json,
                            tracking=config.tracking, files={"splink_model.json": model_json})
     folder = Path(config.reports.root) / run_id / "identity"
-    files = diagnostics.write(folder, linkage.charts, diagnostics.cluster_sizes(golden_records),
-                              diagnostics.largest_clusters(golden_records, record_keys(lakehouse),
-                                                           ident.largest_clusters),
+    files = diagnostics.write(folder, linkage.charts, figures.sizes, figures.largest,
                               {**summary, "model_version": version})
     runlog.record(table="silver.customers_raw", rows_in=n_records, rows_out=n_crm,
                   message=f"{matched} matched pairs of {linkage.candidate_pairs} candidates")
