@@ -194,7 +194,6 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                                      config.privacy.phone_region, key)
     except ValueError as exc:
         raise ResolveError(str(exc)) from exc
-    frame, hashes = forms.frame, forms.hashes
     n_records = forms.local.num_rows if forms.local is not None else records.count()
     log.info("resolve: %d CRM records", n_records)
     log.info("resolve: comparison frame ready: %d of %d records normalised, the others' forms "
@@ -224,14 +223,14 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         linkage = batch_linkage(spark, batch)
     elif base is not None:
         previous_model = base
-        changes = record_changes(hashes, lakehouse.read(RECORD_STATE))
+        changes = record_changes(forms.hashes, lakehouse.read(RECORD_STATE))
         edges_before = lakehouse.read(LINKS).select(
             F.col("record_key_l").alias(f"{ID}_l"), F.col("record_key_r").alias(f"{ID}_r"),
             "match_probability", "match_weight").persist()
         edges_before.count()
         groups_before = previous.where(F.col("id_kind") == RECORD).select(
             F.col("id_value").alias(ID), "customer_key")
-        linkage = link_batch(spark, frame, changes, ident, base_model,
+        linkage = link_batch(spark, forms.frame, changes, ident, base_model,
                              edges_before, groups_before)
     else:
         log.info("resolve: linking every record (%s)", why_full)
@@ -239,7 +238,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         if ident.reuse_model and previous_model is None:
             log.warning("identity.reuse_model is on but ops.models holds no %s model: "
                         "training", MODEL_KIND)
-        linkage = link(spark, frame, ident,
+        linkage = link(spark, forms.frame, ident,
                        json.loads(previous_model["artifact"]) if previous_model else None,
                        records=n_records, local=forms.local)
     clusters = linkage.clusters.select(F.col(ID).alias("record_key"),
@@ -249,9 +248,6 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         F.col(f"{ID}_l").alias("record_key_l"), F.col(f"{ID}_r").alias("record_key_r"),
         "match_probability", "match_weight", F.lit(run_id).alias("run_id"),
         F.lit(stamp).alias("linked_at")).persist()
-    record_state = hashes.select(F.col(ID).alias("record_key"), "content_hash",
-                                 F.lit(run_id).alias("run_id"),
-                                 F.lit(stamp).alias("resolved_at")).persist()
     matched = batch.edges.num_rows if batch is not None else links.count()
     log.info("resolve: %d linked pairs in the graph, %d candidate pairs scored, clustered "
              "(%.1f s)", matched, linkage.candidate_pairs, time.monotonic() - started)
@@ -386,8 +382,10 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                **({LINKS: batch.written["links"], RECORD_STATE: batch.written["records"]}
                   if batch is not None else {})}
 
-    def write(name: str, df: DataFrame, within: tuple[DataFrame, list[str]] | None = None) \
-            -> None:  # incremental: the changed rows only
+    def write(name: str, df: DataFrame | None,
+              within: tuple[DataFrame, list[str]] | None = None) -> None:
+        """Whole from the driver where made there; else ``df``, in an incremental run the
+        rows of ``within`` only."""
         if name in written:
             whole = written[name]  # made whole in the driver, unchanged rows as they were
             if whole is None:
@@ -422,7 +420,12 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         lakehouse.append(FORMS, forms.fresh)
     elif forms.changed:  # the forms of records normalised this run in, of records gone out
         lakehouse.sync(FORMS, forms.fresh, within=(forms.scope, ["record_key"]))
-    if linkage.touched is None:
+    record_state = None if RECORD_STATE in written else forms.hashes.select(
+        F.col(ID).alias("record_key"), "content_hash", F.lit(run_id).alias("run_id"),
+        F.lit(stamp).alias("resolved_at")).persist()
+    if record_state is None:  # made whole in the driver
+        write(RECORD_STATE, None)
+    elif linkage.touched is None:
         write(RECORD_STATE, record_state)
     else:  # the records linkage regrouped hold every new, changed and removed one
         regrouped = linkage.touched.select(F.col(ID).alias("record_key"))
@@ -476,9 +479,12 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                   message=f"{mode}: {linkage.batch_records} new or changed records linked"
                   if base is not None else f"full: {why_full}")
     runlog.flush()
-    for df in (records, frame, derived, crm, customers, linkage.pairs, linkage.edges,
-               linkage.clusters, links, record_state, hashes):
+    for df in (records, derived, crm, customers, linkage.pairs, linkage.edges,
+               linkage.clusters, links):
         df.unpersist()
+    forms.unpersist()
+    if record_state is not None:
+        record_state.unpersist()
     for df in (previous_map, events, emails, accounts, moved):
         if df is not None:
             df.unpersist()
