@@ -343,7 +343,7 @@ def test_the_driver_derives_in_an_incremental_runs_scope_what_it_derives_whole(s
     stamp = ("run-scoped", dt.datetime(2026, 1, 3))
     inputs = ("silver.events", "silver.consents", "silver.customers_raw",
               "silver.customers_raw_pii")
-    recorded = {n: batch_marks(lake.read(n), lake.local_files(n)) for n in inputs}
+    recorded = {n: batch_marks(lake, n) for n in inputs}
 
     def made(scope=None):
         return post_linkage(lake, clusters, KEY, config.identity, changes=True, stamp=stamp,
@@ -597,19 +597,43 @@ def test_forms_read_in_the_driver_equal_the_spark_path_and_share_its_digests(spa
     assert same.normalised == same.changed == 0
 
 
-def test_batch_marks_read_from_the_files_equal_the_spark_job(spark, tmp_path):
+def test_batch_marks_read_from_the_files_equal_the_spark_job(spark, tmp_path, monkeypatch):
     from seglake.identity.incremental import batch_marks
+    from seglake.lakehouse import make_backend
 
+    lake = Lakehouse(spark, str(tmp_path / "lh"), make_backend(spark, "delta-rs"))
     rows = spark.createDataFrame([("web", 3, "a"), ("web", 7, "b"), ("crm", 2, "c"),
                                   (None, 1, "d")], "_source STRING, _batch_id INT, v STRING")
-    rows.write.parquet(str(tmp_path / "t"))
-    files = [str(p) for p in (tmp_path / "t").glob("*.parquet")]
-    assert batch_marks(rows, files) == batch_marks(rows) == {"web": 7, "crm": 2, None: 1}
-    assert batch_marks(rows.limit(0), []) == batch_marks(rows.limit(0)) == {}
-    assert batch_marks(rows.drop("_batch_id"), files) is None
+    lake.overwrite("silver.marked", rows)
+    lake.overwrite("silver.empty", rows.limit(0))
+    lake.overwrite("silver.unmarked", rows.drop("_batch_id"))
+    in_driver = {n: batch_marks(lake, n) for n in ("silver.marked", "silver.empty",
+                                                   "silver.unmarked", "silver.absent")}
+    assert in_driver == {"silver.marked": {"web": 7, "crm": 2, None: 1}, "silver.empty": {},
+                         "silver.unmarked": None, "silver.absent": None}
+    monkeypatch.setattr(lake, "local_files", lambda name: None)  # a backend without files
+    assert {n: batch_marks(lake, n) for n in in_driver} == in_driver
 
 
-def test_retraining_is_advised_when_records_or_match_weights_move():
+def test_the_latest_model_read_in_the_driver_is_the_one_spark_reads(spark, tmp_path,
+                                                                     monkeypatch):
+    from seglake.lakehouse import make_backend
+    from seglake.models import latest_model, latest_version, record_model
+
+    lake = Lakehouse(spark, str(tmp_path / "lh"), make_backend(spark, "delta-rs"))
+    assert latest_model(lake, "x") is None and latest_version(lake, "x") == 0
+    for kind, run in (("x", "r1"), ("y", "r2"), ("x", "r3")):
+        record_model(lake, kind, run, params={"p": run}, metrics={"m": 1},
+                     data_versions={"t": 2}, artifact="{}")
+    in_driver = {k: latest_model(lake, k) for k in ("x", "y", "z")}
+    assert (in_driver["x"]["version"], in_driver["x"]["run_id"]) == (2, "r3")
+    assert in_driver["y"]["version"] == 1 and in_driver["z"] is None
+    monkeypatch.setattr(lake, "local_files", lambda name: None)  # a backend without files
+    assert {k: latest_model(lake, k) for k in in_driver} == in_driver
+    assert latest_version(lake, "x") == 2
+
+
+def test_retraining_is_advised_when_records_or_match_weights_move(spark):
     config = IdentityConfig(retrain_new_share=0.2, retrain_weight_psi=0.25)
     weights = [0, 10, 30, 60]
     assert retrain_advice(1_000, 1_000, weights, weights, config) == {
@@ -628,6 +652,14 @@ def test_retraining_is_advised_when_records_or_match_weights_move():
     assert retrain_advice(1_000, 1_000, weights, [0, 40, 30, 30], config)["weight_psi"] == 0.0
     with pytest.raises(ValueError, match="4 reference bins against 3"):
         population_stability(weights, [1, 2, 3])
+    # the match weights' bins counted in the driver are the Spark aggregates'
+    from seglake.drift import binned, histogram
+
+    values = [-3.0, 0.0, 4.99, 5.0, 7.0, 10.0, 42.0, None, float("nan")]
+    edges = (0.0, 5.0, 10.0)
+    frame = spark.createDataFrame([(v,) for v in values], "w DOUBLE")
+    assert binned(pa.array(values), edges) == list(frame.agg(*histogram("w", edges)).first()) \
+        == [1, 2, 2, 3]
 
 
 def test_blocking_keeps_rules_in_order_within_the_pair_budget(spark):
@@ -789,6 +821,21 @@ def test_the_incremental_linkage_in_the_driver_is_the_spark_one(spark, config, l
     assert {(r["record_key_l"], r["record_key_r"]) for r in links.to_pylist()
             if r["run_id"] != "run-local"} <= before
     assert any(r["run_id"] == "run-local" for r in links.to_pylist())
+    assert theirs.appended == {}  # records changed and removed, edges gone: rewritten
+    # new records only: the tables only gain rows, appended (no file rewritten)
+    grown = frame.unionByName(new).orderBy(ID)
+    grown_hashes = grown.join(state.select(F.col("record_key").alias(ID), "content_hash"), ID,
+                              "left").select(ID, F.coalesce("content_hash", F.sha2(F.col(ID),
+                                                                                   256)))
+    added = local_link_batch(grown.toArrow(), grown_hashes.toArrow(), files, identity, model,
+                             stamp)
+    assert added.written == {"links": None, "records": None}
+    assert sorted(r["record_key"] for r in added.appended["records"].to_pylist()) == \
+        ["zz:copy", "zz:someone"]
+    new_links = added.appended["links"].to_pylist()
+    assert new_links and all(r["run_id"] == "run-local" and "zz:copy" in (
+        r["record_key_l"], r["record_key_r"]) for r in new_links)
+    assert len(new_links) + len(before) == added.edges.num_rows
     frame_now.unpersist()
     hashes.unpersist()
 

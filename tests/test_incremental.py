@@ -210,6 +210,22 @@ def test_incremental_resolves_link_the_batch_and_keep_every_untouched_key(spark,
     assert {r["customer_key"]: r["record_count"] for r in profiles.collect()} == {
         shared: 1, split: 1}
 
+    # day 4: a new record only (a copy of one): links and record states only gain rows,
+    # appended (no file of theirs rewritten)
+    put_records(lake, {"loyalty:T6": current_pii(lake, partner)}, key)
+    day4 = run_resolve(spark, config)
+    fourth = record_keys(lake)
+    assert day4.batch_records == 1 and fourth["loyalty:T6"] == fourth[partner]
+    assert all(fourth[r] == before[r] for r in untouched)
+    for name in ("silver.identity_links", "silver.identity_records"):
+        assert [h["operation"] for h in lake.history(name, 1)] == ["APPEND"], name
+    added = lake.read("silver.identity_links").where(F.col("run_id") == day4.run_id).collect()
+    assert added and all("loyalty:T6" in (r["record_key_l"], r["record_key_r"]) for r in added)
+    states = lake.read("silver.identity_records")
+    assert states.count() == states.select("record_key").distinct().count()
+    assert [r["record_key"] for r in states.where(F.col("run_id") == day4.run_id)
+            .collect()] == ["loyalty:T6"]
+
 
 def test_a_map_written_before_validity_intervals_makes_one_full_resolve_that_replaces_it(
         spark, copied):

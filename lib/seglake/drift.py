@@ -3,9 +3,11 @@ shared bins, the measure credit scoring uses to say when a model needs retrainin
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 
+import pyarrow as pa
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
@@ -26,6 +28,15 @@ def population_stability(reference: Sequence[float], current: Sequence[float]) -
         p, q = max(r / ref_total, EMPTY_SHARE), max(c / cur_total, EMPTY_SHARE)
         psi += (q - p) * math.log(q / p)
     return psi
+
+
+def binned(values: pa.Array | pa.ChunkedArray, edges: Sequence[float]) -> list[int]:
+    """``histogram``'s counts of values held in the driver (nulls in none, NaN in the last)."""
+    counts = [0] * (len(edges) + 1)
+    for v in values.to_pylist():
+        if v is not None:
+            counts[len(edges) if v != v else bisect.bisect_right(edges, v)] += 1
+    return counts
 
 
 def histogram(column: str, edges: Sequence[float]) -> list[Column]:

@@ -41,6 +41,7 @@ from seglake.identity.stitching import (
     current,
     keyed_anchors,
 )
+from seglake.lakehouse import Lakehouse
 from seglake.session import held
 
 log = logging.getLogger(__name__)
@@ -226,20 +227,22 @@ def map_scope(previous: DataFrame, touched: DataFrame, records: DataFrame, email
     return MapScope(ids.shipped(), clients.shipped(), rows.shipped(), rows.rows)
 
 
-def batch_marks(df: DataFrame, files: list[str] | None = None) -> dict[str, int] | None:
-    """The last ingest batch of each source in a refined table (None when its rows carry no
-    lineage): what a later run reads as already seen. ``files``: the table's Parquet files
-    (Lakehouse.local_files), read in the driver rather than by a Spark job."""
-    if not {"_source", "_batch_id"} <= set(df.columns):
+def batch_marks(lakehouse: Lakehouse, name: str) -> dict[str, int] | None:
+    """The last ingest batch of each source in refined table ``name`` (None when it does not
+    exist or its rows carry no lineage): what a later run reads as already seen. Read in the
+    driver from the table's files where it has some, not by a Spark job."""
+    if not lakehouse.exists(name) or \
+            not {"_source", "_batch_id"} <= set(lakehouse.columns(name)):
         return None
+    files = lakehouse.local_files(name)
     if files is not None:
         import duckdb
 
         return dict(duckdb.sql(
             f"select _source, max(_batch_id) from read_parquet({files!r}, union_by_name = "
             "true) group by all").fetchall()) if files else {}
-    return {r["_source"]: r["last"] for r in
-            df.groupBy("_source").agg(F.max("_batch_id").alias("last")).collect()}
+    return {r["_source"]: r["last"] for r in lakehouse.read(name).groupBy("_source")
+            .agg(F.max("_batch_id").alias("last")).collect()}
 
 
 def since(df: DataFrame, marks: dict[str, int] | None) -> DataFrame:

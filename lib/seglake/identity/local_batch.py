@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from seglake.config import IdentityConfig
 from seglake.identity.linkage import ID, Linkage, model_charts
@@ -28,6 +29,7 @@ from seglake.identity.local_sql import (
     stamp_params,
 )
 from seglake.identity.stitching import RECORD
+from seglake.session import Deferred
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,10 @@ class LocalBatch:
     batch_records: int
     touched_records: int
     charts: dict[str, Any]
-    written: dict[str, pa.Table | None]  # links and records whole (None: no row changed)
+    written: dict[str, pa.Table | None]  # links and records whole (None: no row changed,
+    #                                        or only rows added: see appended)
+    appended: dict[str, pa.Table]  # links or records that only gained rows: those rows
+    #                                (appended, no file rewritten)
 
 
 def local_link_batch(frame: pa.Table, hashes: pa.Table, files: dict[str, list[str]],
@@ -181,22 +186,35 @@ def local_link_batch(frame: pa.Table, hashes: pa.Table, files: dict[str, list[st
         weighed = [f"{ID}_l", f"{ID}_r", "match_probability", "match_weight"]
         links_changed = con.sql("select exists (" + differing(
             "edges", "edges_before", weighed, weighed[:1]) + ")").fetchall()[0][0]
+        same = " and ".join(f"b.{c} is not distinct from e.{c}" for c in weighed)
+        links_grown = links_changed and con.sql(  # every edge before kept as it was
+            f"select not exists (select * from edges_before b anti join edges e on {same})"
+        ).fetchall()[0][0]
+        written = {"links": links.to_arrow_table() if links_changed else None,
+                   "records": records.to_arrow_table() if counts else None}
+        appended = {}
+        for name, grown in (("links", links_grown), ("records", set(counts) == {"new"})):
+            if grown:  # the rows of this run are the new ones
+                appended[name] = written[name].filter(pc.equal(written[name]["run_id"],
+                                                               stamp[0]))
+                written[name] = None
         return LocalBatch(
             model_json,
             con.sql("select * from pairs").to_arrow_table(),
             con.sql("select * from edges").to_arrow_table(),
             con.sql(CLUSTERS_QUERY).to_arrow_table(),
             con.sql(f"select {ID} from nodes union select {ID} from stale").to_arrow_table(),
-            candidates, n_batch, nodes.num_rows, model_charts(linker),
-            {"links": links.to_arrow_table() if links_changed else None,
-             "records": records.to_arrow_table() if counts else None})
+            candidates, n_batch, nodes.num_rows, model_charts(linker), written, appended)
     finally:
         con.close()
 
 
 def batch_linkage(spark: Any, batch: LocalBatch) -> Linkage:
-    """``batch`` as link_batch returns it (Spark frames of its Arrow rows)."""
-    return Linkage(batch.model_json, as_spark(spark, batch.pairs), as_spark(spark, batch.edges),
-                   as_spark(spark, batch.clusters), batch.candidates, batch.charts,
+    """``batch`` as link_batch returns it (Spark frames of its Arrow rows, made if used)."""
+    def frame(rows: pa.Table) -> Any:
+        return Deferred(lambda: as_spark(spark, rows))
+
+    return Linkage(batch.model_json, frame(batch.pairs), frame(batch.edges),
+                   frame(batch.clusters), batch.candidates, batch.charts,
                    batch_records=batch.batch_records, touched_records=batch.touched_records,
-                   touched=as_spark(spark, batch.touched), engine="duckdb")
+                   touched=frame(batch.touched), engine="duckdb")

@@ -374,8 +374,7 @@ def readable(lakehouse: Lakehouse, max_bytes: int) -> bool:
         log.info("resolve: the identity map's inputs hold %.1f GB, more than "
                  "identity.local_max_bytes: derived with Spark", size / 1e9)
         return False
-    return not lakehouse.exists(IDENTITY_MAP) or \
-        "valid_to" in lakehouse.read(IDENTITY_MAP).columns
+    return not lakehouse.exists(IDENTITY_MAP) or "valid_to" in lakehouse.columns(IDENTITY_MAP)
 
 
 def files_view(con: duckdb.DuckDBPyConnection, view: str, files: list[str] | None,

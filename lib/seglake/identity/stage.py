@@ -32,7 +32,7 @@ from seglake.declarations import (
     MERGES,
     RECORD_STATE,
 )
-from seglake.drift import histogram, population_stability
+from seglake.drift import binned, histogram, population_stability
 from seglake.identity import diagnostics
 from seglake.identity.blocking import pair_budget
 from seglake.identity.forms import FORMS_COLUMNS, comparison_forms, local_forms
@@ -62,7 +62,7 @@ from seglake.lakehouse import Lakehouse
 from seglake.models import latest_model, record_model
 from seglake.privacy import pseudonymization_key
 from seglake.runlog import RunLog, utc_now
-from seglake.session import held
+from seglake.session import Deferred, held, made
 from seglake.tables import LINEAGE
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         records_sql = local_records(lakehouse, records, ident)
         if records_sql is not None:  # in the driver, where Splink will read them
             stored = lakehouse.local_files(FORMS) if lakehouse.exists(FORMS) and set(
-                FORMS_COLUMNS) <= set(lakehouse.read(FORMS).columns) else None
+                FORMS_COLUMNS) <= set(lakehouse.columns(FORMS)) else None
             forms = local_forms(records, records_sql, stored, ident,
                                 config.privacy.phone_region, key)
         if forms is None:
@@ -241,34 +241,24 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         linkage = link(spark, forms.frame, ident,
                        json.loads(previous_model["artifact"]) if previous_model else None,
                        records=n_records, local=forms.local)
-    clusters = linkage.clusters.select(F.col(ID).alias("record_key"),
-                                       F.col("cluster_id").alias("group"))
+    # Spark frames the driver path may never use are made when used (session.Deferred)
+    clusters = Deferred(lambda: linkage.clusters.select(F.col(ID).alias("record_key"),
+                                                        F.col("cluster_id").alias("group")))
     # an incremental run's writes keep the stamps of rows nothing changed (Lakehouse.sync)
-    links = linkage.edges.select(
+    links = Deferred(lambda: linkage.edges.select(
         F.col(f"{ID}_l").alias("record_key_l"), F.col(f"{ID}_r").alias("record_key_r"),
         "match_probability", "match_weight", F.lit(run_id).alias("run_id"),
-        F.lit(stamp).alias("linked_at")).persist()
+        F.lit(stamp).alias("linked_at")).persist())
     matched = batch.edges.num_rows if batch is not None else links.count()
     log.info("resolve: %d linked pairs in the graph, %d candidate pairs scored, clustered "
              "(%.1f s)", matched, linkage.candidate_pairs, time.monotonic() - started)
 
-    orders = _optional(lakehouse, "silver.orders")
-    email_events = _optional(lakehouse, "silver.email_events")
-    consents = _optional(lakehouse, CONSENTS)
-    events = _optional(lakehouse, "silver.events")
-    # persisted: an incremental run reads them to scope the map and again to derive it
-    emails = _ids(spark, [(orders, "customer_email_hash"), (email_events, "email_hash"),
-                   (consents, "subject_hash")]).persist()
-    accounts = _ids(spark, [(orders, "customer_id"), (events, "user_id")]).persist()
-    marks = batch_marks(events, lakehouse.local_files("silver.events")) \
-        if events is not None else None
+    marks = batch_marks(lakehouse, "silver.events")
     # what golden records read besides the map: the next incremental run re-makes the
     # customers whose records or consents arrived after these batches
-    golden_inputs = {name: df for name, df in ((CUSTOMERS_RAW, lakehouse.read(CUSTOMERS_RAW)),
-                     (CUSTOMERS_RAW_PII, lakehouse.read(CUSTOMERS_RAW_PII)),
-                     (CONSENTS, consents)) if df is not None}
-    batches = {name: batch_marks(df, lakehouse.local_files(name))
-               for name, df in golden_inputs.items()}
+    golden_inputs = [n for n in (CUSTOMERS_RAW, CUSTOMERS_RAW_PII, CONSENTS)
+                     if lakehouse.exists(n)]
+    batches = {name: batch_marks(lakehouse, name) for name in golden_inputs}
     local = None
     before = json.loads(base["metrics"]) if base is not None else {}
     if linkage.engine == "duckdb" and in_driver:
@@ -295,6 +285,16 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                      local.scope_rows)
     elif previous_map is not None:
         previous_rows = previous_map.count()
+    orders = email_events = consents = events = emails = accounts = None
+    if local is None:  # what the map and golden records are derived from with Spark
+        orders = _optional(lakehouse, "silver.orders")
+        email_events = _optional(lakehouse, "silver.email_events")
+        consents = _optional(lakehouse, CONSENTS)
+        events = _optional(lakehouse, "silver.events")
+        # persisted: an incremental run reads them to scope the map and again to derive it
+        emails = _ids(spark, [(orders, "customer_email_hash"), (email_events, "email_hash"),
+                       (consents, "subject_hash")]).persist()
+        accounts = _ids(spark, [(orders, "customer_id"), (events, "user_id")]).persist()
     scope = None
     if local is None and base is not None and linkage.touched is not None:
         # the map rows the batch can change: derived again, every other row kept
@@ -320,22 +320,24 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         logins = spark.createDataFrame([], "client_id STRING, customer_id STRING, "
                                            "event_ts TIMESTAMP")
         clients = spark.createDataFrame([], "id_value STRING")
+    def stamped(df: DataFrame) -> DataFrame:
+        return df.withColumn("run_id", F.lit(run_id)).withColumn("resolved_at", F.lit(stamp)) \
+            .persist()
+
     # derived: the map rows this run derives (all of them in a full run), materialised
     if local is not None:
-        derived = as_spark(spark, local.identity_map, IDENTITY_MAP)
+        derived = Deferred(lambda: stamped(as_spark(spark, local.identity_map, IDENTITY_MAP)))
     elif scope is None:
-        derived = identity_map(records, clusters, emails, accounts, logins, clients, previous,
-                               key)
+        derived = stamped(identity_map(records, clusters, emails, accounts, logins, clients,
+                                       previous, key))
     else:
-        derived = rederived_rows(scope, previous_map, records, clusters, emails, accounts,
-                                 logins, clients, key)
-    derived = derived.withColumn("run_id", F.lit(run_id)) \
-        .withColumn("resolved_at", F.lit(stamp)).persist()
+        derived = stamped(rederived_rows(scope, previous_map, records, clusters, emails,
+                                         accounts, logins, clients, key))
     derived_rows = derived.count() if local is None else local.identity_map.num_rows
     ids = ["id_kind", "id_value"]
     changed = None  # an incremental run in the driver: the identifiers whose rows differ
     if local is not None and local.changed_ids is not None:
-        changed = as_spark(spark, local.changed_ids)
+        changed = Deferred(lambda: as_spark(spark, local.changed_ids))
         log.info("resolve: %d identifiers' map rows and %d customers differ from the last "
                  "run's", local.changed_ids.num_rows, local.changed_customers.num_rows)
     if scope is None and changed is None:
@@ -343,7 +345,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         previous_in, derived_now = previous, current(derived)
     elif changed is not None:  # the tables come whole from the driver (Local.written); one
         # without files yet takes Lakehouse.sync of these identifiers' and customers' rows
-        map_rows, affected = local.map_rows, as_spark(spark, local.changed_customers)
+        map_rows = local.map_rows
+        affected = Deferred(lambda: as_spark(spark, local.changed_customers))
     else:  # the rows outside the scope, as they were
         new_map = in_scope(previous_map, scope, keep=False).select(*derived.columns) \
             .unionByName(derived)
@@ -351,7 +354,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         map_rows = previous_rows - in_scope(previous_map, scope).count() + derived_rows
         derived_now = current(derived).select("id_kind", "id_value", "customer_key")
         marks_before = before.get("batches", {})
-        fresh = {name: since(df, marks_before.get(name)) for name, df in golden_inputs.items()}
+        fresh = {name: since(lakehouse.read(name), marks_before.get(name))
+                 for name in golden_inputs}
         affected = changed_customers(
             previous_in, derived_now, new_map,
             fresh[CONSENTS].select("subject_hash") if CONSENTS in fresh else None,
@@ -365,13 +369,13 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         return df if affected is None else df.join(affected, "customer_key", "left_semi")
 
     if local is not None:
-        crm = as_spark(spark, local.customers_pii, CUSTOMERS_PII).persist()
-        customers = as_spark(spark, local.customers, CUSTOMERS)
+        crm = Deferred(lambda: as_spark(spark, local.customers_pii, CUSTOMERS_PII).persist())
+        customers = Deferred(lambda: stamped(as_spark(spark, local.customers, CUSTOMERS)
+                                             .select(*CUSTOMER_COLUMNS)))
     else:
         customers, crm = golden_customers(records, of_changed(new_map), consents, ident)
-    customers = customers.select(*CUSTOMER_COLUMNS).withColumn("run_id", F.lit(run_id)) \
-        .withColumn("resolved_at", F.lit(stamp)).persist()
-    golden_pii = crm.select(*PII_COLUMNS)
+        customers = stamped(customers.select(*CUSTOMER_COLUMNS))
+    golden_pii = Deferred(lambda: crm.select(*PII_COLUMNS))
     moved = None  # the key changes, unless the driver found them
     if local is None:
         moved = key_changes(previous_in, derived_now, links,
@@ -381,12 +385,19 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     written = {**(local.written or {} if local is not None else {}),
                **({LINKS: batch.written["links"], RECORD_STATE: batch.written["records"]}
                   if batch is not None else {})}
+    appended = {name: batch.appended[short] for short, name in (("links", LINKS), (
+        "records", RECORD_STATE)) if batch is not None and short in batch.appended}
+    # (tables that only gained rows: those rows)
 
-    def write(name: str, df: DataFrame | None,
-              within: tuple[DataFrame, list[str]] | None = None) -> None:
+    def write(name: str, df: DataFrame | Deferred | None,
+              within: tuple[DataFrame | Deferred, list[str]] | None = None) -> None:
         """Whole from the driver where made there; else ``df``, in an incremental run the
         rows of ``within`` only."""
-        if name in written:
+        if name in appended:  # the new rows only: no file rewritten
+            lakehouse.append(name, as_declared(appended[name], name))
+            log.info("resolve: %s: %d rows appended from the driver", name,
+                     appended[name].num_rows)
+        elif name in written:
             whole = written[name]  # made whole in the driver, unchanged rows as they were
             if whole is None:
                 log.info("resolve: %s: no row changed, nothing written", name)
@@ -394,9 +405,11 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                 lakehouse.overwrite(name, as_declared(whole, name), overwrite_schema=base is None)
                 log.info("resolve: %s: written from the driver", name)
         elif base is None:
-            lakehouse.overwrite(name, df, overwrite_schema=True)
+            lakehouse.overwrite(name, made(df), overwrite_schema=True)
         else:
-            upserted, deleted = lakehouse.sync(name, df, stamps, within=within)
+            if within is not None:
+                within = (made(within[0]), within[1])
+            upserted, deleted = lakehouse.sync(name, made(df), stamps, within=within)
             log.info("resolve: %s: %d rows upserted, %d deleted", name, upserted, deleted)
 
     by_key = None if affected is None else (affected, ["customer_key"])
@@ -437,7 +450,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     n_customers, n_crm = figures.customers, figures.crm_customers
     log.info("resolve: %d golden records (%.1f s)", n_customers, time.monotonic() - started)
 
-    weights = list(linkage.pairs.agg(*histogram("match_weight", WEIGHT_EDGES)).first())
+    weights = binned(batch.pairs["match_weight"], WEIGHT_EDGES) if batch is not None else \
+        list(linkage.pairs.agg(*histogram("match_weight", WEIGHT_EDGES)).first())
     trained = json.loads(previous_model["metrics"]) if previous_model else {}
     trained_records = trained.get("trained_records", n_records)  # this run when it trained
     trained_weights = trained.get("trained_weights", weights)

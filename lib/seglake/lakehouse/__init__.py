@@ -141,6 +141,11 @@ class Lakehouse:
     def version(self, name: str) -> int:
         return self.backend.version(self.path(name))
 
+    def columns(self, name: str) -> list[str]:
+        """The column names of ``name`` as its Delta schema has them (no Spark read on the
+        delta-rs backend)."""
+        return self.backend.columns(self.path(name))
+
     def local_files(self, name: str) -> list[str] | None:
         """The Parquet files of ``name``'s current version for a reader in the driver
         (DuckDB), or None when the backend cannot hand them out (see Backend.local_files)."""

@@ -101,6 +101,10 @@ class Backend(ABC):
     @abstractmethod
     def vacuum(self, path: str, retention_hours: int) -> list[str]: ...
 
+    def columns(self, path: str) -> list[str]:
+        """The table's column names (its schema, without reading it where the backend can)."""
+        return self.read(path).columns
+
     def local_files(self, path: str) -> list[str] | None:
         """The Parquet files of the table's current version, when reading them whole (no
         deletion vectors, no column mapping to apply) gives its rows and the driver sees them;

@@ -184,6 +184,9 @@ class DeltaRsBackend(Backend):
         table = self._require(path, version)
         return self._scan(table, self._files(table))
 
+    def columns(self, path: str) -> list[str]:
+        return spark_schema(self._require(path)).names
+
     def local_files(self, path: str) -> list[str] | None:
         # read() scans the same files, whole: this backend writes no deletion vectors
         return [f.local for f in self._files(self._require(path))]
