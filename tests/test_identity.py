@@ -825,8 +825,8 @@ def test_the_incremental_linkage_in_the_driver_is_the_spark_one(spark, config, l
     # new records only: the tables only gain rows, appended (no file rewritten)
     grown = frame.unionByName(new).orderBy(ID)
     grown_hashes = grown.join(state.select(F.col("record_key").alias(ID), "content_hash"), ID,
-                              "left").select(ID, F.coalesce("content_hash", F.sha2(F.col(ID),
-                                                                                   256)))
+                              "left").select(ID, F.coalesce("content_hash", F.sha2(
+                                  F.col(ID), 256)).alias("content_hash"))
     added = local_link_batch(grown.toArrow(), grown_hashes.toArrow(), files, identity, model,
                              stamp)
     assert added.written == {"links": None, "records": None}

@@ -20,7 +20,7 @@ from pyspark.sql import types as T
 from seglake.config import IdentityConfig
 from seglake.identity.linkage import ID, comparison_frame
 from seglake.privacy import keyed_digest, keyed_hash
-from seglake.session import Held, held
+from seglake.session import Deferred, held
 
 # bump when a comparison form changes (identity.normalise, privacy.email_key / e164_phone,
 # linkage.comparison_frame, or an upgrade of phonenumbers): every stored form is then made
@@ -70,7 +70,7 @@ class Forms:
     frame, the hashes and the scope are made on first use: an incremental run in the driver
     needs none of them (the three took 0.4 s at medium)."""
 
-    fresh: DataFrame    # the table's rows of the records normalised this run (materialised)
+    fresh: DataFrame | Deferred  # the table's rows of the records normalised this run
     normalised: int     # records normalised this run
     changed: int        # rows of the scope
     added_only: bool    # the scope holds new records only: the table only gains rows
@@ -80,6 +80,7 @@ class Forms:
     #   Arrow where made in the driver, as Spark frames once asked for
     local: pa.Table | None = None  # the frame in the driver, when made there (local_forms)
     local_hashes: pa.Table | None = None  # and the hashes
+    local_fresh: pa.Table | None = None  # and ``fresh``
 
     def _spark(self, part: str) -> DataFrame:
         from seglake.identity.local_sql import as_spark
@@ -109,12 +110,12 @@ class Forms:
 
 
 def _normalised(due: DataFrame, config: IdentityConfig, region: str, key: bytes,
-                values: list[str]) -> Held:
-    """The forms table's rows of the ``due`` records (with their ``digest``), materialised:
-    the one place records are normalised."""
+                values: list[str]) -> DataFrame:
+    """The forms table's rows of the ``due`` records (with their ``digest``): the one place
+    records are normalised."""
     made = comparison_frame(due, config, region, keep=("digest",))
-    return held(made.select(F.col(ID).alias("record_key"), "digest", _content_hash(values, key),
-                            F.to_json(F.struct(*values)).alias("forms")))
+    return made.select(F.col(ID).alias("record_key"), "digest", _content_hash(values, key),
+                       F.to_json(F.struct(*values)).alias("forms"))
 
 
 def comparison_forms(records: DataFrame, stored: DataFrame | None, config: IdentityConfig,
@@ -139,7 +140,7 @@ def comparison_forms(records: DataFrame, stored: DataFrame | None, config: Ident
     else:  # first run, or a table of another layout: every record
         scope, due, kept = None, records, None
     values = [c for c in layout.names if c != ID]
-    fresh = _normalised(due.withColumn("digest", digest), config, region, key, values)
+    fresh = held(_normalised(due.withColumn("digest", digest), config, region, key, values))
     rows = fresh.frame if kept is None else kept.unionByName(fresh.frame)
     parsed = F.from_json("forms", T.StructType([f for f in layout.fields if f.name != ID]))
     # one pass over the stored forms: the frame and the hashes are parts of it
@@ -194,11 +195,12 @@ def local_forms(records: DataFrame, records_sql: str, stored: list[str] | None,
         due = con.sql(f"select record_key, digest, {listed} from digests semi join (select "
                       "record_key from scope where not _gone) using (record_key)").to_arrow_table()
         spark = records.sparkSession
+        # one Spark job normalises the due records, taken to the driver at once
         fresh = _normalised(as_spark(spark, due).select(
             "record_key", "digest", *[F.col(c).cast(records.schema[c].dataType) for c in compared]),
-            config, region, key, values) if due.num_rows else None
-        con.register("fresh", fresh.frame.toArrow() if fresh else
-                     con.sql("select * from stored limit 0").to_arrow_table())
+            config, region, key, values).toArrow() if due.num_rows else \
+            con.sql(f"select {', '.join(FORMS_COLUMNS)} from stored limit 0").to_arrow_table()
+        con.register("fresh", fresh)
         types = {f.name: "DATE" if isinstance(f.dataType, T.DateType) else "VARCHAR"
                  for f in layout.fields if f.name != ID}
         whole = con.sql(
@@ -211,11 +213,9 @@ def local_forms(records: DataFrame, records_sql: str, stored: list[str] | None,
     finally:
         con.close()
     frame, hashes = whole.drop_columns(["content_hash"]), whole.select([ID, "content_hash"])
-    if fresh is None:
-        fresh = Held(spark.createDataFrame([], ", ".join(f"{c} STRING" for c in FORMS_COLUMNS)),
-                     0)
     added_only = bool(stored) and scope.num_rows > 0 and all(scope["_new"].to_pylist())
-    return Forms(fresh.frame, fresh.rows, scope.num_rows, added_only,
+    return Forms(Deferred(lambda: as_spark(spark, fresh)), fresh.num_rows, scope.num_rows,
+                 added_only,
                  {"frame": frame, "hashes": hashes, "scope": scope.select(["record_key"])},
-                 frame, hashes)
+                 frame, hashes, fresh)
 

@@ -427,12 +427,14 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         if unrecorded.rows:  # an append rewrites no file (a MERGE took 3 s at medium)
             lakehouse.append(MERGES, unrecorded.frame)
     write(LINKS, links)
+    new_forms = made(forms.fresh) if forms.local_fresh is None else \
+        as_declared(forms.local_fresh, FORMS)  # in the driver: written from there
     if not lakehouse.exists(FORMS) or forms.normalised == n_records:
-        lakehouse.overwrite(FORMS, forms.fresh, overwrite_schema=True)
+        lakehouse.overwrite(FORMS, new_forms, overwrite_schema=True)
     elif forms.added_only:  # new records only: their forms are added, no file rewritten
-        lakehouse.append(FORMS, forms.fresh)
+        lakehouse.append(FORMS, new_forms)
     elif forms.changed:  # the forms of records normalised this run in, of records gone out
-        lakehouse.sync(FORMS, forms.fresh, within=(forms.scope, ["record_key"]))
+        lakehouse.sync(FORMS, made(forms.fresh), within=(forms.scope, ["record_key"]))
     record_state = None if RECORD_STATE in written else forms.hashes.select(
         F.col(ID).alias("record_key"), "content_hash", F.lit(run_id).alias("run_id"),
         F.lit(stamp).alias("resolved_at")).persist()
