@@ -342,7 +342,8 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                  "run's", local.changed_ids.num_rows, local.changed_customers.num_rows)
     if scope is None and changed is None:
         new_map, map_rows, affected = derived, derived_rows, None
-        previous_in, derived_now = previous, current(derived)
+        if local is None:  # what Spark's key changes compare
+            previous_in, derived_now = previous, current(derived)
     elif changed is not None:  # the tables come whole from the driver (Local.written); one
         # without files yet takes Lakehouse.sync of these identifiers' and customers' rows
         map_rows = local.map_rows
