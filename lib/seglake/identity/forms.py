@@ -66,47 +66,19 @@ def _digest_sql(compared: list[str]) -> str:
 @dataclass
 class Forms:
     """Every record's comparison frame and content hash, and what silver.identity_forms
-    needs to follow the records. Made in the driver (``local``), the Spark frames of the
-    frame, the hashes and the scope are made on first use: an incremental run in the driver
-    needs none of them (the three took 0.4 s at medium)."""
+    needs to follow the records. Made in the driver (``local``), the Spark frames are made
+    on first use (session.Deferred): an incremental run in the driver needs none of them."""
 
-    fresh: DataFrame | Deferred  # the table's rows of the records normalised this run
+    frame: DataFrame | Deferred   # unique_id and the compared forms of every record
+    hashes: DataFrame | Deferred  # unique_id, content_hash of every record
+    fresh: DataFrame | Deferred   # the table's rows of the records normalised this run
+    scope: DataFrame | Deferred   # record_key of those records and of stored ones now gone
     normalised: int     # records normalised this run
-    changed: int        # rows of the scope
+    changed: int        # rows of ``scope``
     added_only: bool    # the scope holds new records only: the table only gains rows
-    frames: dict[str, DataFrame | pa.Table]  # frame: unique_id and the compared forms of
-    #   every record; hashes: unique_id, content_hash of every record (both materialised);
-    #   scope: record_key of the records normalised this run and of stored ones now gone.
-    #   Arrow where made in the driver, as Spark frames once asked for
-    local: pa.Table | None = None  # the frame in the driver, when made there (local_forms)
-    local_hashes: pa.Table | None = None  # and the hashes
+    local: pa.Table | None = None  # ``frame`` in the driver, when made there (local_forms)
+    local_hashes: pa.Table | None = None  # and ``hashes``
     local_fresh: pa.Table | None = None  # and ``fresh``
-
-    def _spark(self, part: str) -> DataFrame:
-        from seglake.identity.local_sql import as_spark
-
-        made = self.frames[part]
-        if isinstance(made, pa.Table):
-            made = self.frames[part] = as_spark(self.fresh.sparkSession, made)
-        return made
-
-    @property
-    def frame(self) -> DataFrame:
-        return self._spark("frame")
-
-    @property
-    def hashes(self) -> DataFrame:
-        return self._spark("hashes")
-
-    @property
-    def scope(self) -> DataFrame:
-        return self._spark("scope")
-
-    def unpersist(self) -> None:
-        """Frees the Spark frames made."""
-        for made in self.frames.values():
-            if isinstance(made, DataFrame):
-                made.unpersist()
 
 
 def _normalised(due: DataFrame, config: IdentityConfig, region: str, key: bytes,
@@ -152,11 +124,11 @@ def comparison_forms(records: DataFrame, stored: DataFrame | None, config: Ident
     hashes.count()
     every.unpersist()
     if scope is None:  # every record normalised: the table is replaced whole
-        return Forms(fresh.frame, fresh.rows, fresh.rows, False, {
-            "frame": whole, "hashes": hashes, "scope": fresh.frame.select("record_key")})
+        return Forms(whole, hashes, fresh.frame, fresh.frame.select("record_key"), fresh.rows,
+                     fresh.rows, False)
     added_only = scope.rows > 0 and scope.frame.where(~F.col("_new")).isEmpty()
-    return Forms(fresh.frame, fresh.rows, scope.rows, added_only, {
-        "frame": whole, "hashes": hashes, "scope": scope.shipped().select("record_key")})
+    return Forms(whole, hashes, fresh.frame, scope.shipped().select("record_key"), fresh.rows,
+                 scope.rows, added_only)
 
 
 def local_forms(records: DataFrame, records_sql: str, stored: list[str] | None,
@@ -214,8 +186,10 @@ def local_forms(records: DataFrame, records_sql: str, stored: list[str] | None,
         con.close()
     frame, hashes = whole.drop_columns(["content_hash"]), whole.select([ID, "content_hash"])
     added_only = bool(stored) and scope.num_rows > 0 and all(scope["_new"].to_pylist())
-    return Forms(Deferred(lambda: as_spark(spark, fresh)), fresh.num_rows, scope.num_rows,
-                 added_only,
-                 {"frame": frame, "hashes": hashes, "scope": scope.select(["record_key"])},
-                 frame, hashes, fresh)
+    def deferred(rows: pa.Table) -> Deferred:
+        return Deferred(lambda: as_spark(spark, rows))
+
+    return Forms(deferred(frame), deferred(hashes), deferred(fresh),
+                 deferred(scope.select(["record_key"])), fresh.num_rows, scope.num_rows,
+                 added_only, frame, hashes, fresh)
 

@@ -223,14 +223,14 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         linkage = batch_linkage(spark, batch)
     elif base is not None:
         previous_model = base
-        changes = record_changes(forms.hashes, lakehouse.read(RECORD_STATE))
+        changes = record_changes(made(forms.hashes), lakehouse.read(RECORD_STATE))
         edges_before = lakehouse.read(LINKS).select(
             F.col("record_key_l").alias(f"{ID}_l"), F.col("record_key_r").alias(f"{ID}_r"),
             "match_probability", "match_weight").persist()
         edges_before.count()
         groups_before = previous.where(F.col("id_kind") == RECORD).select(
             F.col("id_value").alias(ID), "customer_key")
-        linkage = link_batch(spark, forms.frame, changes, ident, base_model,
+        linkage = link_batch(spark, made(forms.frame), changes, ident, base_model,
                              edges_before, groups_before)
     else:
         log.info("resolve: linking every record (%s)", why_full)
@@ -238,7 +238,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         if ident.reuse_model and previous_model is None:
             log.warning("identity.reuse_model is on but ops.models holds no %s model: "
                         "training", MODEL_KIND)
-        linkage = link(spark, forms.frame, ident,
+        linkage = link(spark, made(forms.frame), ident,
                        json.loads(previous_model["artifact"]) if previous_model else None,
                        records=n_records, local=forms.local)
     # Spark frames the driver path may never use are made when used (session.Deferred)
@@ -435,7 +435,7 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     elif forms.added_only:  # new records only: their forms are added, no file rewritten
         lakehouse.append(FORMS, new_forms)
     elif forms.changed:  # the forms of records normalised this run in, of records gone out
-        lakehouse.sync(FORMS, made(forms.fresh), within=(forms.scope, ["record_key"]))
+        lakehouse.sync(FORMS, made(forms.fresh), within=(made(forms.scope), ["record_key"]))
     record_state = None if RECORD_STATE in written else forms.hashes.select(
         F.col(ID).alias("record_key"), "content_hash", F.lit(run_id).alias("run_id"),
         F.lit(stamp).alias("resolved_at")).persist()
@@ -496,10 +496,9 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
                   message=f"{mode}: {linkage.batch_records} new or changed records linked"
                   if base is not None else f"full: {why_full}")
     runlog.flush()
-    for df in (records, derived, crm, customers, linkage.pairs, linkage.edges,
-               linkage.clusters, links):
+    for df in (records, forms.frame, forms.hashes, derived, crm, customers, linkage.pairs,
+               linkage.edges, linkage.clusters, links):
         df.unpersist()
-    forms.unpersist()
     if record_state is not None:
         record_state.unpersist()
     for df in (previous_map, events, emails, accounts, moved):
