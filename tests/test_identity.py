@@ -24,6 +24,7 @@ from seglake.identity.evaluation import pair_scores
 from seglake.identity.golden import golden
 from seglake.identity.incremental import (
     RecordChanges,
+    fresh_clients,
     in_scope,
     link_batch,
     map_scope,
@@ -354,8 +355,9 @@ def test_the_driver_derives_in_an_incremental_runs_scope_what_it_derives_whole(s
 
     whole = made()
     assert whole.changed_ids.num_rows and whole.key_changes.num_rows == 2
-    clients = lake.read("silver.identity_map").where(F.col("id_kind") == "client_id") \
-        .select("id_value").distinct().count()
+    cookies = lake.read("silver.identity_map").where(F.col("id_kind") == "client_id")
+    clients = cookies.select("id_value").distinct().count()
+    logged_in = cookies.where(~F.col("anonymous")).select("id_value").distinct().count()
     for marks in (recorded, dict.fromkeys(inputs)):
         scoped = made(Scope(touched, marks))
         for name in ("silver.identity_map", "silver.customers", "silver.customers_pii"):
@@ -364,9 +366,81 @@ def test_the_driver_derives_in_an_incremental_runs_scope_what_it_derives_whole(s
             assert rows(getattr(scoped, part)) == rows(getattr(whole, part)), part
         assert scoped.map_rows == whole.map_rows
         # nothing new: the scope holds the three customers' identifiers and cookies only;
-        # every input new: every cookie and device is in it too
+        # every input new: every cookie or device that logged in is in it too, and none that
+        # only ever visited anonymously (known to the map: no row of theirs can change)
         assert (scoped.scope_rows < scoped.previous_rows / 100) if marks is recorded else \
-            (scoped.scope_rows > clients)
+            (logged_in < scoped.scope_rows < clients)
+
+
+def test_an_incremental_scope_holds_the_cookies_new_or_logged_in_since_and_no_other(
+        spark, config, resolved, tmp_path):
+    """Events delivered since the last run: a known cookie logs in to another customer, an
+    anonymous one logs in for the first time, another comes back anonymously and a new one
+    visits. The driver's scoped map is the whole map; the anonymous return is not in the
+    scope (it changes no row), the logins and the new cookie are."""
+    import shutil
+
+    from seglake.identity.incremental import batch_marks
+    from seglake.identity.local_sql import Scope, post_linkage
+
+    shutil.copytree(f"{config.lakehouse.root}/silver", tmp_path / "silver")
+    lake = Lakehouse.from_config(spark, config.model_copy(update={"lakehouse": (
+        config.lakehouse.model_copy(update={"root": str(tmp_path)}))}))
+    live = lake.read("silver.identity_map").where(F.col("valid_to").isNull())
+    clients = live.where(F.col("id_kind") == "client_id").orderBy("id_value")
+    known = clients.where(~F.col("anonymous")).first()
+    first_login, anonymous_return = clients.where(F.col("anonymous")).limit(2).collect()
+    account = live.where((F.col("id_kind") == "customer_id")
+                         & (F.col("customer_key") != known["customer_key"])) \
+        .orderBy("id_value").first()
+    events = lake.read("silver.events")
+    template = events.orderBy("event_id").first().asDict()
+    later = events.agg(F.max("event_ts")).first()[0] + dt.timedelta(days=1)
+    marks = {n: batch_marks(lake, n) for n in ("silver.events", "silver.consents",
+                                               "silver.customers_raw",
+                                               "silver.customers_raw_pii")}
+    batch = max(marks["silver.events"].values()) + 1
+    visits = [(known["id_value"], account["id_value"]), (first_login["id_value"],
+              account["id_value"]), (anonymous_return["id_value"], None), ("ck-new", None)]
+    lake.append("silver.events", spark.createDataFrame([
+        {**template, "event_id": f"since-{i}", "cookie_id": cookie, "device_id": None,
+         "user_id": user, "event_ts": later + dt.timedelta(minutes=i), "_batch_id": batch}
+        for i, (cookie, user) in enumerate(visits)], events.schema))
+    groups = {r["id_value"]: r["customer_key"]
+              for r in live.where(F.col("id_kind") == "record_key").collect()}
+    clusters = pa.table({"record_key": list(groups), "group": list(groups.values())})
+    touched = pa.table({"record_key": pa.array([], pa.string())})
+
+    def made(scope=None):
+        return post_linkage(lake, clusters, KEY, config.identity, changes=True,
+                            stamp=("run-since", dt.datetime(2026, 1, 4)), links=links_of([]),
+                            scope=scope)
+
+    def rows(table):  # None: a table with no changed row (not written)
+        return None if table is None else sorted(repr(tuple(r.values()))
+                                                 for r in table.to_pylist())
+
+    whole, scoped = made(), made(Scope(touched, marks))
+    changed = {r["id_value"] for r in whole.changed_ids.to_pylist()}
+    assert {known["id_value"], first_login["id_value"], "ck-new"} <= changed
+    assert anonymous_return["id_value"] not in changed
+    assert whole.written["silver.identity_map"] is not None
+    # the known cookie's span with its customer ends where the other customer's begins; the
+    # anonymous one that logged in is that customer's from then on
+    spans = {(r["id_value"], r["customer_key"], r["anonymous"], r["valid_to"] is None)
+             for r in whole.written["silver.identity_map"].to_pylist()
+             if r["id_value"] in (known["id_value"], first_login["id_value"])}
+    assert {(known["id_value"], known["customer_key"], False, False),
+            (known["id_value"], account["customer_key"], False, True),
+            (first_login["id_value"], first_login["customer_key"], True, False),
+            (first_login["id_value"], account["customer_key"], False, True)} <= spans
+    assert len([s for s in spans if s[3]]) == 2  # one customer each now
+    for name in ("silver.identity_map", "silver.customers", "silver.customers_pii"):
+        assert rows(scoped.written[name]) == rows(whole.written[name]), name
+    for part in ("changed_ids", "changed_customers", "key_changes"):
+        assert rows(getattr(scoped, part)) == rows(getattr(whole, part)), part
+    # no record changed: the scope is the two cookies that logged in and the new one
+    assert scoped.scope_rows == 3
 
 
 def test_a_scoped_map_derives_what_the_whole_map_would_and_keeps_the_rest(spark):
@@ -380,7 +454,9 @@ def test_a_scoped_map_derives_what_the_whole_map_would_and_keeps_the_rest(spark)
     day2 = [*day1, ("eshop:C3", "C3", "h-guest", "p-bob", later)]
     login_rows = [("ck.shared", "C1", t), ("ck.shared", "C2", later), ("ck.anna", "29", later),
                   ("dev-1", "C1", t), ("ck.swap", "C1", t), ("ck.swap", "C2", later)]
-    added = [("ck.nobody", "C404", later), ("ck.new", "C3", later)]  # events since day 1
+    added = [("ck.nobody", "C404", later), ("ck.new", "C3", later)]  # logins since day 1
+    # events since day 1: the logins, a known device back anonymously, a new visitor
+    since_day1 = [*added, ("dev-1", None, later), ("ck.visitor", None, later)]
     groups = [("eshop:C1", "g1"), ("loyalty:29", "g1"), ("eshop:C2", "g2")]
     emails = spark.createDataFrame([("h-anna",), ("h-guest",)], "id_value STRING")
     accounts = spark.createDataFrame([("C1",), ("29",), ("C404",)], "id_value STRING")
@@ -397,12 +473,17 @@ def test_a_scoped_map_derives_what_the_whole_map_would_and_keeps_the_rest(spark)
     before = identity_map(records, clusters, emails, accounts, logins, clients, None, KEY) \
         .localCheckpoint()
     records, clusters, logins, clients = frames(
-        day2, login_rows + added, [*clients1, "ck.new"], [*groups, ("eshop:C3", "g2")])
+        day2, login_rows + added, [*clients1, "ck.new", "ck.visitor"],
+        [*groups, ("eshop:C3", "g2")])
     accounts = accounts.unionByName(spark.createDataFrame([("C3",)], "id_value STRING"))
     whole = identity_map(records, clusters, emails, accounts, logins, clients,
                          current(before).select("id_kind", "id_value", "customer_key"), KEY)
     touched = spark.createDataFrame([("eshop:C2",), ("eshop:C3",)], f"{ID} STRING")
-    new_clients = spark.createDataFrame([("ck.nobody",), ("ck.new",)], "id_value STRING")
+    events = spark.createDataFrame(since_day1, "cookie_id STRING, user_id STRING, "
+                                               "event_ts TIMESTAMP") \
+        .withColumn("device_id", F.lit(None).cast("string"))
+    new_clients = fresh_clients(events, None, before)
+    assert set(values(new_clients, "id_value")) == {"ck.new", "ck.nobody", "ck.visitor"}
     scope = map_scope(before, touched, records, emails, accounts, new_clients)
     derived = rederived_rows(scope, before, records, clusters, emails, accounts, logins,
                              clients, KEY)
@@ -411,13 +492,14 @@ def test_a_scoped_map_derives_what_the_whole_map_would_and_keeps_the_rest(spark)
     assert rows == sorted(tuple(r) for r in whole.collect())
     assert len(rows) == len(set(rows))
     # derived again: Bob's customer, what it carries and the guest email it absorbs, and the
-    # cookies that logged in to it or were seen since; Anna's rows are kept as they were
+    # cookies that logged in to it, or since, or are new; Anna's rows are kept as they were
+    # (her device's anonymous visit since changes none of them)
     ids = {tuple(r) for r in scope.ids.collect()}
     assert {("record_key", "eshop:C2"), ("record_key", "eshop:C3"), ("email_hash", "h-guest"),
             ("email_hash", "h-bob"), ("customer_id", "C3"), ("phone_hash", "p-bob")} <= ids
     assert not {i for i in ids if i[1] in ("eshop:C1", "loyalty:29", "h-anna", "C1", "29")}
     assert set(values(scope.clients, "id_value")) == {"ck.shared", "ck.swap", "ck.nobody",
-                                                      "ck.new"}
+                                                      "ck.new", "ck.visitor"}
 
 
 # ------------------------------------------------------------------------------ golden

@@ -36,6 +36,7 @@ from seglake.declarations import (
     declared,
 )
 from seglake.lakehouse import Lakehouse
+from seglake.lakehouse.schema import arrow_rows
 from seglake.privacy import canonical_email, email_key, keyed_hash, pseudonymization_key
 from seglake.runlog import RunLog, utc_now
 from seglake.tables import Registry, registry
@@ -288,7 +289,7 @@ def erase(spark: SparkSession, config: SeglakeConfig, *, email: str | None = Non
     request_id = uuid.uuid4().hex
     entry = (request_id, utc_now(), subject.email_hash, requested_by, sorted(tables),
              sum(deleted.values()), sorted(landing), vacuum)
-    lakehouse.append(ERASURE_LOG, spark.createDataFrame([entry], declared(ERASURE_LOG).ddl))
+    lakehouse.append(ERASURE_LOG, arrow_rows([entry], declared(ERASURE_LOG).ddl))
     runlog.flush()
     if landing:
         log.warning("the subject is still in %s landing file(s), which seglake does not "

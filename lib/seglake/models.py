@@ -12,7 +12,8 @@ from pyspark.sql import functions as F
 
 from seglake.config import FlagsConfig, TrackingConfig
 from seglake.declarations import FLAGS, MODELS, declared
-from seglake.lakehouse import Lakehouse
+from seglake.lakehouse import Lakehouse, parquet_scan
+from seglake.lakehouse.schema import arrow_rows
 from seglake.runlog import utc_now
 from seglake.tracking import track
 
@@ -72,7 +73,7 @@ def record_model(lakehouse: Lakehouse, kind: str, run_id: str, *, params: dict[s
     row = (kind, version, run_id, utc_now(), json.dumps(params, sort_keys=True, default=str),
            json.dumps(metrics, sort_keys=True, default=str),
            json.dumps(data_versions, sort_keys=True), artifact, mlflow_run)
-    lakehouse.append(MODELS, lakehouse.spark.createDataFrame([row], SCHEMA))
+    lakehouse.append(MODELS, arrow_rows([row], SCHEMA))
     return version
 
 
@@ -103,7 +104,7 @@ def latest_model(lakehouse: Lakehouse, kind: str) -> dict[str, Any] | None:
 
     con = duckdb.connect()
     try:
-        found = con.execute(f"select * from read_parquet({files!r}, union_by_name = true) "
+        found = con.execute(f"select * from {parquet_scan(files)} "
                             "where kind = $kind order by version desc limit 1", {"kind": kind})
         names = [d[0] for d in found.description]
         row = found.fetchone()

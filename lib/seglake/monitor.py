@@ -42,6 +42,7 @@ from seglake.declarations import (
     declared,
 )
 from seglake.lakehouse import Lakehouse
+from seglake.lakehouse.schema import arrow_rows
 from seglake.runlog import RunLog, utc_now
 from seglake.volumes import daily_counts
 
@@ -374,7 +375,7 @@ def run_monitor(spark: SparkSession, config: SeglakeConfig, runlog: RunLog | Non
         table = declared(ALERTS)
         rows = [(runlog.run_id, checked_at, a.check, a.severity, a.table, a.subject,
                  float(a.value), float(a.threshold), a.message) for a in result.alerts]
-        lakehouse.append(ALERTS, spark.createDataFrame(rows, table.ddl))
+        lakehouse.append(ALERTS, arrow_rows(rows, table.ddl))
     fails = sum(a.severity == "fail" for a in result.alerts)
     for a in result.alerts:
         (log.error if a.severity == "fail" else log.warning)("monitor: %s %s: %s", a.severity,

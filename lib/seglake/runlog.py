@@ -12,6 +12,7 @@ from typing import Any
 
 from seglake.declarations import RUN_LOG, declared
 from seglake.lakehouse import Lakehouse
+from seglake.lakehouse.schema import arrow_rows
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,7 @@ class RunLog:
         if not self.entries:
             return
         rows = [tuple(e[name] for name in COLUMNS) for e in self.entries]
-        df = self.lakehouse.spark.createDataFrame(rows, SCHEMA)
-        self.lakehouse.append(RUN_LOG, df)
+        self.lakehouse.append(RUN_LOG, arrow_rows(rows, SCHEMA))
         self.entries = []
 
 

@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from seglake.declarations import CUSTOMERS, IDENTITY_MAP
-from seglake.lakehouse import Lakehouse
+from seglake.lakehouse import Lakehouse, parquet_scan
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,7 @@ def golden_figures(lakehouse: Lakehouse, n: int, local: bool = True) -> Figures:
     con = duckdb.connect()
     try:
         for view, name in (("customers", CUSTOMERS), ("keys", IDENTITY_MAP)):
-            con.sql(f"create view {view} as select * from read_parquet({files[name]!r}, "
-                    "union_by_name = true)")
+            con.sql(f"create view {view} as select * from {parquet_scan(files[name])}")
         total, crm = con.sql("select count(*), count(*) filter (where profile = 'crm') "
                              "from customers").fetchall()[0]
         sizes = con.sql("select record_count, count(*) from customers where profile = 'crm' "

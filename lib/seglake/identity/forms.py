@@ -19,6 +19,7 @@ from pyspark.sql import types as T
 
 from seglake.config import IdentityConfig
 from seglake.identity.linkage import ID, comparison_frame
+from seglake.lakehouse import parquet_scan
 from seglake.privacy import keyed_digest, keyed_hash
 from seglake.session import Deferred, held
 
@@ -157,7 +158,7 @@ def local_forms(records: DataFrame, records_sql: str, stored: list[str] | None,
                     {"signature": form_signature(config, region, key)})
         if stored:
             con.sql(f"create view stored as select {', '.join(FORMS_COLUMNS)} from "
-                    f"read_parquet({stored!r}, union_by_name = true)")
+                    + parquet_scan(stored))
         else:
             con.sql(f"create table stored ({', '.join(f'{c} VARCHAR' for c in FORMS_COLUMNS)})")
         con.sql("create temp table scope as select record_key, d.digest is null _gone, "

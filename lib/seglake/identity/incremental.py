@@ -41,7 +41,7 @@ from seglake.identity.stitching import (
     current,
     keyed_anchors,
 )
-from seglake.lakehouse import Lakehouse
+from seglake.lakehouse import Lakehouse, parquet_scan
 from seglake.session import held
 
 log = logging.getLogger(__name__)
@@ -179,8 +179,9 @@ class MapScope:
 
     Closed under what decides a row: every identifier of a customer the batch touches, every
     record carrying one of them (the newest carrier owns an email, account or phone), and every
-    cookie or device that logged in to such a customer or has events added since the last
-    resolve. Each part is materialised and shipped whole to the joins with the map when small
+    cookie or device that logged in to such a customer, or has events added since the last
+    resolve and is new to the map or logged in in them (an anonymous visit changes no row of a
+    known one). Each part is materialised and shipped whole to the joins with the map when small
     (see session.Held)."""
 
     ids: DataFrame      # id_kind, id_value of records, emails, accounts and phones
@@ -196,7 +197,7 @@ def map_scope(previous: DataFrame, touched: DataFrame, records: DataFrame, email
     records linkage regrouped (removed ones included); ``records``: record_key, email_hash,
     source_id, phone_hash of every CRM record; ``emails`` / ``accounts``: id_value of every
     email hash and account id seen; ``new_clients``: id_value of cookies and devices in events
-    added since the last resolve."""
+    added since the last resolve that are new to the map or logged in there."""
     pair = ["id_kind", "id_value"]
 
     def held_by(df: DataFrame) -> DataFrame:  # (id_kind, id_value) of what records carry
@@ -227,6 +228,19 @@ def map_scope(previous: DataFrame, touched: DataFrame, records: DataFrame, email
     return MapScope(ids.shipped(), clients.shipped(), rows.shipped(), rows.rows)
 
 
+def fresh_clients(events: DataFrame, marks: dict[str, int] | None,
+                  previous: DataFrame) -> DataFrame:
+    """id_value of the cookies and devices in ``events`` since ``marks`` (see since) whose map
+    rows these can change: those new to the ``previous`` map and those that logged in (an
+    anonymous visit changes no row of a known one). local_sql.SCOPE_SQL's scope_clients."""
+    fresh = since(events, marks).select(
+        F.coalesce("cookie_id", "device_id").alias("id_value"), "user_id") \
+        .where(F.col("id_value").isNotNull())
+    return fresh.where(F.col("user_id").isNotNull()).select("id_value").unionByName(
+        fresh.select("id_value").join(previous.where(F.col("id_kind") == CLIENT), "id_value",
+                                      "left_anti"))
+
+
 def batch_marks(lakehouse: Lakehouse, name: str) -> dict[str, int] | None:
     """The last ingest batch of each source in refined table ``name`` (None when it does not
     exist or its rows carry no lineage): what a later run reads as already seen. Read in the
@@ -238,9 +252,8 @@ def batch_marks(lakehouse: Lakehouse, name: str) -> dict[str, int] | None:
     if files is not None:
         import duckdb
 
-        return dict(duckdb.sql(
-            f"select _source, max(_batch_id) from read_parquet({files!r}, union_by_name = "
-            "true) group by all").fetchall()) if files else {}
+        return dict(duckdb.sql(f"select _source, max(_batch_id) from {parquet_scan(files)} "
+                               "group by all").fetchall()) if files else {}
     return {r["_source"]: r["last"] for r in lakehouse.read(name).groupBy("_source")
             .agg(F.max("_batch_id").alias("last")).collect()}
 

@@ -41,7 +41,7 @@ from seglake.declarations import (
     declared,
 )
 from seglake.identity.golden import ATTRIBUTES, PII_COLUMNS
-from seglake.lakehouse import Lakehouse
+from seglake.lakehouse import Lakehouse, parquet_scan
 from seglake.privacy import keyed_digest
 from seglake.session import arrow_frame
 
@@ -100,7 +100,8 @@ create view client_events as select * from events
 # an incremental run's scope (incremental.map_scope): the identifiers of the records the batch
 # regrouped (touched: record_key) and emails or accounts seen first, every identifier of the
 # customers these were in, the records carrying any of them; the cookies and devices of these
-# customers and those in events since the last run (fresh_events). The map is derived again
+# customers, and those in events since the last run (fresh_events) that are new to the map or
+# logged in (an anonymous visit changes no row of a known one). The map is derived again
 # there only (incremental.rederived_rows), from the inputs restricted to it.
 SCOPE_SQL = """
 create temp table now_ids as select id_kind, id_value, customer_key from identity_map
@@ -123,8 +124,11 @@ create temp table customer_ids as select * from first_ids
   union select id_kind, id_value from now_ids semi join scope_keys using (customer_key);
 create temp table scope_ids as select * from customer_ids
   union select 'record_key', record_key from held semi join customer_ids using (id_kind, id_value);
-create temp table scope_clients as select coalesce(cookie_id, device_id) id_value
-  from fresh_events where coalesce(cookie_id, device_id) is not null
+create temp table scope_clients as select id_value from (
+    select coalesce(cookie_id, device_id) id_value, bool_or(user_id is not null) logged_in
+    from fresh_events where coalesce(cookie_id, device_id) is not null group by all)
+  where logged_in or id_value not in (select id_value from identity_map
+    where id_kind = 'client_id')
   union select id_value from identity_map semi join scope_keys using (customer_key)
   where id_kind = 'client_id';
 create temp table scope_rows as select * from scope_ids
@@ -183,17 +187,25 @@ create temp table known as select id_kind, id_value, customer_key from keyed
   using ("group") where o.id_kind = 'phone_hash'{in_scope};
 create temp table account_keys as select id_value, customer_key from known
   where id_kind = 'customer_id'{settled};
+-- a cookie or device that logged in to one customer only is one span from its first login
+-- (nearly all): the windows order the logins of those that changed customers
 create temp table followed as with l as (
     select coalesce(e.cookie_id, e.device_id) client_id, k.customer_key, e.event_ts
     from client_events e join account_keys k on k.id_value = cast(e.user_id as varchar)
     where coalesce(e.cookie_id, e.device_id) is not null),
-  last_at as (select * from (select *, lead(event_ts) over w nt from l window w as (
+  spans as (select client_id, min(customer_key) customer_key, max(customer_key) other,
+    min(event_ts) valid_from from l group by all),
+  many as (select * from l semi join (select client_id from spans
+    where other <> customer_key) using (client_id)),
+  last_at as (select * from (select *, lead(event_ts) over w nt from many window w as (
     partition by client_id order by event_ts, customer_key)) where nt is null or nt <> event_ts),
   starts as (select * from (select *, lag(customer_key) over w b from last_at window w as (
     partition by client_id order by event_ts, customer_key)) where b is null or b <> customer_key)
   select 'client_id' id_kind, client_id id_value, customer_key, event_ts valid_from,
   lead(event_ts) over (partition by client_id order by event_ts, customer_key) valid_to
-  from starts;
+  from starts
+  union all select 'client_id', client_id, customer_key, valid_from, null from spans
+  where other = customer_key;
 create temp table anon_known as select distinct id_value, customer_key from identity_map
   where anonymous and id_kind = 'client_id';
 delete from anon_known where (select count(*) from (select * from anon_known limit 8) s
@@ -382,9 +394,8 @@ def files_view(con: duckdb.DuckDBPyConnection, view: str, files: list[str] | Non
     """View ``view`` of ``columns`` ("name TYPE, …") read from a table's Parquet ``files``; an
     empty table of them when there are none (a table not yet written reads as empty)."""
     if files:
-        con.sql(f"create view {view} as select {', '.join(_names(columns))} from read_parquet("
-                f"{files!r}, "
-                "union_by_name = true)")
+        con.sql(f"create view {view} as select {', '.join(_names(columns))} from "
+                f"{parquet_scan(files)}")
     else:
         con.sql(f"create table {view} ({columns})")
 
@@ -399,7 +410,8 @@ class Scope:
 
 
 # what an incremental run reads as new since the last: view -> table, its columns
-FRESH = {"fresh_events": ("silver.events", "cookie_id VARCHAR, device_id VARCHAR"),
+FRESH = {"fresh_events": ("silver.events", "user_id VARCHAR, cookie_id VARCHAR, "
+                          "device_id VARCHAR"),
          "fresh_consents": (CONSENTS, "subject_hash VARCHAR"),
          "fresh_raw": (CUSTOMERS_RAW, "record_key VARCHAR"),
          "fresh_raw_pii": (CUSTOMERS_RAW_PII, "record_key VARCHAR")}
@@ -453,7 +465,7 @@ def fresh_view(con: duckdb.DuckDBPyConnection, view: str, files: list[str] | Non
     if not files:
         con.sql(f"create table {view} ({columns})")
         return
-    read = f"read_parquet({files!r}, union_by_name = true)"
+    read = parquet_scan(files)
     lineage = {"_source", "_batch_id"} <= set(con.sql(f"select * from {read} limit 0").columns)
     con.sql(f"create view {view} as select {', '.join(_names(columns))} from {read} "
             f"where {since_condition(marks) if lineage else 'true'}")
@@ -571,8 +583,7 @@ def _rewritten(con: duckdb.DuckDBPyConnection, files: list[str], table: str, sco
     the rows outside ``scope`` as they are, the new rows inside it, a new row equal to one
     written keeping that row's stamps (what Lakehouse.sync does)."""
     new = f"new_{table}"
-    con.sql(f"create or replace temp view _written as select * from read_parquet({files!r}, "
-            "union_by_name = true)")
+    con.sql(f"create or replace temp view _written as select * from {parquet_scan(files)}")
     columns = [c for c, *_ in con.sql(f"describe {new}").fetchall()]
     stamped = "run_id" in [c for c, *_ in con.sql("describe _written").fetchall()]
     fresh = f"select n.* from {new} n semi join {scope}"

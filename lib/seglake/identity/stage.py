@@ -46,6 +46,7 @@ from seglake.identity.incremental import (
     batch_marks,
     changed_customers,
     changed_settings,
+    fresh_clients,
     in_scope,
     link_batch,
     map_scope,
@@ -58,7 +59,7 @@ from seglake.identity.linkage import ID, chosen_engine, link
 from seglake.identity.local_batch import batch_linkage, local_link_batch
 from seglake.identity.local_sql import Scope, as_declared, as_spark, post_linkage, readable
 from seglake.identity.stitching import RECORD, current, identity_map
-from seglake.lakehouse import Lakehouse
+from seglake.lakehouse import Lakehouse, parquet_scan
 from seglake.models import latest_model, record_model
 from seglake.privacy import pseudonymization_key
 from seglake.runlog import RunLog, utc_now
@@ -131,11 +132,11 @@ def local_records(lakehouse: Lakehouse, records: DataFrame,
     if duckdb.sql(f"select count(*) from read_parquet({raw!r})").fetchall()[0][0] \
             > config.local_max_records:
         return None
-    from_pii = set(lakehouse.read(CUSTOMERS_RAW_PII).columns) - set(PII_LEFT)
+    from_pii = set(lakehouse.columns(CUSTOMERS_RAW_PII)) - set(PII_LEFT)
     columns = ", ".join(f'{"p" if c in from_pii and c != "record_key" else "r"}."{c}"'
                         for c in records.columns)
-    return (f"select {columns} from read_parquet({raw!r}, union_by_name = true) r join "
-            f"read_parquet({pii!r}, union_by_name = true) p using (record_key)")
+    return (f"select {columns} from {parquet_scan(raw)} r join {parquet_scan(pii)} p "
+            "using (record_key)")
 
 
 def graph_base(lakehouse: Lakehouse, config: IdentityConfig,
@@ -298,13 +299,10 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
     scope = None
     if local is None and base is not None and linkage.touched is not None:
         # the map rows the batch can change: derived again, every other row kept
-        client = F.coalesce("cookie_id", "device_id").alias("id_value")
-        if events is None:
-            new_clients = spark.createDataFrame([], "id_value STRING")
-        else:
-            new_clients = since(events, before.get("event_batches")).select(client)
+        new_clients = spark.createDataFrame([], "id_value STRING") if events is None else \
+            fresh_clients(events, before.get("event_batches"), previous_map)
         scope = map_scope(previous_map, linkage.touched, records, emails, accounts,
-                          new_clients.where(F.col("id_value").isNotNull()))
+                          new_clients)
         log.info("resolve: %d identifiers in the incremental run's scope", scope.size)
     if events is not None and local is None:  # read once: every event's ids (in scope)
         events = events.select("user_id", F.coalesce("cookie_id", "device_id")
@@ -373,10 +371,11 @@ def run_resolve(spark: SparkSession, config: SeglakeConfig,
         crm = Deferred(lambda: as_spark(spark, local.customers_pii, CUSTOMERS_PII).persist())
         customers = Deferred(lambda: stamped(as_spark(spark, local.customers, CUSTOMERS)
                                              .select(*CUSTOMER_COLUMNS)))
+        golden_pii = Deferred(lambda: crm.select(*PII_COLUMNS))
     else:
         customers, crm = golden_customers(records, of_changed(new_map), consents, ident)
         customers = stamped(customers.select(*CUSTOMER_COLUMNS))
-    golden_pii = Deferred(lambda: crm.select(*PII_COLUMNS))
+        golden_pii = crm.select(*PII_COLUMNS)
     moved = None  # the key changes, unless the driver found them
     if local is None:
         moved = key_changes(previous_in, derived_now, links,

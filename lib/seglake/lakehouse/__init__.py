@@ -34,6 +34,7 @@ __all__ = [
     "TableNotFoundError",
     "Txn",
     "make_backend",
+    "parquet_scan",
 ]
 
 if TYPE_CHECKING:
@@ -61,6 +62,12 @@ def make_backend(spark: SparkSession, choice: str = "auto") -> Backend:
     from seglake.lakehouse.delta_rs import DeltaRsBackend
 
     return DeltaRsBackend(spark)
+
+
+def parquet_scan(files: list[str]) -> str:
+    """DuckDB's read of a table's Parquet ``files`` (Lakehouse.local_files), columns matched by
+    name: files written before a schema grew lack its new columns."""
+    return f"read_parquet({files!r}, union_by_name = true)"
 
 
 class Lakehouse:

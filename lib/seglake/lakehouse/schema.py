@@ -141,3 +141,15 @@ def conform_arrow(table: Any, target: T.StructType, name: str) -> Any:
             raise SchemaMismatchError(f"{name}: a NULL in a non-null column ({field.name})")
         columns.append(column)
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def arrow_rows(rows: list[tuple[Any, ...]], ddl: str) -> Any:
+    """Rows made in the driver (tuples in the order of ``ddl``'s columns) as Arrow of its
+    types: a Lakehouse write of them is one commit with no Spark job (naive datetimes are UTC,
+    as the session's time zone reads them)."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    schema = to_arrow_schema(T.StructType.fromDDL(ddl), timezone="UTC")
+    return pa.Table.from_pylist([dict(zip(schema.names, row, strict=True)) for row in rows],
+                                schema=schema)

@@ -27,6 +27,7 @@ from pyspark.sql import functions as F
 from seglake.config import QualityConfig
 from seglake.declarations import QUALITY_RESULTS, declared
 from seglake.lakehouse import Lakehouse
+from seglake.lakehouse.schema import arrow_rows
 from seglake.tables import Expectation, Registry, registry
 
 log = logging.getLogger(__name__)
@@ -271,9 +272,7 @@ class QualityGate:
         rows = [row for v in self.validations for row in v.rows(self.run_id)]
         if not rows:
             return
-        spark = self.lakehouse.spark
-        self.lakehouse.append(QUALITY_RESULTS, spark.createDataFrame(
-            rows, declared(QUALITY_RESULTS).ddl))
+        self.lakehouse.append(QUALITY_RESULTS, arrow_rows(rows, declared(QUALITY_RESULTS).ddl))
         if self.config.data_docs:
             data_docs(self.validations, self.docs_dir, self.run_id)
             log.info("quality: GX Data Docs in %s", self.docs_dir / "index.html")
