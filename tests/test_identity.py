@@ -693,6 +693,20 @@ def test_batch_marks_read_from_the_files_equal_the_spark_job(spark, tmp_path, mo
                                                    "silver.unmarked", "silver.absent")}
     assert in_driver == {"silver.marked": {"web": 7, "crm": 2, None: 1}, "silver.empty": {},
                          "silver.unmarked": None, "silver.absent": None}
+    # a driver read of the rows since the marks opens the files that may hold them only:
+    # one file per batch and source (as refine appends them), the seen ones left out
+    import duckdb
+
+    from seglake.identity.local_sql import since_condition
+
+    for batch in [("web", 3, "a"), ("crm", 2, "c"), ("web", 7, "b"), ("web", 8, "e"),
+                  ("app", 1, "f")]:
+        lake.append("silver.batched", spark.createDataFrame([batch], rows.schema))
+    since = since_condition({"web": 7, "crm": 2})
+    fresh = lake.local_files("silver.batched", since)
+    assert len(fresh) == 2 and len(lake.local_files("silver.batched")) == 5
+    assert sorted(duckdb.sql(f"select v from read_parquet({fresh!r}) where {since}")
+                  .fetchall()) == [("e",), ("f",)]
     monkeypatch.setattr(lake, "local_files", lambda name: None)  # a backend without files
     assert {n: batch_marks(lake, n) for n in in_driver} == in_driver
 

@@ -346,6 +346,24 @@ def test_email_and_phone_variants_hash_alike(spark):
     assert {r["p"] for r in out} == {hmac_hex("+33612345678")}
 
 
+def test_the_duckdb_keyed_hash_is_the_hmac_for_keys_of_every_length():
+    """The driver's SQL hashes (keys of new customers and anonymous visitors) must be those
+    Spark and Python make: RFC 2104 pads a short key and hashes one over 64 bytes first."""
+    import duckdb
+
+    from seglake.privacy import keyed_digest, keyed_hash_macro
+
+    texts = ["client:ck-1", "", "Gwenaëlle|日本", "x" * 200, None]
+    for key in (TEST_KEY.encode(), b"k", bytes(range(64)), bytes(range(100))):
+        con = duckdb.connect()
+        keyed_hash_macro(con, key)
+        found = [r[0] for r in con.execute("select keyed_hash(t) from unnest($texts) u(t)",
+                                           {"texts": texts}).fetchall()]
+        assert found == [None if t is None else keyed_digest(t, key) for t in texts], key
+        assert found[0] == hmac.new(key, b"client:ck-1", hashlib.sha256).hexdigest()
+        con.close()
+
+
 def test_the_key_comes_from_the_environment_or_demo_mode_says_so(caplog):
     with pytest.raises(PrivacyError, match=KEY_VARIABLE):
         pseudonymization_key(PrivacyConfig(), environ={})

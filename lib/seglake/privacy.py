@@ -11,6 +11,7 @@ import hmac
 import logging
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame
@@ -18,6 +19,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
 from seglake.config import PrivacyConfig
+
+if TYPE_CHECKING:
+    import duckdb
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +108,18 @@ def e164_phone(phone: Column, region: str) -> Column:
 def keyed_digest(text: str, key: bytes) -> str:
     """HMAC-SHA256 of the UTF-8 text, hex: what keyed_hash computes, for one value."""
     return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def keyed_hash_macro(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
+    """Macro ``keyed_hash(text)`` on a DuckDB connection: keyed_digest in SQL (HMAC per RFC
+    2104 over sha256), no Python call per value. The key's pads are bound as parameters into
+    a temp table, never written into SQL text."""
+    block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+    con.execute("create or replace temp table _keyed_pads as select $inner::blob i, "
+                "$outer::blob o", {"inner": bytes(b ^ 0x36 for b in block),
+                                    "outer": bytes(b ^ 0x5C for b in block)})
+    con.sql("create or replace temp macro keyed_hash(text) as sha256((select o from "
+            "_keyed_pads) || unhex(sha256((select i from _keyed_pads) || encode(text))))")
 
 
 def keyed_hash(value: Column, key: bytes) -> Column:

@@ -42,7 +42,7 @@ from seglake.declarations import (
 )
 from seglake.identity.golden import ATTRIBUTES, PII_COLUMNS
 from seglake.lakehouse import Lakehouse, parquet_scan
-from seglake.privacy import keyed_digest
+from seglake.privacy import keyed_hash_macro
 from seglake.session import arrow_frame
 
 if TYPE_CHECKING:
@@ -458,17 +458,20 @@ def since_condition(marks: dict[str, int] | None) -> str:
     return f"not (false{seen})"
 
 
-def fresh_view(con: duckdb.DuckDBPyConnection, view: str, files: list[str] | None,
+def fresh_view(con: duckdb.DuckDBPyConnection, view: str, lakehouse: Lakehouse, name: str,
                columns: str, marks: dict[str, int] | None) -> None:
-    """View ``view`` of ``columns`` of a table's rows in batches after ``marks`` (all of them
-    when its rows carry no lineage: incremental.since)."""
+    """View ``view`` of ``columns`` of table ``name``'s rows in batches after ``marks`` (all
+    of them when its rows carry no lineage: incremental.since), read from the files that may
+    hold such rows only (their statistics: a file per batch and source, most of them seen)."""
+    lineage = lakehouse.exists(name) and \
+        {"_source", "_batch_id"} <= set(lakehouse.columns(name))
+    condition = since_condition(marks) if lineage else "true"
+    files = lakehouse.local_files(name, None if condition == "true" else condition)
     if not files:
         con.sql(f"create table {view} ({columns})")
         return
-    read = parquet_scan(files)
-    lineage = {"_source", "_batch_id"} <= set(con.sql(f"select * from {read} limit 0").columns)
-    con.sql(f"create view {view} as select {', '.join(_names(columns))} from {read} "
-            f"where {since_condition(marks) if lineage else 'true'}")
+    con.sql(f"create view {view} as select {', '.join(_names(columns))} from "
+            f"{parquet_scan(files)} where {condition}")
 
 
 def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
@@ -493,18 +496,12 @@ def post_linkage(lakehouse: Lakehouse, clusters: pa.Table, key: bytes,
             files_view(con, name.split(".")[1], lakehouse.local_files(name)
                        if inherit or name != IDENTITY_MAP else None, columns)
         con.register("clusters", clusters.select(["record_key", "group"]))
-
-        def keyed(values: pa.Array) -> pa.Array:
-            return pa.array([None if v is None else keyed_digest(v, key)
-                             for v in values.to_pylist()], pa.string())
-
-        con.create_function("keyed_hash", keyed, ["VARCHAR"], "VARCHAR", type="arrow")
+        keyed_hash_macro(con, key)
         con.sql(SEEN_SQL)
         if scoped:
             con.register("touched", scope.touched.select(["record_key"]))
             for view, (name, columns) in FRESH.items():
-                fresh_view(con, view, lakehouse.local_files(name), columns,
-                           scope.marks.get(name))
+                fresh_view(con, view, lakehouse, name, columns, scope.marks.get(name))
         for statement in (SCOPE_SQL if scoped else WHOLE_SQL).split(";"):
             con.sql(statement)
         for statement in MAP_SQL.format(in_scope=IN_SCOPE if scoped else "",

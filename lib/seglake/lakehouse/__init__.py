@@ -153,10 +153,11 @@ class Lakehouse:
         delta-rs backend)."""
         return self.backend.columns(self.path(name))
 
-    def local_files(self, name: str) -> list[str] | None:
+    def local_files(self, name: str, where: str | None = None) -> list[str] | None:
         """The Parquet files of ``name``'s current version for a reader in the driver
-        (DuckDB), or None when the backend cannot hand them out (see Backend.local_files)."""
-        return self.backend.local_files(self.path(name)) if self.exists(name) else None
+        (DuckDB), or None when the backend cannot hand them out (see Backend.local_files);
+        with ``where``, only those that may hold a row where it holds (file statistics)."""
+        return self.backend.local_files(self.path(name), where) if self.exists(name) else None
 
     def read(self, name: str, version: int | None = None) -> DataFrame:
         """The table at its latest version, or at ``version`` (time travel)."""

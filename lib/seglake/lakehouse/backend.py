@@ -105,10 +105,11 @@ class Backend(ABC):
         """The table's column names (its schema, without reading it where the backend can)."""
         return self.read(path).columns
 
-    def local_files(self, path: str) -> list[str] | None:
+    def local_files(self, path: str, where: str | None = None) -> list[str] | None:
         """The Parquet files of the table's current version, when reading them whole (no
         deletion vectors, no column mapping to apply) gives its rows and the driver sees them;
-        None when only Spark can read the table."""
+        None when only Spark can read the table. With ``where`` (SQL), those whose statistics
+        say they may hold a row where it holds: a reader still filters their rows."""
         return None
 
     def expire_history(self, path: str) -> None:

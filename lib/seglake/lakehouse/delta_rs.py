@@ -188,9 +188,11 @@ class DeltaRsBackend(Backend):
     def columns(self, path: str) -> list[str]:
         return spark_schema(self._require(path)).names
 
-    def local_files(self, path: str) -> list[str] | None:
+    def local_files(self, path: str, where: str | None = None) -> list[str] | None:
         # read() scans the same files, whole: this backend writes no deletion vectors
-        return [f.local for f in self._files(self._require(path))]
+        table = self._require(path)
+        files = self._files(table)
+        return [f.local for f in (self._prune(table, files, where) if where else files)]
 
     # -- writing files -----------------------------------------------------------------------
     def _write_files(
