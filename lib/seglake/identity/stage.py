@@ -129,7 +129,7 @@ def local_records(lakehouse: Lakehouse, records: DataFrame,
         return None
     import duckdb
 
-    if duckdb.sql(f"select count(*) from read_parquet({raw!r})").fetchall()[0][0] \
+    if duckdb.sql(f"select count(*) from {parquet_scan(raw)}").fetchall()[0][0] \
             > config.local_max_records:
         return None
     from_pii = set(lakehouse.columns(CUSTOMERS_RAW_PII)) - set(PII_LEFT)
