@@ -524,6 +524,34 @@ def test_vacuum_deletes_files_no_version_needs(spark, lakehouse):
         lakehouse.read("silver.vac", version=0).count()
 
 
+def test_reads_follow_other_writers_and_a_table_made_again(spark, lakehouse, tmp_path):
+    """Snapshots kept between calls (delta-rs) never serve a stale table: a commit by another
+    writer, a table dropped and created again under the same path with fewer versions, and one
+    restored from a copy are each read as they now are."""
+    import shutil
+
+    from deltalake import write_deltalake
+
+    name = "silver.again"
+    for n in (3, 4, 5):
+        lakehouse.append(name, spark.range(n).coalesce(1))
+    assert lakehouse.read(name).count() == 12 and lakehouse.version(name) == 2
+    root = lakehouse.path(name).removeprefix("file:")
+    write_deltalake(root, pa.table({"id": pa.array([100], pa.int64())}), mode="append")
+    assert lakehouse.version(name) == 3 and lakehouse.read(name).count() == 13
+    assert len(lakehouse.local_files(name)) == 4
+    copy = str(tmp_path / "copy")
+    shutil.copytree(root, copy)
+    shutil.rmtree(root)
+    assert not lakehouse.exists(name)
+    lakehouse.append(name, spark.range(7).coalesce(1))  # made again: version 0
+    assert lakehouse.version(name) == 0 and lakehouse.read(name).count() == 7
+    assert len(lakehouse.local_files(name)) == 1
+    shutil.rmtree(root)
+    shutil.copytree(copy, root)  # the old table back, its versions as they were
+    assert lakehouse.version(name) == 3 and lakehouse.read(name).count() == 13
+
+
 # ------------------------------------------------------------------- delta-rs on a cluster
 
 def test_delta_rs_refuses_an_object_store_before_any_work(spark, tmp_path):
