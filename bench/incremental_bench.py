@@ -31,7 +31,6 @@ from seglake.lakehouse import Lakehouse
 from seglake.refine import run_refine
 from seglake.session import get_spark
 
-
 CRM_SOURCES = ("crm_eshop", "crm_loyalty", "products")  # land for the whole step
 
 
@@ -44,7 +43,7 @@ def held_back(config, first: dt.date) -> int:
     """Remove the landing files of every source but the CRM's (and products) dated ``first``
     or later; returns how many."""
     removed = 0
-    for name, source in SOURCES.items():
+    for name in SOURCES:
         if name in CRM_SOURCES:
             continue
         for path in Path(config.landing.root, name).glob(f"{name}_*"):
