@@ -54,7 +54,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest_refine_bench.py --scale medium
 	$(BIN)/python bench/identity_bench.py --scales small,medium
 	$(BIN)/python bench/register_bench.py --persons 6000
-	$(BIN)/python bench/incremental_bench.py --scale medium --days 60 --extra 2
+	$(BIN)/python bench/incremental_bench.py --scale medium --days 60 --extra 1 --step 19
+	$(BIN)/python bench/incremental_bench.py --scale medium --days 60 --extra 1 --step 19 \
+	  --event-days 1 --out bench/out/incremental-1day
 	$(BIN)/python bench/identity_map_bench.py --lakehouse bench/out/incremental/lakehouse
 	$(BIN)/python bench/features_bench.py --scale medium
 	$(BIN)/python bench/segments_bench.py --scale medium

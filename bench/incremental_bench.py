@@ -6,6 +6,11 @@ Usage: python bench/incremental_bench.py [--scale small] [--days 60] [--extra 3]
 Prints per day the batch, the time and the keys kept; at the end pairwise precision and recall
 of both against the demo truth, the share of unchanged records that kept their key, and the
 cost ratio incremental / full (target: a 1% batch costs at most 10% of a full resolve).
+
+The demo world changes about 57 CRM records a day at medium, so a 1% batch (--step 19) brings
+19 days of events, orders and emails with it; --event-days 1 holds back all but the first day
+of those (the CRM's files come for every day), as a retailer whose CRM changes 1% a day gets
+them.
 """
 
 from __future__ import annotations
