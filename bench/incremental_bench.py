@@ -87,10 +87,10 @@ def main() -> None:
         spec = resolve_scale(args.scale, days=day)
         world(spark, config, spec)
         if day > args.days and args.event_days is not None:
-            held = held_back(config, spec.start + dt.timedelta(days=day - args.step
-                                                                + args.event_days))
-            print(f"day {day}: {held} landing files of the days after "
-                  f"{day - args.step + args.event_days - 1} held back (not CRM)")
+            last = day - args.step + args.event_days - 1  # the step's last day of events
+            held = held_back(config, spec.start + dt.timedelta(days=last + 1))
+            print(f"day {day}: {held} landing files of the days after {last} held back "
+                  "(not CRM)")
         run_ingest(spark, config)
         run_refine(spark, config)
         before = record_keys(lakehouse) if day > args.days else None

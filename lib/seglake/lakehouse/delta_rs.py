@@ -91,11 +91,15 @@ def _local(path: str) -> str:
 _SNAPSHOTS: dict[str, tuple[DeltaTable, tuple[int, int, int] | None]] = {}
 
 
+def _commit_file(root: str, version: int) -> str:
+    return os.path.join(root, "_delta_log", f"{version:020d}.json")
+
+
 def _commit_stamp(root: str, version: int) -> tuple[int, int, int] | None:
     """Inode, size and mtime of a commit's file: another file under the same name means the
     table was dropped and created again (None: no such file)."""
     try:
-        st = os.stat(os.path.join(root, "_delta_log", f"{version:020d}.json"))
+        st = os.stat(_commit_file(root, version))
     except OSError:
         return None
     return st.st_ino, st.st_size, st.st_mtime_ns
@@ -111,7 +115,7 @@ def _latest_known(root: str) -> DeltaTable | None:
     version = table.version()
     if stamp is None or _commit_stamp(root, version) != stamp:
         return None
-    if os.path.exists(os.path.join(root, "_delta_log", f"{version + 1:020d}.json")):
+    if os.path.exists(_commit_file(root, version + 1)):
         try:
             table.update_incremental()
         except Exception:  # the log moved under us: load it again
